@@ -1,0 +1,255 @@
+"""The one HTTP layer every adapter uses.
+
+It owns what every vendor call needs and no adapter should write again: an `httpx.AsyncClient`
+with explicit timeouts, short in-call retries (tenacity, at most 3, full jitter, only where a
+retry is safe), a per-credential rate limiter fed by the vendor's headers, the status -> error
+class table of `connector.errors`, the vendor request id, and a redacted record of each call for
+the event log and metrics (`on_call`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json as jsonlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from connector.errors import ErrorClass, RateLimitedError, VendorError, classify_status, error_for
+from connector.redact import DEFAULT as DEFAULT_REDACTOR
+from connector.redact import Redactor
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
+MAX_RATE_WAIT_S = 2.0  # longer waits are not slept: the call raises RateLimitedError instead
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class RateLimiter:
+    """Paces one credential's calls and stops them while the vendor says the budget is spent.
+
+    `per_minute` spaces calls evenly; `note(remaining, reset_after)` feeds the vendor's headers so a
+    near-empty budget slows us before a 429 does. Shared by every adapter using the credential.
+    """
+
+    def __init__(self, per_minute: float | None = None):
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next_slot = 0.0
+        self.blocked_until = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_slot, self.blocked_until)
+            wait = start - now
+            if wait > MAX_RATE_WAIT_S:
+                raise RateLimitedError("rate limit budget spent; rescheduling", retry_after=wait)
+            self._next_slot = start + self.interval
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def block_for(self, seconds: float) -> None:
+        self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
+
+    def note(self, remaining: int | None, reset_after: float | None) -> None:
+        if remaining is not None and remaining <= 0 and reset_after:
+            self.block_for(reset_after)
+
+
+_limiters: dict[str, RateLimiter] = {}
+
+
+def limiter_for(vendor: str, credential: str, per_minute: float | None) -> RateLimiter:
+    """The process-wide limiter of one credential (keyed by a hash, never the secret itself)."""
+    key = vendor + ":" + hashlib.sha256(credential.encode()).hexdigest()[:16]
+    if key not in _limiters:
+        _limiters[key] = RateLimiter(per_minute)
+    return _limiters[key]
+
+
+@dataclass
+class CallRecord:
+    """One vendor call, redacted: what the event log stores and metrics count."""
+
+    vendor: str
+    method: str
+    url: str
+    status: int | None
+    request_id: str
+    duration_ms: float
+    request_body: Any = None
+    response_body: Any = None
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+OnCall = Callable[[CallRecord], Awaitable[None] | None]
+
+
+class HttpClient:
+    """A vendor's HTTP client. Adapters subclass nothing: they pass small hooks.
+
+    - `error_message(response)` -> the vendor's readable message for an error response;
+    - `retry_after(response)` -> seconds to wait, from whatever header the vendor uses;
+    - `rate_headers(response)` -> (remaining, reset_after) to feed the limiter.
+    """
+
+    def __init__(
+        self,
+        vendor: str,
+        base_url: str,
+        *,
+        headers: dict[str, str],
+        request_id_header: str = "",
+        limiter: RateLimiter | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        error_message: Callable[[httpx.Response], str] | None = None,
+        retry_after: Callable[[httpx.Response], float | None] | None = None,
+        rate_headers: Callable[[httpx.Response], tuple[int | None, float | None]] | None = None,
+        redactor: Redactor | None = None,
+        on_call: OnCall | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_attempts: int = 3,
+    ):
+        self.vendor = vendor
+        self.request_id_header = request_id_header
+        self.limiter = limiter or RateLimiter(None)
+        self._error_message = error_message or _default_error_message
+        self._retry_after = retry_after or (lambda r: parse_retry_after(r.headers.get("Retry-After")))
+        self._rate_headers = rate_headers
+        self.redactor = redactor or DEFAULT_REDACTOR
+        self.on_call = on_call
+        self.max_attempts = max_attempts
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Accept": "application/json", **headers},
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotent: bool | None = None,
+        ok: tuple[int, ...] = (200, 201, 204),
+    ) -> httpx.Response:
+        """Send one call (with short retries when safe); return the response or raise VendorError."""
+        if idempotent is None:
+            idempotent = method.upper() in ("GET", "HEAD", "PUT", "DELETE")
+
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, VendorError) and exc.error_class is ErrorClass.transient and (
+                idempotent or exc.not_sent
+            )
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_random_exponential(multiplier=0.1, max=2.0),
+            retry=retry_if_exception(retryable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._once(method, path, json=json, params=params, idempotent=idempotent, ok=ok)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(self, method, path, *, json, params, idempotent, ok) -> httpx.Response:
+        await self.limiter.acquire()
+        started = time.perf_counter()
+        url = path
+        response: httpx.Response | None = None
+        error: VendorError | None = None
+        try:
+            response = await self.client.request(method, path, json=json, params=params)
+            url = str(response.request.url)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached the vendor: always safe to retry.
+            error = error_for(ErrorClass.transient, f"cannot connect: {exc!r}", vendor=self.vendor, not_sent=True)
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            cls = ErrorClass.transient if idempotent else ErrorClass.in_doubt
+            error = error_for(cls, f"no answer: {type(exc).__name__}", vendor=self.vendor)
+        duration = (time.perf_counter() - started) * 1000
+        request_id = response.headers.get(self.request_id_header, "") if response is not None and self.request_id_header else ""
+        if response is not None:
+            if self._rate_headers:
+                remaining, reset_after = self._rate_headers(response)
+                self.limiter.note(remaining, reset_after)
+            if response.status_code not in ok:
+                cls = classify_status(response.status_code, idempotent=idempotent)
+                retry_after = self._retry_after(response)
+                if cls is ErrorClass.rate_limited:
+                    retry_after = retry_after if retry_after is not None else 60.0
+                    self.limiter.block_for(retry_after)
+                error = error_for(
+                    cls,
+                    self._error_message(response),
+                    vendor=self.vendor,
+                    status=response.status_code,
+                    request_id=request_id,
+                    retry_after=retry_after,
+                )
+        await self._record(method, url, json, response, request_id, duration, error)
+        if error is not None:
+            raise error
+        assert response is not None
+        return response
+
+    async def _record(self, method, url, body, response, request_id, duration, error) -> None:
+        if self.on_call is None:
+            return
+        response_body: Any = None
+        if response is not None and response.content:
+            try:
+                response_body = response.json()
+            except ValueError:
+                response_body = response.text[:2000]
+        record = CallRecord(
+            vendor=self.vendor,
+            method=method,
+            url=self.redactor.text(url),
+            status=response.status_code if response is not None else None,
+            request_id=request_id,
+            duration_ms=round(duration, 1),
+            request_body=self.redactor.data(body),
+            response_body=self.redactor.data(response_body),
+            error=self.redactor.text(str(error)) if error else "",
+        )
+        result = self.on_call(record)
+        if asyncio.iscoroutine(result):
+            await result
+
+
+def _default_error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text or response.reason_phrase or f"HTTP {response.status_code}")[:500]
+    return jsonlib.dumps(body)[:500]
