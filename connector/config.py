@@ -1,0 +1,324 @@
+"""The config file: TOML with `${ENV}` interpolation, validated into pydantic models.
+
+Every error names the file, the key path (`merchants[0].ultracart.api_key`) and what is wrong,
+because an operator at 3 a.m. should not have to guess which of forty merchants has the typo.
+The warehouse block is validated by the adapter's own `Config` model, found by entry point.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from adapters.base import AdapterConfig, UnknownAdapter, WarehouseAdapter, load_adapter
+from connector.errors import ConfigError
+from mappings.inventory import InventoryRules
+from mappings.rules import OrderRules
+from mappings.skus import AliasFileError, SkuMap, load_alias_csv
+
+DEFAULT_PATH = "connector.toml"
+SERVICES = ("order_download", "order_delivery", "shipment_upload", "inventory_upload")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def parse_duration(value: str | int | float) -> float:
+    """'30s', '5m', '1h', '1d' or a number of seconds -> seconds."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError(f"not a duration: {value!r} (use e.g. '30s', '5m', '1h')")
+        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DaemonConfig(_Strict):
+    database_url: str = "sqlite:///connector.db"
+    listen: str = "127.0.0.1:8080"
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    event_log_days: int = Field(14, ge=1)
+    delivery_concurrency: int = Field(8, ge=1, le=64)
+
+
+class AlertsConfig(_Strict):
+    email_to: list[str] = Field(default_factory=list)
+    email_from: str = "connector@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    digest_minutes: int = Field(15, ge=1)
+
+
+class UltraCartConfig(_Strict):
+    merchant_id: str
+    api_key: str = Field(min_length=1)
+    distribution_center: str = Field(min_length=1)
+    base_url: str = "https://secure.ultracart.com/rest/v2"
+    webhook_username: str = ""
+    webhook_password: str = ""
+    rate_per_minute: float | None = None
+
+
+class ScheduleConfig(_Strict):
+    order_download: float = 300
+    order_delivery: float = 60
+    shipment_upload: float = 900
+    inventory_upload: float = 3600
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class OrdersConfig(_Strict):
+    earliest_order_date: date | None = None
+    reject_unmapped_ship_methods: bool = True
+    require_ship_address: bool = True
+    skip_test_orders: bool = False
+    hold_minutes: int = Field(0, ge=0)
+    default_ship_method: str | None = None
+
+
+class RetryConfig(_Strict):
+    max_attempts: int = Field(10, ge=1)
+    max_retry_hours: float = Field(24, gt=0)
+    base_seconds: float = Field(30, gt=0)
+    max_backoff_minutes: float = Field(60, gt=0)
+
+
+class SkusConfig(_Strict):
+    aliases_file: str | None = None
+    aliases: dict[str, str] = Field(default_factory=dict)
+    kits: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+
+class InventoryConfig(_Strict):
+    enabled: bool = True
+    warehouses: Literal["all"] | list[str] = "all"
+    exclude_warehouses: list[str] = Field(default_factory=list)
+    push_by_alias: bool = True
+    minimum_level: int = Field(0, ge=0)
+    buffer: int = Field(0, ge=0)
+    percent: int = Field(100, ge=0, le=100)
+    max_quantity: int = Field(0, ge=0)
+    subtract_in_flight: bool = True
+    full_push_hours: float = Field(24, gt=0)
+
+
+class ShipmentsConfig(_Strict):
+    post_tracking: Literal["when_complete", "each_shipment"] = "when_complete"
+    allow_blank_tracking: bool = False
+    overlap_minutes: int = Field(60, ge=0)
+    lookback_days: int = Field(14, ge=1)
+
+
+class MerchantConfig(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    enabled: bool = True
+    email_to: list[str] = Field(default_factory=list)
+    ultracart: UltraCartConfig
+    warehouse: dict[str, Any]
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    orders: OrdersConfig = Field(default_factory=OrdersConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    ship_methods: dict[str, str] = Field(default_factory=dict)
+    skus: SkusConfig = Field(default_factory=SkusConfig)
+    inventory: InventoryConfig = Field(default_factory=InventoryConfig)
+    shipments: ShipmentsConfig = Field(default_factory=ShipmentsConfig)
+
+    _adapter: type[WarehouseAdapter] | None = PrivateAttr(None)
+    _warehouse_settings: AdapterConfig | None = PrivateAttr(None)
+    _file_aliases: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def adapter_class(self) -> type[WarehouseAdapter]:
+        assert self._adapter is not None, "config not resolved"
+        return self._adapter
+
+    @property
+    def warehouse_settings(self) -> AdapterConfig:
+        assert self._warehouse_settings is not None, "config not resolved"
+        return self._warehouse_settings
+
+    def sku_map(self) -> SkuMap:
+        """Aliases from the CSV file, then the inline ones (inline wins)."""
+        return SkuMap(aliases={**self._file_aliases, **self.skus.aliases}, kits=self.skus.kits)
+
+    def order_rules(self) -> OrderRules:
+        o = self.orders
+        return OrderRules(
+            earliest_order_date=o.earliest_order_date,
+            reject_unmapped_ship_methods=o.reject_unmapped_ship_methods,
+            require_ship_address=o.require_ship_address,
+            skip_test_orders=o.skip_test_orders,
+            hold_minutes=o.hold_minutes,
+            default_ship_method=o.default_ship_method,
+        )
+
+    def inventory_rules(self) -> InventoryRules:
+        i = self.inventory
+        return InventoryRules(
+            warehouses=i.warehouses,
+            exclude_warehouses=i.exclude_warehouses,
+            push_by_alias=i.push_by_alias,
+            minimum_level=i.minimum_level,
+            buffer=i.buffer,
+            percent=i.percent,
+            max_quantity=i.max_quantity,
+            subtract_in_flight=i.subtract_in_flight,
+        )
+
+
+class Config(_Strict):
+    """The whole file."""
+
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    merchants: list[MerchantConfig] = Field(default_factory=list)
+
+    _source: str = PrivateAttr("")
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def merchant(self, merchant_id: str) -> MerchantConfig:
+        for m in self.merchants:
+            if m.id == merchant_id:
+                return m
+        raise KeyError(merchant_id)
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the file, for redaction."""
+        out = [self.alerts.smtp_password]
+        for m in self.merchants:
+            out += [m.ultracart.api_key, m.ultracart.webhook_password]
+            if m._warehouse_settings is not None:
+                out += m._warehouse_settings.secrets()
+        return [s for s in out if s]
+
+
+def _path_str(loc: tuple[Any, ...], data: Any = None) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _interpolate(value: Any, path: str, file: str, env: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else k, file, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", file, env) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def sub(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(file, path, f"environment variable {name} is not set")
+
+        return _ENV.sub(sub, value)
+    return value
+
+
+def resolve_path(path: str | os.PathLike | None) -> Path:
+    """-c/--config, else $CONNECTOR_CONFIG, else ./connector.toml."""
+    return Path(path or os.environ.get("CONNECTOR_CONFIG") or DEFAULT_PATH)
+
+
+def load(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Config:
+    p = resolve_path(path)
+    file = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(file, "", "file not found (use -c/--config or $CONNECTOR_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(file, "", f"cannot read: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+    return from_dict(raw, file=file, base_dir=p.parent, env=env)
+
+
+def from_dict(raw: dict[str, Any], *, file: str = "<config>", base_dir: Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Validate an already-parsed config (the demo and tests build theirs in code)."""
+    raw = _interpolate(raw, "", file, dict(os.environ) if env is None else env)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        issues = [(_path_str(e["loc"]), _message(e)) for e in exc.errors()]
+        raise ConfigError(file, issues[0][0], "; ".join(f"{p}: {m}" if i else m for i, (p, m) in enumerate(issues))) from None
+    config._source = file
+    seen: dict[str, int] = {}
+    for i, m in enumerate(config.merchants):
+        where = f"merchants[{i}]"
+        if m.id in seen:
+            raise ConfigError(file, f"{where}.id", f"duplicate merchant id {m.id!r} (also merchants[{seen[m.id]}])")
+        seen[m.id] = i
+        _resolve_warehouse(m, f"{where}.warehouse", file)
+        if m.skus.aliases_file:
+            alias_path = Path(m.skus.aliases_file)
+            if not alias_path.is_absolute() and base_dir is not None:
+                alias_path = base_dir / alias_path
+            try:
+                m._file_aliases = load_alias_csv(alias_path.read_text(encoding="utf-8-sig"), source=str(alias_path))
+            except OSError as exc:
+                raise ConfigError(file, f"{where}.skus.aliases_file", f"cannot read {alias_path}: {exc.strerror}") from None
+            except AliasFileError as exc:
+                raise ConfigError(file, f"{where}.skus.aliases_file", str(exc)) from None
+    return config
+
+
+def _resolve_warehouse(m: MerchantConfig, where: str, file: str) -> None:
+    name = m.warehouse.get("adapter")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(file, f"{where}.adapter", "missing: name the warehouse adapter, e.g. adapter = \"shipbob\"")
+    try:
+        cls = load_adapter(name)
+    except UnknownAdapter as exc:
+        raise ConfigError(file, f"{where}.adapter", str(exc)) from None
+    try:
+        settings = cls.Config.model_validate(m.warehouse)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise ConfigError(file, f"{where}.{_path_str(e['loc'])}", _message(e)) from None
+    m._adapter = cls
+    m._warehouse_settings = settings
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = error.get("msg", "invalid")
+    if "input" in error and kind not in ("missing",) and not isinstance(error["input"], dict | list):
+        msg += f" (got {error['input']!r})"
+    return msg

@@ -1,0 +1,81 @@
+"""Inventory upload: warehouse stock -> the quantity pipeline (`mappings.inventory`) -> only the
+changed quantities posted to UltraCart (<= 500 per call), recorded only after UltraCart's 204.
+
+Never from a stale snapshot: in-flight units are read after the stock snapshot and include the
+orders that reached the warehouse while it was being read, so stock is never over-promised.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from connector.domain import WarehouseOrder
+from connector.errors import ErrorClass, VendorError
+from connector.failpoints import failpoint
+from connector.pipeline.context import ServiceContext, ServicePaused, ServiceThrottled
+from mappings.inventory import changes, compute
+from mappings.skus import SkuMap
+
+POST_BATCH = 500
+FULL_PUSH_CURSOR = "inventory_full_push"
+NO_INVENTORY = "disabled: the warehouse adapter has no inventory capability"
+
+
+def bought_units(order_jsons: list[str], skus: SkuMap) -> dict[str, int]:
+    """Units per store SKU of in-flight orders, counting a kit once: as its parent when the
+    config explodes it, else as the components UltraCart sent (as the order mapping does)."""
+    units: dict[str, int] = defaultdict(int)
+    for text in order_jsons:
+        lines = WarehouseOrder.model_validate_json(text).order.lines
+        exploded_parents = {ln.line_no for ln in lines if ln.kit and skus.kit_for(ln.sku) is not None}
+        has_components = {ln.parent_line_no for ln in lines if ln.kit_component}
+        for ln in lines:
+            if ln.kit_component and ln.parent_line_no in exploded_parents:
+                continue
+            if ln.kit and ln.line_no not in exploded_parents and ln.line_no in has_components:
+                continue
+            units[ln.sku] += int(ln.quantity)
+    return dict(units)
+
+
+async def upload_inventory(ctx: ServiceContext) -> dict[str, int]:
+    cfg = ctx.merchant.inventory
+    if not ctx.warehouse.capabilities.inventory:
+        await ctx.store.set_service_note(ctx.id, "inventory_upload", NO_INVENTORY)
+        return {"disabled": 1}
+    if not cfg.enabled:
+        await ctx.store.set_service_note(ctx.id, "inventory_upload", "disabled in the config ([merchants.inventory] enabled = false)")
+        return {"disabled": 1}
+    try:
+        return await _upload(ctx)
+    except VendorError as exc:
+        if exc.error_class is ErrorClass.configuration:
+            raise ServicePaused(str(exc)) from exc
+        if exc.error_class is ErrorClass.rate_limited:
+            raise ServiceThrottled(str(exc), exc.retry_after) from exc
+        raise
+
+
+async def _upload(ctx: ServiceContext) -> dict[str, int]:
+    cfg = ctx.merchant.inventory
+    skus = ctx.merchant.sku_map()
+    snapshot_started = ctx.now()
+    levels = await ctx.warehouse.stock_levels()
+    in_flight = bought_units(await ctx.store.in_flight_orders(ctx.id, since=snapshot_started), skus) if cfg.subtract_in_flight else {}
+    result = compute(levels, ctx.merchant.inventory_rules(), skus, in_flight)
+    last_full = await ctx.store.get_cursor(ctx.id, FULL_PUSH_CURSOR)
+    full = last_full is None or datetime.fromisoformat(last_full) < snapshot_started - timedelta(hours=cfg.full_push_hours)
+    todo = changes(result.quantities, await ctx.store.inventory_pushed(ctx.id), full=full)
+    stats = {"stock_rows": len(levels), "skus": len(result.quantities), "changed": len(todo), "inventory_posts": 0,
+             "clamped": sum(1 for t in result.traces.values() if t.clamped), "full_push": int(full)}
+    items = sorted(todo.items())
+    for i in range(0, len(items), POST_BATCH):
+        chunk = dict(items[i : i + POST_BATCH])
+        await ctx.cart.post_inventory([{"itemId": sku, "quantity": q} for sku, q in chunk.items()])
+        failpoint("after_inventory_post_before_record")
+        await ctx.store.record_pushed(ctx.id, chunk)
+        stats["inventory_posts"] += 1
+    if full:
+        await ctx.store.set_cursor(ctx.id, FULL_PUSH_CURSOR, snapshot_started.isoformat())
+    return stats

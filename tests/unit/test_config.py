@@ -1,0 +1,119 @@
+"""The config contract: a bad file exits 2 and names the file, the key path and the problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connector import config
+from connector.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {"ACME_ULTRACART_KEY": "uc-key", "ACME_SHIPBOB_TOKEN": "sb-token"}
+
+MINIMAL = """
+[[merchants]]
+id = "acme"
+[merchants.ultracart]
+merchant_id = "DEMO"
+api_key = "${ACME_ULTRACART_KEY}"
+distribution_center = "DFLT"
+[merchants.warehouse]
+adapter = "shipbob"
+token = "${ACME_SHIPBOB_TOKEN}"
+channel_id = 1
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "connector.toml"
+    p.write_text(text)
+    return p
+
+
+def test_example_config_is_valid_and_documents_every_section():
+    cfg = config.load(ROOT / "config.example.toml", env=ENV)
+    m = cfg.merchants[0]
+    assert m.id == "acme" and m.ultracart.api_key == "uc-key"
+    assert m.warehouse_settings.token == "sb-token"
+    assert m.schedule.order_download == 300 and m.schedule.inventory_upload == 3600
+    assert m.sku_map().aliases["Bone"] == "BONE-5LB"
+    assert "uc-key" in cfg.secrets() and "sb-token" in cfg.secrets()
+
+
+def test_defaults_fill_a_minimal_merchant(tmp_path):
+    cfg = config.load(write(tmp_path, MINIMAL), env=ENV)
+    m = cfg.merchants[0]
+    assert cfg.daemon.database_url == "sqlite:///connector.db"
+    assert m.orders.reject_unmapped_ship_methods is True
+    assert m.shipments.post_tracking == "when_complete"
+    assert m.inventory.minimum_level == 0
+
+
+@pytest.mark.parametrize(
+    "mutate, path, words",
+    [
+        (lambda t: t.replace('distribution_center = "DFLT"', 'distribution_centre = "DFLT"'), "merchants[0].ultracart.distribution_centre", "unknown key"),
+        (lambda t: t.replace('channel_id = 1', 'channel_id = 1\nchanel = 2'), "merchants[0].warehouse.chanel", "unknown key"),
+        (lambda t: t + "[merchants.orders]\nhold_minutes = \"soon\"\n", "merchants[0].orders.hold_minutes", "integer"),
+        (lambda t: t.replace('adapter = "shipbob"', 'adapter = "nowhere"'), "merchants[0].warehouse.adapter", "unknown warehouse adapter 'nowhere'"),
+        (lambda t: t + t.split("\n", 1)[1].replace("[[merchants]]", "[[merchants]]"), "merchants[1].id", "duplicate merchant id 'acme'"),
+        (lambda t: t.replace('id = "acme"', 'id = "Acme Inc"'), "merchants[0].id", "pattern"),
+        (lambda t: t + "[merchants.schedule]\norder_download = \"often\"\n", "merchants[0].schedule.order_download", "not a duration"),
+        (lambda t: t.replace('api_key = "${ACME_ULTRACART_KEY}"', 'api_key = "${NOT_SET_ANYWHERE}"'), "merchants[0].ultracart.api_key", "NOT_SET_ANYWHERE is not set"),
+        (lambda t: t.replace('[merchants.warehouse]\nadapter = "shipbob"\ntoken = "${ACME_SHIPBOB_TOKEN}"', '[merchants.warehouse]\nadapter = "shipbob"'), "merchants[0].warehouse.token", "missing"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, mutate, path, words):
+    p = write(tmp_path, mutate(MINIMAL))
+    with pytest.raises(ConfigError) as info:
+        config.load(p, env=ENV)
+    assert path in str(info.value)
+    assert words in str(info.value)
+    assert str(p) in str(info.value)
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(write(tmp_path, "[daemon\n"), env=ENV)
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(tmp_path / "nope.toml", env=ENV)
+
+
+def test_alias_file_is_read_relative_to_the_config(tmp_path):
+    (tmp_path / "skus.csv").write_text("cart_sku,warehouse_sku\nBone,BONE-5LB\nTreat,TREAT\n")
+    text = MINIMAL + '[merchants.skus]\naliases_file = "skus.csv"\naliases = { "Treat" = "TREAT-XL" }\n'
+    m = config.load(write(tmp_path, text), env=ENV).merchants[0]
+    assert m.sku_map().aliases == {"Bone": "BONE-5LB", "Treat": "TREAT-XL"}  # inline wins
+
+
+def test_bad_alias_file_names_the_file_and_line(tmp_path):
+    (tmp_path / "skus.csv").write_text("cart_sku,warehouse_sku\nBone,BONE-5LB\nBone,OTHER\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, MINIMAL + '[merchants.skus]\naliases_file = "skus.csv"\n'), env=ENV)
+    assert info.value.path == "merchants[0].skus.aliases_file"
+    assert "skus.csv" in str(info.value)
+
+
+def test_env_default_syntax(tmp_path):
+    text = MINIMAL.replace('merchant_id = "DEMO"', 'merchant_id = "${UC_MERCHANT:-DEMO2}"')
+    assert config.load(write(tmp_path, text), env=ENV).merchants[0].ultracart.merchant_id == "DEMO2"
+
+
+def test_cli_check_exits_2_naming_the_key(tmp_path):
+    p = write(tmp_path, MINIMAL.replace("channel_id = 1", "channel_id = 1\nbogus = true"))
+    proc = subprocess.run([sys.executable, "-m", "connector", "check", "-c", str(p)], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", **ENV})
+    assert proc.returncode == 2
+    assert "merchants[0].warehouse.bogus" in proc.stderr and "unknown key" in proc.stderr and str(p) in proc.stderr
+
+
+def test_cli_check_reads_connector_config_env(tmp_path):
+    p = write(tmp_path, MINIMAL)
+    proc = subprocess.run([sys.executable, "-m", "connector", "check"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "CONNECTOR_CONFIG": str(p), **ENV}, cwd=tmp_path.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok (1 merchant(s))" in proc.stdout
