@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json as jsonlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -45,26 +46,37 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class RateLimiter:
-    """Paces one credential's calls and stops them while the vendor says the budget is spent.
+    """Keeps one credential inside the vendor's budget: at most `per_minute` calls in any sliding
+    60 s window (how ShipBob and ShipStation count), and none while the vendor said stop.
 
-    `per_minute` spaces calls evenly; `note(remaining, reset_after)` feeds the vendor's headers so a
-    near-empty budget slows us before a 429 does. Shared by every adapter using the credential.
+    `note(remaining, reset_after)` feeds the vendor's headers, so a budget spent elsewhere (another
+    process with the same token) slows us before a 429 does. Waits longer than MAX_RATE_WAIT_S are
+    not slept: the call raises RateLimitedError and the job reschedules instead of blocking.
     """
 
-    def __init__(self, per_minute: float | None = None):
-        self.interval = 60.0 / per_minute if per_minute else 0.0
-        self._next_slot = 0.0
+    WINDOW_S = 60.0
+
+    def __init__(self, per_minute: float | None = None, name: str = ""):
+        self.per_minute = int(per_minute) if per_minute else 0
+        self.name = name
+        self._sent: deque[float] = deque()
         self.blocked_until = 0.0
 
     async def acquire(self) -> None:
-        # No lock needed: nothing awaits between reading and reserving the slot, so on one event
-        # loop reservations are atomic (and a limiter can serve several loops, as tests do).
+        # No lock: nothing awaits between reading and reserving the slot, so reservations are
+        # atomic on an event loop (and a limiter can serve several loops, as tests do).
         now = time.monotonic()
-        start = max(now, self._next_slot, self.blocked_until)
+        start = max(now, self.blocked_until)
+        if self.per_minute:
+            while self._sent and self._sent[0] <= now - self.WINDOW_S:
+                self._sent.popleft()
+            if len(self._sent) >= self.per_minute:
+                start = max(start, self._sent[-self.per_minute] + self.WINDOW_S)
         wait = start - now
         if wait > MAX_RATE_WAIT_S:
-            raise RateLimitedError("rate limit budget spent; rescheduling", retry_after=wait)
-        self._next_slot = start + self.interval
+            raise RateLimitedError("rate limit budget spent; rescheduling", vendor=self.name, retry_after=wait)
+        if self.per_minute:
+            self._sent.append(start)
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -72,8 +84,8 @@ class RateLimiter:
         self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
 
     def note(self, remaining: int | None, reset_after: float | None) -> None:
-        if remaining is not None and remaining <= 0 and reset_after:
-            self.block_for(reset_after)
+        if remaining is not None and remaining <= 0:
+            self.block_for(reset_after if reset_after else 1.0)
 
 
 _limiters: dict[str, RateLimiter] = {}
@@ -83,7 +95,7 @@ def limiter_for(vendor: str, credential: str, per_minute: float | None) -> RateL
     """The process-wide limiter of one credential (keyed by a hash, never the secret itself)."""
     key = vendor + ":" + hashlib.sha256(credential.encode()).hexdigest()[:16]
     if key not in _limiters:
-        _limiters[key] = RateLimiter(per_minute)
+        _limiters[key] = RateLimiter(per_minute, vendor)
     return _limiters[key]
 
 
@@ -133,7 +145,7 @@ class HttpClient:
     ):
         self.vendor = vendor
         self.request_id_header = request_id_header
-        self.limiter = limiter or RateLimiter(None)
+        self.limiter = limiter or RateLimiter(None, vendor)
         self._error_message = error_message or _default_error_message
         self._retry_after = retry_after or (lambda r: parse_retry_after(r.headers.get("Retry-After")))
         self._rate_headers = rate_headers

@@ -1,0 +1,646 @@
+"""A loopback ShipBob: exactly the Developer API (2026-01) endpoints the ShipBob adapter uses.
+
+Faithful where it matters to the connector:
+- Bearer token on every call (401 with no body otherwise); `shipbob_channel_id` required on create
+  (400 when missing, 403 for a channel the token does not own); order reads scoped by that header;
+- `reference_id` unique per account: a repeat is 422 `{"": ["Cannot insert order with existing
+  ReferenceId"]}`; an unknown product reference with a name creates the product, an unknown
+  `shipping_method` silently becomes a new Standard ship option (ShipBob's documented gotchas);
+- an order gets a `Processing` shipment at once; it "ships" on a later shipments read (`GET /order`
+  without an id filter) once `ship_after_s` has passed, or when `ship_all()` / `ship()` is called.
+  Per order (deterministic by creation sequence or set with `plan()`): one shipment, two shipments
+  with the lines split, or a first label voided (`Cancelled` with its tracking) and re-shipped;
+- `is_tracking_uploaded` set by `shipment:batchUpdateTrackingUpload`, filtered by
+  `IsTrackingUploaded` / `LastTrackingUpdateStartDate`;
+- stock per fulfillment center from `inventory-level/locations`, cursor-paged with `next` links;
+  creating an order commits stock, shipping it takes it off the shelf;
+- `x-remaining-calls` on every reply (faults included), `x-retry-after` on 429s.
+
+The server runs in its own thread (SandboxServer), so every state change holds `self._lock`.
+Control API (never faulted): GET /_sandbox/state, POST /_sandbox/faults, /_sandbox/ship, /_sandbox/stock.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from connector.sandbox.faults import FaultMiddleware, Faults
+
+DUPLICATE_MESSAGE = "Cannot insert order with existing ReferenceId"
+DEFAULT_FCS = {10: "Cicero (IL)", 11: "Moreno Valley (CA)"}
+WINDOW_LIMIT = 150  # ShipBob's documented budget, reported when no fault limit is set
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class ApiError(Exception):
+    """A ShipBob-style error reply (field -> messages, or no body for 401/403)."""
+
+    def __init__(self, status: int, body: Any = None):
+        super().__init__(f"{status} {body}")
+        self.status, self.body = status, body
+
+    def response(self) -> Response:
+        if self.body is None:
+            return Response(status_code=self.status)
+        return JSONResponse(self.body, status_code=self.status)
+
+
+@dataclass
+class ShipPlan:
+    """How one order ships: split in two shipments, a voided first label, a given tracking text."""
+
+    split: bool = False
+    void_first: bool = False
+    tracking: str | None = None  # e.g. "  " to simulate a label with a blank tracking number
+
+
+class _Edge:
+    """Outermost layer: counts requests by endpoint and stamps `x-remaining-calls` on every reply."""
+
+    def __init__(self, app: ASGIApp, sandbox: ShipBobSandbox):
+        self.app, self.sandbox = app, sandbox
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
+            await self.app(scope, receive, send)
+            return
+        sb = self.sandbox
+        sb._count_request(scope["method"], scope["path"])
+
+        async def stamped(message) -> None:
+            if message["type"] == "http.response.start":
+                remaining = 0 if message["status"] == 429 else sb._spend_call()
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-remaining-calls"]
+                message = dict(message, headers=[*headers, (b"x-remaining-calls", str(remaining).encode())])
+            await send(message)
+
+        await self.app(scope, receive, stamped)
+
+
+class ShipBobSandbox:
+    """State of one simulated ShipBob account plus its ASGI app (`.app`) and faults (`.faults`)."""
+
+    def __init__(
+        self,
+        token: str = "sandbox-token",
+        channel_id: int = 1,
+        products: list[str] | tuple[str, ...] = ("SKU-1", "SKU-2", "SKU-3"),
+        ship_methods: list[str] | tuple[str, ...] = ("Standard", "Expedited", "2-Day"),
+        fulfillment_centers: dict[int, str] | None = None,
+        *,
+        api_version: str = "2026-01",
+        ship_after_s: float = 0.0,
+        split_every: int = 0,  # every Nth order (by creation) ships in two shipments
+        void_every: int = 0,  # every Nth order has its first label voided, then re-shipped
+        faults: Faults | None = None,
+    ):
+        self.token = token
+        self.channel_id = int(channel_id)
+        self.api_version = api_version
+        self.ship_after_s = ship_after_s
+        self.split_every, self.void_every = split_every, void_every
+        self.fulfillment_centers = dict(fulfillment_centers or DEFAULT_FCS)
+        self._lock = threading.Lock()
+        self._seq = {"order": 1000, "shipment": 500000, "product": 7000, "method": 40}
+        self.products: dict[str, dict[str, Any]] = {}  # by SKU
+        for sku in products:
+            self._add_product(sku, sku)
+        self.ship_methods: dict[str, dict[str, Any]] = {}
+        for name in ship_methods:
+            self._add_method(name)
+        self.stock: dict[str, dict[int, dict[str, int]]] = {}  # sku -> fc -> quantities
+        self.orders: dict[str, dict[str, Any]] = {}  # by reference_id
+        self.create_attempts: dict[str, int] = defaultdict(int)
+        self.create_count = 0
+        self.plans: dict[str, ShipPlan] = {}
+        self._created_at: dict[str, float] = {}
+        self.requests: dict[str, int] = defaultdict(int)
+        self._calls: deque[float] = deque()
+        self.faults = faults or Faults()
+        v = "/" + api_version
+        routes = [
+            Route(f"{v}/channel", self._channels, methods=["GET"]),
+            Route(f"{v}/order", self._create_order, methods=["POST"]),
+            Route(f"{v}/order", self._list_orders, methods=["GET"]),
+            Route(f"{v}/product", self._list_products, methods=["GET"]),
+            Route(f"{v}/shipping-method", self._list_methods, methods=["GET"]),
+            Route(f"{v}/shipment:batchUpdateTrackingUpload", self._tracking_uploaded, methods=["POST"]),
+            Route(f"{v}/inventory-level/locations", self._inventory_locations, methods=["GET"]),
+            Route("/_sandbox/state", self._control_state, methods=["GET"]),
+            Route("/_sandbox/faults", self._control_faults, methods=["POST"]),
+            Route("/_sandbox/ship", self._control_ship, methods=["POST"]),
+            Route("/_sandbox/stock", self._control_stock, methods=["POST"]),
+        ]
+        inner = Starlette(routes=routes)
+        self.app = _Edge(FaultMiddleware(inner, self.faults, retry_after_header="x-retry-after"), self)
+
+    # -- Python-side API (tests, demo) --------------------------------------------------------
+
+    def set_stock(self, sku: str, fc_id: int, fulfillable: int, on_hand: int | None = None) -> None:
+        """Put stock on a fulfillment center's shelf (on-hand defaults to fulfillable)."""
+        with self._lock:
+            if fc_id not in self.fulfillment_centers:
+                self.fulfillment_centers[fc_id] = f"FC {fc_id}"
+            if sku not in self.products:
+                self._add_product(sku, sku)
+            on_hand = fulfillable if on_hand is None else on_hand
+            self.stock.setdefault(sku, {})[fc_id] = {
+                "fulfillable": fulfillable,
+                "on_hand": on_hand,
+                "committed": max(0, on_hand - fulfillable),
+            }
+
+    def plan(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
+        """Decide how an order will ship (before or after it is created)."""
+        with self._lock:
+            self.plans[reference] = ShipPlan(split, void_first, tracking)
+
+    def ship_all(self) -> list[dict[str, Any]]:
+        """Ship every order still waiting, whatever `ship_after_s` says; returns the new shipments."""
+        with self._lock:
+            return [s for ref in list(self.orders) for s in self._ship(ref)]
+
+    def ship(self, reference: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._ship(reference)
+
+    def tracking_uploaded(self) -> list[int]:
+        with self._lock:
+            return sorted(s["id"] for o in self.orders.values() for s in o["shipments"] if s["is_tracking_uploaded"])
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "orders": {ref: {"id": o["id"], "status": o["status"]} for ref, o in self.orders.items()},
+                "create_attempts": dict(self.create_attempts),
+                "create_count": self.create_count,
+                "shipments": [copy.deepcopy(s) for o in self.orders.values() for s in o["shipments"]],
+                "tracking_uploaded": sorted(
+                    s["id"] for o in self.orders.values() for s in o["shipments"] if s["is_tracking_uploaded"]
+                ),
+                "requests": dict(self.requests),
+                "faults": dict(self.faults.counts),
+                "ship_methods": sorted(self.ship_methods),
+                "products": sorted(self.products),
+                "stock": {sku: {str(fc): q for fc, q in fcs.items()} for sku, fcs in self.stock.items()},
+            }
+
+    # -- internals (callers hold the lock) ----------------------------------------------------
+
+    def _next(self, kind: str) -> int:
+        self._seq[kind] += 1
+        return self._seq[kind]
+
+    def _add_product(self, sku: str, name: str) -> None:
+        pid, vid = self._next("product"), self._next("product")
+        self.products[sku] = {
+            "id": pid,
+            "name": name,
+            "type": "Regular",
+            "variants": [{"id": vid, "sku": sku, "name": name, "status": "Active", "inventory": {"inventory_id": vid, "on_hand_qty": 0}}],
+        }
+
+    def _add_method(self, name: str, active: bool = True) -> None:
+        self.ship_methods[name] = {
+            "id": self._next("method"),
+            "name": name,
+            "active": active,
+            "default": False,
+            "service_level": {"id": 1, "name": "Standard"},
+        }
+
+    def _count_request(self, method: str, path: str) -> None:
+        endpoint = path.split("/", 2)[-1] if path.startswith("/" + self.api_version + "/") else path
+        with self._lock:
+            self.requests[f"{method} /{endpoint}"] += 1
+
+    def _spend_call(self) -> int:
+        limit = self.faults.rate_limit_per_minute or WINDOW_LIMIT
+        now = time.monotonic()
+        with self._lock:
+            while self._calls and now - self._calls[0] >= 60.0:
+                self._calls.popleft()
+            self._calls.append(now)
+            if not self.faults.rate_limit_per_minute:
+                return WINDOW_LIMIT  # no limit simulated: never make a client wait
+            return max(0, limit - len(self._calls))
+
+    def _check_auth(self, request: Request) -> None:
+        if request.headers.get("authorization", "") != f"Bearer {self.token}":
+            raise ApiError(401)
+
+    def _channel_header(self, request: Request, required: bool) -> int | None:
+        raw = request.headers.get("shipbob_channel_id")
+        if raw is None:
+            if required:
+                raise ApiError(400, {"shipbob_channel_id": ["The shipbob_channel_id header is required."]})
+            return None
+        if not raw.strip().isdigit():
+            raise ApiError(400, {"shipbob_channel_id": [f"The value '{raw}' is not valid."]})
+        if int(raw) != self.channel_id:
+            raise ApiError(403)
+        return int(raw)
+
+    def _allocate(self, sku: str, quantity: int) -> int:
+        """Commit stock for a new order; returns the FC that will ship it."""
+        fcs = self.stock.get(sku, {})
+        fc = next((f for f, q in fcs.items() if q["fulfillable"] >= quantity), next(iter(fcs), None))
+        if fc is None:
+            return next(iter(self.fulfillment_centers))
+        q = fcs[fc]
+        q["fulfillable"] = max(0, q["fulfillable"] - quantity)
+        q["committed"] += quantity
+        return fc
+
+    def _ship(self, reference: str) -> list[dict[str, Any]]:
+        order = self.orders.get(reference)
+        if order is None or order["status"] != "Processing":
+            return []
+        seq = order["_seq"]
+        plan = self.plans.get(reference) or ShipPlan(
+            split=bool(self.split_every and seq % self.split_every == 0),
+            void_first=bool(self.void_every and seq % self.void_every == 0),
+        )
+        pending = order["shipments"][0]  # the Processing shipment made at creation
+        lines = [(p["reference_id"], p["quantity"], p["name"]) for p in order["_lines"]]
+        groups = [lines]
+        if plan.split:
+            if len(lines) >= 2:
+                groups = [lines[: len(lines) // 2], lines[len(lines) // 2 :]]
+            elif lines and lines[0][1] >= 2:
+                sku, qty, name = lines[0]
+                groups = [[(sku, qty // 2, name)], [(sku, qty - qty // 2, name)]]
+        shipped: list[dict[str, Any]] = []
+        label = 0
+
+        def tracking_for() -> str:
+            nonlocal label
+            label += 1
+            return plan.tracking if plan.tracking is not None else f"1ZSB{order['id']:08d}{label:02d}"
+
+        if plan.void_first:
+            self._complete(pending, order, lines, tracking_for(), status="Cancelled")
+            shipped.append(pending)
+            pending = None
+        for group in groups:
+            if pending is None:
+                pending = self._new_shipment(order, group)
+                order["shipments"].append(pending)
+            self._complete(pending, order, group, tracking_for(), status="Completed")
+            for sku, qty, _ in group:
+                fc = self.stock.get(sku, {}).get(pending["location"]["id"])
+                if fc:
+                    fc["on_hand"] = max(0, fc["on_hand"] - qty)
+                    fc["committed"] = max(0, fc["committed"] - qty)
+            shipped.append(pending)
+            pending = None
+        order["status"] = "Fulfilled"
+        return shipped
+
+    def _new_shipment(self, order: dict[str, Any], lines: list[tuple[str, int, str]]) -> dict[str, Any]:
+        now = _stamp(_now())
+        fc = order["_fc"]
+        return {
+            "id": self._next("shipment"),
+            "order_id": order["id"],
+            "reference_id": order["reference_id"],
+            "created_date": now,
+            "last_update_at": now,
+            "status": "Processing",
+            "is_tracking_uploaded": False,
+            "location": {"id": fc, "name": self.fulfillment_centers.get(fc, "")},
+            "products": self._shipment_products(lines),
+            "recipient": {"name": order["recipient"]["name"], "address": order["recipient"]["address"]},
+            "require_signature": False,
+            "ship_option": order["shipping_method"],
+        }
+
+    def _shipment_products(self, lines: list[tuple[str, int, str]]) -> list[dict[str, Any]]:
+        out = []
+        for sku, qty, name in lines:
+            product = self.products[sku]
+            variant = product["variants"][0]
+            out.append(
+                {
+                    "id": product["id"],
+                    "reference_id": sku,
+                    "sku": sku,
+                    "name": name,
+                    "inventory_items": [
+                        {"id": variant["id"], "name": name, "quantity": qty, "quantity_committed": qty, "is_dangerous_goods": False}
+                    ],
+                }
+            )
+        return out
+
+    def _complete(self, shipment: dict[str, Any], order: dict[str, Any], lines, tracking: str, status: str) -> None:
+        now = _now()
+        shipment.update(
+            status=status,
+            products=self._shipment_products(lines),
+            last_update_at=_stamp(now),
+            last_tracking_update_at=_stamp(now),
+            actual_fulfillment_date=_stamp(now),
+            invoice_amount=7.5,
+            invoice_currency_code="USD",
+            tracking={
+                "carrier": "UPS",
+                "carrier_service": "UPS Ground",
+                "tracking_number": tracking,
+                "tracking_url": f"https://www.ups.com/track?tracknum={tracking.strip()}",
+                "shipping_date": _stamp(now),
+            },
+        )
+
+    def _public(self, order: dict[str, Any]) -> dict[str, Any]:
+        return copy.deepcopy({k: v for k, v in order.items() if not k.startswith("_")})
+
+    # -- API handlers -------------------------------------------------------------------------
+
+    async def _channels(self, request: Request) -> Response:
+        try:
+            self._check_auth(request)
+        except ApiError as exc:
+            return exc.response()
+        channel = {"id": self.channel_id, "name": "UltraCart connector", "application_name": "SMA", "scopes": ["orders_write"]}
+        return JSONResponse({"items": [channel], "next": None, "prev": None})
+
+    async def _create_order(self, request: Request) -> Response:
+        try:
+            self._check_auth(request)
+            channel = self._channel_header(request, required=True)
+            try:
+                body = await request.json()
+            except ValueError:
+                raise ApiError(400, {"": ["A non-empty request body is required."]}) from None
+            return JSONResponse(self._create(body, channel), status_code=201)
+        except ApiError as exc:
+            return exc.response()
+
+    def _validate(self, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise ApiError(400, {"": ["The request body must be a JSON object."]})
+        errors: dict[str, list[str]] = {}
+        for field in ("reference_id", "shipping_method"):
+            if not str(body.get(field) or "").strip():
+                errors[field] = [f"The {field} field is required."]
+        if body.get("type") not in ("DTC", "DropShip", "B2B"):
+            errors["type"] = ["The type field is required and must be DTC, DropShip or B2B."]
+        recipient = body.get("recipient") or {}
+        address = recipient.get("address") or {}
+        if not str(recipient.get("name") or "").strip():
+            errors["recipient.name"] = ["The name field is required."]
+        for field in ("address1", "city", "country"):
+            if not str(address.get(field) or "").strip():
+                errors[f"recipient.address.{field}"] = [f"The {field} field is required."]
+        items = body.get("products")
+        if not isinstance(items, list) or not items:
+            errors["products"] = ["The products field is required."]
+        for i, item in enumerate(items or []):
+            if not isinstance(item.get("quantity"), int) or item["quantity"] < 1:
+                errors[f"products[{i}].quantity"] = ["Quantity must be greater than 0."]
+            ref = item.get("reference_id")
+            if not ref:
+                errors[f"products[{i}].reference_id"] = ["The reference_id field is required."]
+            elif ref not in self.products and not str(item.get("name") or "").strip():
+                errors[f"products[{i}].name"] = ["Name is required when no product matches the reference_id."]
+        if errors:
+            raise ApiError(400, errors)
+
+    def _create(self, body: Any, channel: int | None) -> dict[str, Any]:
+        with self._lock:
+            if isinstance(body, dict) and body.get("reference_id"):
+                self.create_attempts[str(body["reference_id"])] += 1
+            self._validate(body)
+            ref = body["reference_id"]
+            if ref in self.orders:
+                raise ApiError(422, {"": [DUPLICATE_MESSAGE]})
+            if body["shipping_method"] not in self.ship_methods:
+                self._add_method(body["shipping_method"])  # ShipBob's gotcha: becomes Standard, no error
+            lines = []
+            for item in body["products"]:
+                if item["reference_id"] not in self.products:
+                    self._add_product(item["reference_id"], item["name"])  # and the product gotcha
+                lines.append({"reference_id": item["reference_id"], "quantity": item["quantity"], "name": item.get("name") or item["reference_id"]})
+            fc = self._allocate(lines[0]["reference_id"], lines[0]["quantity"])
+            for line in lines[1:]:
+                self._allocate(line["reference_id"], line["quantity"])
+            self.create_count += 1
+            order = {
+                "id": self._next("order"),
+                "reference_id": ref,
+                "order_number": body.get("order_number") or ref,
+                "type": body["type"],
+                "status": "Processing",
+                "created_date": _stamp(_now()),
+                "purchase_date": body.get("purchase_date"),
+                "channel": {"id": channel or self.channel_id, "name": "UltraCart connector"},
+                "shipping_method": body["shipping_method"],
+                "recipient": copy.deepcopy(body["recipient"]),
+                "gift_message": body.get("gift_message"),
+                "financials": body.get("financials") or {},
+                "products": [
+                    {"id": self.products[li["reference_id"]]["id"], "reference_id": li["reference_id"], "sku": li["reference_id"], "quantity": li["quantity"]}
+                    for li in lines
+                ],
+                "shipments": [],
+                "_lines": lines,
+                "_seq": self.create_count,
+                "_fc": fc,
+            }
+            order["shipments"].append(self._new_shipment(order, [(li["reference_id"], li["quantity"], li["name"]) for li in lines]))
+            self.orders[ref] = order
+            self._created_at[ref] = time.monotonic()
+            return self._public(order)
+
+    async def _list_orders(self, request: Request) -> Response:
+        try:
+            self._check_auth(request)
+            channel = self._channel_header(request, required=False)
+        except ApiError as exc:
+            return exc.response()
+        q = request.query_params
+        refs = {r for r in (q.get("ReferenceIds") or "").split(",") if r}
+        ids = {int(i) for i in (q.get("IDs") or "").split(",") if i.strip().isdigit()}
+        try:
+            page = max(1, int(float(q.get("Page") or 1)))
+            limit = min(250, max(1, int(float(q.get("Limit") or 50))))
+        except ValueError:
+            return ApiError(400, {"Page": ["The value is not valid."]}).response()
+        since = _parse_time(q["LastTrackingUpdateStartDate"]) if q.get("LastTrackingUpdateStartDate") else None
+        uploaded = q.get("IsTrackingUploaded")
+        with self._lock:
+            if not refs and not ids:
+                # A shipments poll: orders whose time has come leave the building now.
+                now = time.monotonic()
+                for ref in list(self.orders):
+                    if now - self._created_at[ref] >= self.ship_after_s:
+                        self._ship(ref)
+            selected = []
+            for order in sorted(self.orders.values(), key=lambda o: o["id"]):
+                if refs and order["reference_id"] not in refs or ids and order["id"] not in ids:
+                    continue
+                if channel is not None and order["channel"]["id"] != channel:
+                    continue
+                labelled = [s for s in order["shipments"] if s.get("tracking")]
+                if uploaded is not None:
+                    fully = bool(labelled) and all(s["is_tracking_uploaded"] for s in labelled)
+                    if fully != (uploaded.lower() == "true"):
+                        continue
+                if since is not None and not any(
+                    (_parse_time(s["last_tracking_update_at"]) or since) >= since for s in labelled
+                ):
+                    continue
+                selected.append(self._public(order))
+        return JSONResponse(selected[(page - 1) * limit : page * limit])
+
+    def _cursor_page(self, request: Request, items: list[Any], size_param: str = "PageSize") -> Response:
+        q = request.query_params
+        try:
+            size = min(250, max(1, int(q.get(size_param) or 50)))
+            offset = int(base64.urlsafe_b64decode(q["Cursor"]).decode()) if q.get("Cursor") else 0
+        except ValueError:
+            return ApiError(400, {"": ["Invalid cursor or page size."]}).response()
+        chunk = items[offset : offset + size]
+
+        def link(at: int) -> str:
+            cursor = base64.urlsafe_b64encode(str(at).encode()).decode()
+            return str(request.url.include_query_params(**{size_param: size, "Cursor": cursor}))
+
+        body = {
+            "items": chunk,
+            "first": None,
+            "last": None,
+            "next": link(offset + size) if offset + size < len(items) else None,
+            "prev": link(max(0, offset - size)) if offset else None,
+        }
+        return JSONResponse(body)
+
+    async def _list_products(self, request: Request) -> Response:
+        try:
+            self._check_auth(request)
+        except ApiError as exc:
+            return exc.response()
+        with self._lock:
+            items = [copy.deepcopy(p) for p in sorted(self.products.values(), key=lambda p: p["id"])]
+        return self._cursor_page(request, items)
+
+    async def _list_methods(self, request: Request) -> Response:
+        try:
+            self._check_auth(request)
+        except ApiError as exc:
+            return exc.response()
+        q = request.query_params
+        page = max(1, int(float(q.get("Page") or 1)))
+        limit = min(250, max(1, int(float(q.get("Limit") or 50))))
+        with self._lock:
+            methods = [copy.deepcopy(m) for m in sorted(self.ship_methods.values(), key=lambda m: m["id"])]
+        return JSONResponse(methods[(page - 1) * limit : page * limit])
+
+    async def _tracking_uploaded(self, request: Request) -> Response:
+        try:
+            self._check_auth(request)
+            body = await request.json()
+        except ApiError as exc:
+            return exc.response()
+        except ValueError:
+            return JSONResponse("A non-empty request body is required.", status_code=400)
+        ids = body.get("shipment_ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            return JSONResponse("shipment_ids must be a list of shipment ids.", status_code=400)
+        flag = bool(body.get("is_tracking_uploaded", True))
+        with self._lock:
+            by_id = {s["id"]: s for o in self.orders.values() for s in o["shipments"]}
+            results = []
+            for sid in ids:
+                if sid in by_id:
+                    by_id[sid]["is_tracking_uploaded"] = flag
+                    results.append({"isSuccess": True, "shipmentId": sid})
+                else:
+                    results.append({"isSuccess": False, "shipmentId": sid, "error": {"code": "NotFound", "message": f"Shipment {sid} not found"}})
+        ok = sum(r["isSuccess"] for r in results)
+        return JSONResponse({"results": results, "summary": {"failed": len(results) - ok, "successful": ok, "total": len(results)}})
+
+    async def _inventory_locations(self, request: Request) -> Response:
+        try:
+            self._check_auth(request)
+        except ApiError as exc:
+            return exc.response()
+        with self._lock:
+            items = []
+            for sku in sorted(self.stock, key=lambda s: self.products[s]["id"]):
+                variant = self.products[sku]["variants"][0]
+                locations = [
+                    {
+                        "location_id": fc,
+                        "name": self.fulfillment_centers.get(fc, ""),
+                        "fulfillable_quantity": q["fulfillable"],
+                        "on_hand_quantity": q["on_hand"],
+                        "committed_quantity": q["committed"],
+                        "awaiting_quantity": 0,
+                        "internal_transfer_quantity": 0,
+                    }
+                    for fc, q in sorted(self.stock[sku].items())
+                ]
+                items.append({"inventory_id": variant["id"], "name": variant["name"], "sku": sku, "locations": locations})
+        return self._cursor_page(request, items)
+
+    # -- control API --------------------------------------------------------------------------
+
+    async def _control_state(self, request: Request) -> Response:
+        return JSONResponse(self.state())
+
+    async def _control_faults(self, request: Request) -> Response:
+        try:
+            self.faults.update(await request.json())
+        except (KeyError, ValueError, TypeError) as exc:
+            return JSONResponse({"error": f"unknown fault setting: {exc}"}, status_code=400)
+        return JSONResponse({k: v for k, v in self.faults.snapshot().items() if k != "script"} | {"script": self.faults.script})
+
+    async def _control_ship(self, request: Request) -> Response:
+        body = await request.json() if await request.body() else {}
+        if body.get("reference"):
+            if any(k in body for k in ("split", "void_first", "tracking")):
+                self.plan(body["reference"], split=bool(body.get("split")), void_first=bool(body.get("void_first")), tracking=body.get("tracking"))
+            shipped = self.ship(body["reference"])
+        else:
+            shipped = self.ship_all()
+        return JSONResponse({"shipped": shipped})
+
+    async def _control_stock(self, request: Request) -> Response:
+        body = await request.json()
+        entries = body if isinstance(body, list) else [body]
+        try:
+            for e in entries:
+                self.set_stock(str(e["sku"]), int(e.get("fc_id", e.get("fulfillment_center_id"))), int(e["fulfillable"]), e.get("on_hand"))
+        except (KeyError, TypeError, ValueError) as exc:
+            return JSONResponse({"error": f"bad stock entry: {exc!r}"}, status_code=400)
+        return JSONResponse({"stock": self.state()["stock"]})
