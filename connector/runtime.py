@@ -27,6 +27,7 @@ from connector.pipeline.context import ServiceContext, ServicePaused, ServiceThr
 from connector.pipeline.inventory import upload_inventory
 from connector.pipeline.orders import deliver_orders, download_orders
 from connector.pipeline.shipments import upload_shipments
+from connector.errors import VendorError
 from connector.redact import DEFAULT as REDACT
 from connector.store import Store, utcnow
 
@@ -148,6 +149,9 @@ class Runtime:
             result.error = f"throttled: {exc.reason}"
         except asyncio.CancelledError:
             raise
+        except VendorError as exc:
+            log.error("service pass failed", error=str(exc))
+            result.ok, result.error = False, str(exc)
         except Exception as exc:  # noqa: BLE001 - one merchant's failure must not stop the others
             log.exception("service pass failed", error=str(exc))
             result.ok, result.error = False, f"{type(exc).__name__}: {exc}"

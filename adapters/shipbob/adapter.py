@@ -29,6 +29,16 @@ def _retry_after(response: httpx.Response) -> float | None:
     return parse_retry_after(response.headers.get("x-retry-after") or response.headers.get("Retry-After"))
 
 
+def _rate_headers(response: httpx.Response) -> tuple[int | None, float | None]:
+    # x-remaining-calls counts down ShipBob's sliding window; at 0 the limiter waits
+    # x-retry-after (or its own short default when ShipBob does not say).
+    try:
+        remaining = int(response.headers["x-remaining-calls"])
+    except (KeyError, ValueError):
+        return None, None
+    return remaining, _retry_after(response)
+
+
 def _error_message(response: httpx.Response) -> str:
     try:
         return mapping.error_text(response.json())[:1000]
@@ -55,16 +65,6 @@ class ShipBobAdapter:
         self.context = context
         self.channel_id = int(str(self.config.channel_id).strip())
         self._v = "/" + self.config.api_version.strip("/")
-        remaining_fallback = 60.0 / self.config.rate_per_minute
-
-        def rate_headers(response: httpx.Response) -> tuple[int | None, float | None]:
-            # x-remaining-calls counts down the sliding window; at 0 wait x-retry-after, or about
-            # one slot when ShipBob does not say (the oldest call leaves the window soon).
-            try:
-                remaining = int(response.headers["x-remaining-calls"])
-            except (KeyError, ValueError):
-                return None, None
-            return remaining, _retry_after(response) or remaining_fallback
 
         self.http = HttpClient(
             "shipbob",
@@ -79,7 +79,7 @@ class ShipBobAdapter:
             limiter=limiter_for("shipbob", self.config.token, self.config.rate_per_minute),
             error_message=_error_message,
             retry_after=_retry_after,
-            rate_headers=rate_headers,
+            rate_headers=_rate_headers,
             redactor=context.redactor,
             on_call=context.on_call,
             transport=context.transport,

@@ -63,18 +63,23 @@ def prepare_orders(ctx: ServiceContext, raws: Sequence[Any]) -> tuple[list[NewOr
     return out, unidentifiable
 
 
+async def acknowledge(ctx: ServiceContext, ids: list[str]) -> int:
+    """Acknowledge stored orders to UltraCart, 100 ids per call, then note that we did."""
+    for i in range(0, len(ids), ACK_BATCH):
+        chunk = ids[i : i + ACK_BATCH]
+        await ctx.cart.acknowledge(chunk)
+        failpoint("after_ack_before_record")
+        await ctx.store.mark_acked(ctx.id, ctx.dc, chunk)
+    return len(ids)
+
+
 async def acknowledge_pending(ctx: ServiceContext) -> int:
     """Acknowledge every stored order UltraCart has not yet been told about (crash leftovers and
-    webhook arrivals), 100 ids per call."""
+    webhook arrivals)."""
     total = 0
-    while True:
-        ids = await ctx.store.unacked_order_ids(ctx.id, ctx.dc, ACK_BATCH)
-        if not ids:
-            return total
-        await ctx.cart.acknowledge(ids)
-        failpoint("after_ack_before_record")
-        await ctx.store.mark_acked(ctx.id, ctx.dc, ids)
-        total += len(ids)
+    while ids := await ctx.store.unacked_order_ids(ctx.id, ctx.dc, ACK_BATCH):
+        total += await acknowledge(ctx, ids)
+    return total
 
 
 async def download_orders(ctx: ServiceContext) -> dict[str, int]:
@@ -95,7 +100,9 @@ async def download_orders(ctx: ServiceContext) -> dict[str, int]:
             stats["new"] += len(new)
             stats["repeats"] += len(rows) - len(new)
             failpoint("after_commit_before_ack")
-            stats["acknowledged"] += await acknowledge_pending(ctx)
+            # The whole batch, repeats included: a repeat means UltraCart did not get (or keep)
+            # our earlier acknowledgement, and it will keep sending the order until it does.
+            stats["acknowledged"] += await acknowledge(ctx, [r.order_id for r in rows])
             batch = frozenset(r.order_id for r in rows)
             if batch == previous or (not rows and bad):
                 # UltraCart handed back the same orders after they were acknowledged (or only

@@ -83,7 +83,6 @@ async def adapter(sandbox):
         "base_url": sandbox.url,
         "token": sandbox.token,
         "channel_id": sandbox.channel_id,
-        "rate_per_minute": 60_000,  # ShipBob's 150/min pacing would make this suite take minutes
     }
     adapter = ShipBobAdapter(config, AdapterContext(merchant="acme", transport=transport))
     # Short read timeout so the "timeout" faults cost under a second each.
@@ -117,3 +116,69 @@ class TestShipBobContract(WarehouseContract):
                 await adapter.check()
         finally:
             await adapter.aclose()
+
+
+class TestShipBobSandbox:
+    """What the demo, integration tests and bench rely on beyond the contract."""
+
+    async def test_orders_ship_on_the_next_shipments_read(self, adapter, sandbox, warehouse) -> None:
+        order, _ = await WarehouseContract().created(adapter, warehouse)
+        assert sandbox.orders[order.reference]["status"] == "Processing"
+        shipments = await adapter.shipments_since(WarehouseContract.since())
+        assert [s.reference for s in shipments] == [order.reference]
+        assert sandbox.orders[order.reference]["status"] == "Fulfilled"
+
+    async def test_ship_after_delays_shipping(self, adapter, sandbox, warehouse) -> None:
+        sandbox.ship_after_s = 60
+        await WarehouseContract().created(adapter, warehouse)
+        assert await adapter.shipments_since(WarehouseContract.since()) == []
+        assert len(sandbox.ship_all()) == 1
+        assert len(await adapter.shipments_since(WarehouseContract.since())) == 1
+
+    async def test_unknown_method_silently_becomes_a_ship_option(self, adapter, sandbox, warehouse) -> None:
+        from tests.adapters.contract import make_order
+
+        order = make_order(warehouse).model_copy(update={"ship_method": "Overnight Typo"})
+        await adapter.create_order(order)
+        assert "Overnight Typo" in await adapter.known_ship_methods()
+
+    async def test_window_rate_limit_and_remaining_calls(self, adapter, sandbox) -> None:
+        from connector.errors import RateLimitedError
+
+        sandbox.faults.rate_limit_per_minute = 3
+        async with httpx.AsyncClient(base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.token}"}) as client:
+            remaining = [(await client.get("/2026-01/channel")).headers["x-remaining-calls"] for _ in range(3)]
+            limited = await client.get("/2026-01/channel")
+        assert remaining == ["2", "1", "0"]
+        assert limited.status_code == 429
+        assert (limited.headers["x-retry-after"], limited.headers["x-remaining-calls"]) == ("1", "0")
+        with pytest.raises(RateLimitedError):
+            await adapter.find_order("anything")
+
+    async def test_control_api(self, sandbox) -> None:
+        async with httpx.AsyncClient(base_url=sandbox.url) as control:
+            assert (await control.post("/_sandbox/stock", json={"sku": "SKU-3", "fc_id": 11, "fulfillable": 4, "on_hand": 6})).status_code == 200
+            faults = await control.post("/_sandbox/faults", json={"script": [{"method": "GET", "path": "/2026-01/product", "status": 503}]})
+            assert faults.json()["script"][0]["status"] == 503
+            assert (await control.post("/_sandbox/faults", json={"nonsense": 1})).status_code == 400
+            api = httpx.AsyncClient(base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.token}", "shipbob_channel_id": "7"})
+            async with api:
+                assert (await api.get("/2026-01/product")).status_code == 503
+                body = {
+                    "reference_id": "ctl-1", "type": "DTC", "shipping_method": "Standard",
+                    "recipient": {"name": "A", "address": {"address1": "1 St", "city": "X", "country": "US"}},
+                    "products": [{"reference_id": "SKU-3", "name": "Three", "quantity": 2}],
+                }
+                assert (await api.post("/2026-01/order", json=body)).status_code == 201
+                assert (await api.post("/2026-01/order", json=body)).json() == {"": ["Cannot insert order with existing ReferenceId"]}
+                no_channel = await api.post("/2026-01/order", json=body, headers={"shipbob_channel_id": "99"})
+                assert no_channel.status_code == 403
+            shipped = (await control.post("/_sandbox/ship", json={"reference": "ctl-1", "split": True})).json()["shipped"]
+            assert len(shipped) == 2
+            state = (await control.get("/_sandbox/state")).json()
+        assert state["orders"]["ctl-1"]["status"] == "Fulfilled"
+        assert state["create_attempts"]["ctl-1"] == 2 and state["create_count"] == 1
+        assert state["faults"] == {"503": 1}
+        assert state["requests"]["POST /order"] == 3
+        assert state["stock"]["SKU-3"]["11"] == {"fulfillable": 2, "on_hand": 4, "committed": 0}
+        assert len(state["shipments"]) == 2 and state["tracking_uploaded"] == []

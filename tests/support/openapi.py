@@ -35,9 +35,8 @@ import pytest
 import respx
 import yaml
 from openapi_core import Config, OpenAPI
-from werkzeug.datastructures import Headers, ImmutableMultiDict
-
 from openapi_core.datatypes import RequestParameters
+from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 SPECS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
 _SPEC_HOST = "http://spec.invalid"  # the one server every loaded spec is rewritten to

@@ -1,0 +1,397 @@
+"""The ShipBob adapter against respx: request shapes, error handling, paging, rate headers.
+
+Every request the adapter sends goes through a `ValidatingRouter`, so it is checked against
+ShipBob's 2026-01 OpenAPI document (path, method, query names, headers, body) as it is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from adapters.base import AdapterContext
+from adapters.shipbob import ShipBobAdapter, adapter as adapter_module
+from connector.domain import Address, Order, Shipment, WarehouseLine, WarehouseOrder
+from connector.errors import ConfigurationError, InDoubtError, PermanentError, RateLimitedError
+from tests.support.openapi import spec_validator, validated_router
+
+BASE = "https://api.shipbob.com"
+V = "/2026-01"
+
+
+@pytest.fixture
+def router():
+    r = validated_router(spec_validator("shipbob-2026-01-openapi.json"), base_url=BASE)
+    yield r
+    r.assert_valid()
+
+
+@pytest.fixture
+def token() -> str:
+    return f"pat-{uuid.uuid4().hex}"  # a fresh credential: the limiter is per token, process-wide
+
+
+@pytest.fixture
+async def adapter(router, token):
+    config = {"adapter": "shipbob", "token": token, "channel_id": "42"}
+    a = ShipBobAdapter(config, AdapterContext(merchant="acme", transport=router.transport()))
+    yield a
+    await a.aclose()
+
+
+def an_order(reference: str = "acme-1001") -> WarehouseOrder:
+    cart = Order(
+        order_id="DEMO-1001",
+        created_at=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+        ship_to=Address(
+            first_name="Ada", last_name="Lovelace", company="Engines Ltd", address1="12 Way", address2="Unit 3",
+            city="Springfield", state="IL", postal_code="62701", country_code="us", phone="555-0100",
+        ),
+        email="ada@example.com",
+        total=Decimal("31.50"),
+        gift=True,
+        gift_message="Happy birthday",
+    )
+    lines = [
+        WarehouseLine(sku="BONE-5LB", quantity=2, description="Bone, 5 lb", unit_price=Decimal("9.75")),
+        WarehouseLine(sku="TREAT", quantity=1),
+        WarehouseLine(sku="TREAT", quantity=2, cart_sku="GIFT-SET"),
+    ]
+    return WarehouseOrder(reference=reference, order=cart, ship_method="Ground", lines=lines)
+
+
+# -- the validator itself -------------------------------------------------------------------
+
+
+class TestSpecValidator:
+    """tests/support/openapi.py catches what a vendor would reject, for both spec flavours."""
+
+    def test_shipbob_good_and_bad_requests(self) -> None:
+        v = spec_validator("shipbob-2026-01-openapi.json")
+        headers = {"Authorization": "Bearer x", "shipbob_channel_id": "1"}
+        v.validate_request(httpx.Request("GET", "http://127.0.0.1:9/2026-01/order", headers=headers, params={"ReferenceIds": "a"}))
+        bad = [
+            httpx.Request("GET", "http://127.0.0.1:9/2026-01/order", params={"ReferenceIds": "a"}),  # no token
+            httpx.Request("GET", f"{BASE}/2026-01/order", headers=headers, params={"ReferenceId": "a"}),  # misspelt
+            httpx.Request("GET", f"{BASE}/2026-01/shippingmethod", headers=headers),  # 1.0 path
+            httpx.Request("POST", f"{BASE}/2026-01/order", headers={"Authorization": "Bearer x"}, json={}),  # no channel
+            httpx.Request("POST", f"{BASE}/2026-01/shipment:batchUpdateTrackingUpload", headers=headers, json={"shipment_ids": ["x"]}),
+        ]
+        for request in bad:
+            with pytest.raises(AssertionError):
+                v.validate_request(request)
+
+    def test_ultracart_good_and_bad_requests(self) -> None:
+        v = spec_validator("ultracart-fulfillment.yaml")
+        headers = {"x-ultracart-simple-key": "k", "X-UltraCart-Api-Version": "2017-03-01"}
+        for base in ("https://secure.ultracart.com/rest/v2", "http://127.0.0.1:9"):
+            v.validate_request(httpx.Request("GET", f"{base}/fulfillment/distribution_centers/DFLT/orders", headers=headers))
+            v.validate_request(httpx.Request("PUT", f"{base}/fulfillment/distribution_centers/DFLT/acknowledgements", headers=headers, json=["1"]))
+        with pytest.raises(AssertionError, match="simpleKey|Security"):
+            v.validate_request(httpx.Request("GET", f"{BASE}/fulfillment/distribution_centers", headers={"X-UltraCart-Api-Version": "2017-03-01"}))
+        with pytest.raises(AssertionError, match="X-UltraCart-Api-Version"):
+            v.validate_request(httpx.Request("GET", f"{BASE}/fulfillment/distribution_centers", headers={"x-ultracart-simple-key": "k"}))
+        with pytest.raises(AssertionError, match="array"):
+            v.validate_request(
+                httpx.Request("PUT", f"{BASE}/fulfillment/distribution_centers/DFLT/acknowledgements", headers=headers, json={"a": 1})
+            )
+
+
+# -- create ---------------------------------------------------------------------------------
+
+
+async def test_create_sends_a_complete_order(adapter, router, token) -> None:
+    route = router.post(f"{V}/order").respond(201, json={"id": 555, "reference_id": "acme-1001"})
+    result = await adapter.create_order(an_order())
+    assert (result.warehouse_order_id, result.reference, result.already_existed) == ("555", "acme-1001", False)
+    request = route.calls.last.request
+    assert request.headers["authorization"] == f"Bearer {token}"
+    assert request.headers["shipbob_channel_id"] == "42"
+    body = json.loads(request.content)
+    assert body["reference_id"] == "acme-1001"
+    assert body["order_number"] == "DEMO-1001"
+    assert (body["type"], body["shipping_method"]) == ("DTC", "Ground")
+    assert body["recipient"] == {
+        "name": "Ada Lovelace",
+        "address": {
+            "address1": "12 Way", "address2": "Unit 3", "city": "Springfield", "state": "IL",
+            "zip_code": "62701", "country": "US", "company_name": "Engines Ltd",
+        },
+        "email": "ada@example.com",
+        "phone_number": "555-0100",
+    }
+    # Lines with the same warehouse SKU are merged; the name falls back to the SKU.
+    assert body["products"] == [
+        {"reference_id": "BONE-5LB", "name": "Bone, 5 lb", "quantity": 2, "unit_price": 9.75},
+        {"reference_id": "TREAT", "name": "TREAT", "quantity": 3},
+    ]
+    assert body["purchase_date"] == "2026-03-04T05:06:07Z"
+    assert body["gift_message"] == "Happy birthday"
+    assert body["financials"] == {"total_price": 31.5}
+
+
+async def test_duplicate_reference_is_looked_up(adapter, router) -> None:
+    create = router.post(f"{V}/order").respond(422, json={"": ["Cannot insert order with existing ReferenceId"]})
+    lookup = router.get(f"{V}/order", params={"ReferenceIds": "acme-1001"}).respond(
+        200, json=[{"id": 9, "reference_id": "acme-1001-x"}, {"id": 777, "reference_id": "acme-1001"}]
+    )
+    result = await adapter.create_order(an_order())
+    assert (result.warehouse_order_id, result.already_existed) == ("777", True)
+    assert create.call_count == 1 and lookup.call_count == 1
+
+
+async def test_duplicate_reference_outside_our_channel_is_permanent(adapter, router) -> None:
+    router.post(f"{V}/order").respond(422, json={"": ["Cannot insert order with existing ReferenceId"]})
+    router.get(f"{V}/order").respond(200, json=[])
+    with pytest.raises(PermanentError, match="outside channel 42"):
+        await adapter.create_order(an_order())
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (422, {"": ["Product with reference id BONE-5LB is inactive"]}, "inactive"),
+        (400, {"Recipient.Address.Country": ["The Country field is required."]}, "Recipient.Address.Country: The Country field is required."),
+        (400, {"errors": {"Products": ["At least one product is required"]}, "title": "One or more validation errors occurred."}, "At least one product"),
+    ],
+)
+async def test_other_rejections_are_permanent_with_shipbobs_message(adapter, router, status, body, expected) -> None:
+    router.post(f"{V}/order").respond(status, json=body)
+    lookup = router.get(f"{V}/order").respond(200, json=[])
+    with pytest.raises(PermanentError) as caught:
+        await adapter.create_order(an_order())
+    assert expected in caught.value.message
+    assert caught.value.status == status
+    assert lookup.call_count == 0
+
+
+@pytest.mark.parametrize("failure", [httpx.Response(502), httpx.ReadTimeout("slow")])
+async def test_lost_create_is_in_doubt_and_not_retried(adapter, router, failure) -> None:
+    route = router.post(f"{V}/order")
+    if isinstance(failure, Exception):
+        route.side_effect = failure
+    else:
+        route.return_value = failure
+    with pytest.raises(InDoubtError):
+        await adapter.create_order(an_order())
+    assert route.call_count == 1
+
+
+async def test_find_order(adapter, router) -> None:
+    router.get(f"{V}/order", params={"ReferenceIds": "acme-1"}).respond(200, json=[{"id": 5, "reference_id": "acme-1"}])
+    router.get(f"{V}/order", params={"ReferenceIds": "acme-2"}).respond(200, json=[])
+    found = await adapter.find_order("acme-1")
+    assert found is not None and found.warehouse_order_id == "5" and not found.already_existed
+    assert await adapter.find_order("acme-2") is None
+
+
+# -- rate limiting --------------------------------------------------------------------------
+
+
+async def test_429_raises_rate_limited_with_x_retry_after(adapter, router) -> None:
+    route = router.get(f"{V}/order").respond(429, headers={"x-retry-after": "25", "x-remaining-calls": "0"},
+                                             json={"statusCode": 429, "message": "Rate limit is exceeded. Try again in 25 seconds."})
+    with pytest.raises(RateLimitedError) as caught:
+        await adapter.find_order("acme-1")
+    assert caught.value.retry_after == 25
+    assert "Try again in 25 seconds" in caught.value.message
+    assert route.call_count == 1  # never slept on inside the call
+    # The credential's limiter now refuses calls until ShipBob's window reopens.
+    assert adapter.http.limiter.blocked_until > time.monotonic() + 20
+    with pytest.raises(RateLimitedError):
+        await adapter.find_order("acme-1")
+    assert route.call_count == 1
+
+
+async def test_remaining_calls_feed_the_limiter(adapter, router) -> None:
+    router.get(f"{V}/order", params={"ReferenceIds": "a"}).respond(200, json=[], headers={"x-remaining-calls": "12"})
+    router.get(f"{V}/order", params={"ReferenceIds": "b"}).respond(200, json=[], headers={"x-remaining-calls": "0", "x-retry-after": "30"})
+    await adapter.find_order("a")
+    assert adapter.http.limiter.blocked_until < time.monotonic()
+    await adapter.find_order("b")
+    assert adapter.http.limiter.blocked_until > time.monotonic() + 25
+
+
+async def test_no_remaining_calls_without_a_reset_still_slows_down(adapter, router) -> None:
+    router.get(f"{V}/order").respond(200, json=[], headers={"x-remaining-calls": "0"})
+    await adapter.find_order("a")
+    assert adapter.http.limiter.blocked_until > time.monotonic()
+
+
+async def test_5xx_on_a_read_is_retried(adapter, router) -> None:
+    route = router.get(f"{V}/order")
+    route.side_effect = [httpx.Response(503), httpx.Response(200, json=[{"id": 1, "reference_id": "r"}])]
+    assert (await adapter.find_order("r")).warehouse_order_id == "1"
+    assert route.call_count == 2
+
+
+# -- setup ----------------------------------------------------------------------------------
+
+
+async def test_check_finds_the_channel(adapter, router) -> None:
+    router.get(f"{V}/channel").respond(200, json={"items": [{"id": 42, "name": "UltraCart", "scopes": []}], "next": None})
+    assert "channel 42 (UltraCart)" in await adapter.check()
+
+
+@pytest.mark.parametrize(
+    ("response", "match"),
+    [
+        (httpx.Response(401), "shipbob"),
+        (httpx.Response(403), "shipbob"),
+        (httpx.Response(200, json={"items": [{"id": 1, "name": "Shopify"}], "next": None}), "channel 42 is not one of"),
+        (httpx.Response(404), "api_version"),
+    ],
+)
+async def test_check_configuration_errors(adapter, router, response, match) -> None:
+    router.get(f"{V}/channel").mock(return_value=response)
+    with pytest.raises(ConfigurationError, match=match):
+        await adapter.check()
+
+
+# -- catalogues -----------------------------------------------------------------------------
+
+
+async def test_known_skus_follow_the_cursor(adapter, router) -> None:
+    page1 = {"items": [{"id": 1, "variants": [{"sku": "A"}, {"sku": " B "}]}], "next": f"https://elsewhere.example{V}/product?PageSize=250&Cursor=c2"}
+    page2 = {"items": [{"id": 2, "variants": [{"sku": "C"}, {"sku": None}]}], "next": None}
+    route = router.get(f"{V}/product")
+    route.side_effect = [httpx.Response(200, json=page1), httpx.Response(200, json=page2)]
+    assert await adapter.known_skus() == {"A", "B", "C"}
+    first, second = (c.request for c in route.calls)
+    assert first.url.params["PageSize"] == "250" and "Cursor" not in first.url.params
+    assert second.url.host == "api.shipbob.com" and second.url.params["Cursor"] == "c2"
+
+
+async def test_known_ship_methods_are_the_active_ones(adapter, router, monkeypatch) -> None:
+    monkeypatch.setattr(adapter_module, "PAGE_LIMIT", 2)
+    route = router.get(f"{V}/shipping-method")
+    route.side_effect = [
+        httpx.Response(200, json=[{"id": 1, "name": "Ground", "active": True}, {"id": 2, "name": "Old", "active": False}]),
+        httpx.Response(200, json=[{"id": 3, "name": "2-Day", "active": True}]),
+    ]
+    assert await adapter.known_ship_methods() == {"Ground", "2-Day"}
+    assert [c.request.url.params["Page"] for c in route.calls] == ["1", "2"]
+
+
+# -- shipments ------------------------------------------------------------------------------
+
+
+def sb_shipment(sid: int, status: str, tracking: str | None, products, uploaded: bool = False) -> dict:
+    shipment = {
+        "id": sid, "order_id": 900, "status": status, "is_tracking_uploaded": uploaded, "invoice_amount": 6.25,
+        "products": [
+            {"id": 1, "reference_id": sku, "sku": sku, "inventory_items": [{"id": 11, "quantity": q}]} for sku, q in products
+        ],
+    }
+    if tracking is not None:
+        shipment["tracking"] = {"carrier": "USPS", "carrier_service": "Priority", "tracking_number": tracking,
+                                "shipping_date": "2026-03-05T10:00:00Z"}
+    return shipment
+
+
+async def test_shipments_since_maps_and_filters(adapter, router) -> None:
+    order = {
+        "id": 900, "reference_id": "acme-1", "channel": {"id": 42},
+        "products": [{"reference_id": "A", "quantity": 2}, {"reference_id": "B", "quantity": 1}],
+        "shipments": [
+            sb_shipment(1, "Completed", " 9400111 ", [("A", 2)]),
+            sb_shipment(2, "Completed", "   ", [("B", 1)]),
+            sb_shipment(3, "Cancelled", "VOID1", [("A", 2)]),
+            sb_shipment(4, "Cancelled", None, [("A", 2)]),  # cancelled before a label: nothing to say
+            sb_shipment(5, "Processing", None, [("B", 1)]),
+            sb_shipment(6, "Completed", "OLD", [("A", 1)], uploaded=True),
+        ],
+    }
+    foreign = {"id": 901, "reference_id": "shopify-1", "channel": {"id": 3}, "shipments": [sb_shipment(7, "Completed", "X", [("A", 1)])]}
+    route = router.get(f"{V}/order").respond(200, json=[order, foreign])
+    shipments = await adapter.shipments_since(datetime(2026, 3, 1, tzinfo=UTC))
+    params = route.calls.last.request.url.params
+    assert params["IsTrackingUploaded"] == "false"
+    assert params["LastTrackingUpdateStartDate"] == "2026-03-01T00:00:00Z"
+    assert (params["Page"], params["Limit"]) == ("1", "250")
+    by_id = {s.shipment_id: s for s in shipments}
+    assert sorted(by_id) == ["1", "2", "3"]
+    one = by_id["1"]
+    assert (one.reference, one.warehouse_order_id, one.carrier, one.service) == ("acme-1", "900", "USPS", "Priority")
+    assert one.tracking_numbers == ["9400111"]
+    assert [(line.sku, line.quantity) for line in one.lines] == [("A", 2)]
+    assert one.shipped_at == datetime(2026, 3, 5, 10, tzinfo=UTC)
+    assert one.shipping_cost == Decimal("6.25") and not one.voided
+    assert by_id["2"].tracking_numbers == []
+    assert by_id["3"].voided and by_id["3"].tracking_numbers == ["VOID1"]
+
+
+async def test_shipments_page_until_a_short_page(adapter, router, monkeypatch) -> None:
+    monkeypatch.setattr(adapter_module, "PAGE_LIMIT", 2)
+
+    def order(i: int) -> dict:
+        return {"id": i, "reference_id": f"r{i}", "shipments": [sb_shipment(100 + i, "Completed", f"T{i}", [("A", 1)])]}
+
+    route = router.get(f"{V}/order")
+    route.side_effect = [httpx.Response(200, json=[order(1), order(2)]), httpx.Response(200, json=[order(3)])]
+    shipments = await adapter.shipments_since(datetime(2026, 3, 1, tzinfo=UTC))
+    assert [s.reference for s in shipments] == ["r1", "r2", "r3"]
+    assert route.call_count == 2
+
+
+async def test_acknowledge_marks_tracking_uploaded(adapter, router) -> None:
+    route = router.post(f"{V}/shipment:batchUpdateTrackingUpload").respond(
+        200, json={"results": [{"isSuccess": True, "shipmentId": 1}, {"isSuccess": True, "shipmentId": 2}], "summary": {"failed": 0, "successful": 2, "total": 2}}
+    )
+    shipments = [Shipment(shipment_id=sid, reference="r") for sid in ("2", "1", "2")]
+    await adapter.acknowledge_shipments(shipments)
+    assert json.loads(route.calls.last.request.content) == {"shipment_ids": [1, 2], "is_tracking_uploaded": True}
+
+
+async def test_acknowledge_reports_refusals(adapter, router) -> None:
+    router.post(f"{V}/shipment:batchUpdateTrackingUpload").respond(
+        200, json={"results": [{"isSuccess": False, "shipmentId": 3, "error": {"code": "NotFound", "message": "Shipment 3 not found"}}]}
+    )
+    with pytest.raises(PermanentError, match="Shipment 3 not found"):
+        await adapter.acknowledge_shipments([Shipment(shipment_id="3", reference="r")])
+
+
+async def test_acknowledge_nothing_sends_nothing(adapter, router) -> None:
+    route = router.post(f"{V}/shipment:batchUpdateTrackingUpload").respond(200, json={})
+    await adapter.acknowledge_shipments([])
+    assert route.call_count == 0
+
+
+# -- stock ----------------------------------------------------------------------------------
+
+
+async def test_stock_levels_per_fulfillment_center(adapter, router) -> None:
+    page1 = {
+        "items": [
+            {"inventory_id": 1, "sku": "A", "locations": [
+                {"location_id": 10, "fulfillable_quantity": 5, "on_hand_quantity": 8, "committed_quantity": 3},
+                {"location_id": 11, "fulfillable_quantity": -2, "on_hand_quantity": 0},
+            ]},
+            {"inventory_id": 2, "sku": "", "locations": [{"location_id": 10, "fulfillable_quantity": 1}]},
+        ],
+        "next": f"{BASE}{V}/inventory-level/locations?PageSize=250&Cursor=n2",
+    }
+    page2 = {"items": [{"inventory_id": 3, "sku": "B", "locations": [{"location_id": 11, "fulfillable_quantity": 4, "on_hand_quantity": 4}]}]}
+    route = router.get(f"{V}/inventory-level/locations")
+    route.side_effect = [httpx.Response(200, json=page1), httpx.Response(200, json=page2)]
+    levels = [(lv.sku, lv.warehouse_id, lv.available, lv.on_hand) for lv in await adapter.stock_levels()]
+    assert levels == [("A", "10", 5, 8), ("A", "11", 0, 0), ("B", "11", 4, 4)]
+    assert route.calls.last.request.url.params["Cursor"] == "n2"
+
+
+def test_config_rejects_a_channel_name() -> None:
+    from pydantic import ValidationError
+
+    from adapters.shipbob import ShipBobConfig
+
+    with pytest.raises(ValidationError, match="channel"):
+        ShipBobConfig(adapter="shipbob", token="t", channel_id="My Store")
+    config = ShipBobConfig(adapter="shipbob", token="secret-token", channel_id=5)
+    assert config.secrets() == ["secret-token"]
+    assert (config.base_url, config.api_version, config.rate_per_minute) == ("https://api.shipbob.com", "2026-01", 150)

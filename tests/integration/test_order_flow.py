@@ -1,0 +1,205 @@
+"""The order flow against the sandboxes over real HTTP: download, rules, delivery, exactly once."""
+
+from __future__ import annotations
+
+import pytest
+
+from connector import operator as op
+from connector.sandbox.samples import make_order
+
+pytestmark = pytest.mark.asyncio
+
+
+def orders(n: int, start: int = 1, **kw):
+    return [make_order(f"DEMO-{i:04d}", **kw) for i in range(start, start + n)]
+
+
+async def states(rt, merchant="acme") -> dict[str, int]:
+    return {s: n for (m, s), n in (await rt.store.counts_by_state(merchant)).items()}
+
+
+async def test_orders_flow_to_shipbob_exactly_once_and_a_second_run_sends_nothing(flow, runtime):
+    flow.uc.queue("DFLT", orders(30))
+    results = await runtime.run_once(service="order_download") + await runtime.run_once(service="order_delivery")
+    assert all(r.ok and not r.error for r in results), results
+    assert await states(runtime) == {"at_warehouse": 30}
+    assert flow.sb.create_count == 30 and flow.uc.queued("DFLT") == []
+    assert sorted(flow.uc.acknowledged) == [f"DEMO-{i:04d}" for i in range(1, 31)]
+    # UltraCart sends some of them again (as it does until acknowledged): absorbed.
+    flow.uc.queue("DFLT", orders(5))
+    await runtime.run_once(service="order_download")
+    await runtime.run_once(service="order_delivery")
+    assert flow.uc.queued("DFLT") == []  # the repeats were acknowledged again
+    assert flow.sb.create_count == 30
+    assert await states(runtime) == {"at_warehouse": 30}
+    order = flow.sb.orders["acme-DEMO-0001"]
+    assert order["reference_id"] == "acme-DEMO-0001"
+
+
+async def test_a_large_queue_drains_100_at_a_time(flow, runtime):
+    flow.uc.queue("DFLT", orders(250))
+    r = (await runtime.run_once(service="order_download"))[0]
+    assert r.summary["fetched"] == 250 and r.summary["new"] == 250 and r.summary["rounds"] == 3
+    assert flow.uc.requests["ack"] == 3  # 100 + 100 + 50 ids
+    assert flow.uc.queued("DFLT") == []
+
+
+async def test_a_malformed_order_is_held_with_its_reason_and_the_others_flow(flow, runtime):
+    bad = make_order("DEMO-0666")
+    bad["items"] = "not a list"
+    flow.uc.queue("DFLT", orders(3) + [bad])
+    await runtime.run_once(service="order_download")
+    await runtime.run_once(service="order_delivery")
+    assert await states(runtime) == {"at_warehouse": 3, "held": 1}
+    [row] = await runtime.store.find_orders("DEMO-0666")
+    assert row.reason.startswith("malformed order:") and "items" in row.reason
+    assert "DEMO-0666" in flow.uc.acknowledged  # acknowledged: UltraCart would resend it forever
+    assert flow.sb.create_count == 3
+
+
+async def test_unmapped_method_is_held_then_released_when_the_config_gains_it(flow, tmp_path):
+    flow.uc.queue("DFLT", [make_order("DEMO-0001", ship_method="Pigeon: Carrier Express"), make_order("DEMO-0002")])
+    rt = await flow.runtime()
+    try:
+        await rt.run_once()
+        [row] = await rt.store.find_orders("DEMO-0001")
+        assert row.state == "held" and row.reason == "unmapped ship method: Pigeon: Carrier Express"
+        assert flow.sb.create_count == 1
+    finally:
+        await rt.aclose()
+    flow.overrides["acme"] = {"ship_methods": {"Pigeon: Carrier Express": "Expedited"}}
+    rt = await flow.runtime()  # the config reloaded with the new mapping
+    try:
+        await rt.run_once(service="order_delivery")
+        [row] = await rt.store.find_orders("DEMO-0001")
+        assert row.state == "at_warehouse"
+        assert flow.sb.orders["acme-DEMO-0001"]["shipping_method"] == "Expedited"
+        timeline = [e.reason for e in await rt.store.timeline(row.id)]
+        assert any("no longer applies" in t for t in timeline)
+    finally:
+        await rt.aclose()
+
+
+async def test_unknown_sku_and_missing_address_hold_with_reasons(flow, runtime):
+    flow.uc.queue("DFLT", [make_order("DEMO-0001", items=[("MYSTERY-SKU", 1), ("TREAT", 2)]), make_order("DEMO-0002", address=False)])
+    await runtime.run_once()
+    rows = {r.order_id: r for r in await runtime.store.list_orders()}
+    assert rows["DEMO-0001"].reason == "unknown SKU: MYSTERY-SKU"
+    assert rows["DEMO-0002"].reason.startswith("missing ship-to address")
+    assert flow.sb.create_count == 0
+
+
+async def test_manual_hold_and_release(flow, runtime):
+    flow.overrides["acme"] = {"orders": {"hold_minutes": 60}}
+    rt = await flow.runtime()
+    try:
+        flow.uc.queue("DFLT", orders(2))
+        await rt.run_once()
+        assert await states(rt) == {"held": 2}
+        [row] = await rt.store.find_orders("DEMO-0001")
+        assert row.reason.startswith("timed hold until")
+        [res] = await op.release(rt.store, "DEMO-0001")
+        assert res.ok
+        await rt.run_once(service="order_delivery")
+        assert (await rt.store.find_orders("DEMO-0001"))[0].state == "at_warehouse"
+        assert (await rt.store.find_orders("DEMO-0002"))[0].state == "held"
+        [res] = await op.hold(rt.store, "DEMO-0002", reason="customer called")
+        assert res.ok and (await rt.store.find_orders("DEMO-0002"))[0].reason == "manual hold: customer called"
+    finally:
+        await rt.aclose()
+
+
+@pytest.mark.parametrize("fault", [{"status": 500, "after": True}, {"status": "reset", "after": True}])
+async def test_a_create_whose_reply_is_lost_is_looked_up_not_sent_twice(flow, runtime, fault):
+    flow.uc.queue("DFLT", orders(3))
+    await runtime.run_once(service="order_download")
+    flow.sb.faults.script = [{"method": "POST", "path": "/2026-01/order", **fault}]
+    await runtime.run_once(service="order_delivery")
+    assert await states(runtime) == {"at_warehouse": 2, "in_doubt": 1}
+    [doubt] = [r for r in await runtime.store.list_orders() if r.state == "in_doubt"]
+    await runtime.run_once(service="order_delivery")
+    assert await states(runtime) == {"at_warehouse": 3}
+    assert flow.sb.create_count == 3 and flow.sb.create_attempts[f"acme-{doubt.order_id}"] == 1
+    [row] = await runtime.store.find_orders(doubt.order_id)
+    assert any("found at the warehouse by reference" in e.reason for e in await runtime.store.timeline(row.id))
+
+
+async def test_a_rejected_order_fails_with_the_vendor_message_and_can_be_retried(flow, runtime):
+    flow.uc.queue("DFLT", orders(2))
+    await runtime.run_once(service="order_download")
+    flow.sb.faults.script = [{"method": "POST", "path": "/2026-01/order", "status": 400}]
+    await runtime.run_once(service="order_delivery")
+    failed = [r for r in await runtime.store.list_orders() if r.state == "failed"]
+    assert len(failed) == 1 and "400" in failed[0].last_error
+    assert (await states(runtime))["at_warehouse"] == 1
+    [res] = await op.retry(runtime.store, failed[0].order_id)
+    assert res.ok
+    await runtime.run_once(service="order_delivery")
+    assert await states(runtime) == {"at_warehouse": 2}
+
+
+async def test_transient_errors_are_retried_later_with_backoff(flow, runtime):
+    from connector.pipeline.orders import evaluate_orders
+
+    flow.uc.queue("DFLT", orders(1))
+    await runtime.run_once(service="order_download")
+    await evaluate_orders(runtime.contexts["acme"])  # ready, not yet sent
+    # A 5xx on a create is in doubt (it may have happened); a refused connection is the
+    # transient case: nothing reached the warehouse.
+    flow.sb_server.stop()
+    r = (await runtime.run_once(service="order_delivery"))[0]
+    [row] = await runtime.store.list_orders()
+    assert row.state == "ready" and row.attempts == 1 and "cannot connect" in row.last_error
+    assert r.summary["retry"] == 1
+
+
+async def test_bad_warehouse_credentials_pause_only_that_merchant(tmp_path):
+    from tests.support.flow import Flow
+
+    f = Flow(tmp_path, merchants=("acme", "globex"))
+    try:
+        f.overrides["globex"] = {"warehouse": {"token": "wrong-token"}}
+        rt = await f.runtime()
+        try:
+            f.uc.queue("DFLT", orders(2))
+            await rt.run_once(merchant="acme", service="order_download")
+            f.uc.queue("DFLT", orders(2, start=3))
+            await rt.run_once(merchant="globex", service="order_download")
+            results = await rt.run_once(service="order_delivery")
+            by = {r.merchant: r for r in results}
+            assert by["acme"].ok and by["globex"].error.startswith("paused: ")
+            assert (await rt.store.counts_by_state("acme")) == {("acme", "at_warehouse"): 2}
+            globex = await rt.store.list_orders(merchant="globex")
+            assert {r.state for r in globex} == {"received"} and all(r.attempts == 0 for r in globex)  # nothing spent
+            run = [x for x in await rt.store.service_runs("globex") if x.service == "order_delivery"][0]
+            assert run.paused_until is not None and "401" in run.pause_reason
+            skipped = await rt.run_service("globex", "order_delivery")
+            assert skipped.skipped.startswith("paused until")
+        finally:
+            await rt.aclose()
+    finally:
+        f.close()
+
+
+async def test_rate_limited_warehouse_reschedules_without_spending_attempts(flow, runtime):
+    flow.uc.queue("DFLT", orders(2))
+    await runtime.run_once(service="order_download")
+    flow.sb.faults.update({"retry_after_s": 30})
+    flow.sb.faults.script = [{"method": "POST", "path": "/2026-01/order", "status": 429}]
+    r = (await runtime.run_once(service="order_delivery"))[0]
+    assert r.error.startswith("throttled")
+    rows = await runtime.store.list_orders()
+    waiting = [x for x in rows if x.state == "ready"]
+    assert waiting and all(x.attempts == 0 for x in waiting)
+
+
+async def test_status_counts_and_timeline_are_recorded(flow, runtime):
+    flow.uc.queue("DFLT", orders(2) + [make_order("DEMO-0009", test_order=True)])
+    flow.overrides["acme"] = {}
+    await runtime.run_once()
+    [row] = await runtime.store.find_orders("DEMO-0001")
+    steps = [(e.from_state, e.to_state) for e in await runtime.store.timeline(row.id)]
+    assert steps[:4] == [("", "received"), ("received", "ready"), ("ready", "submitting"), ("submitting", "at_warehouse")]
+    runs = {r.service: r for r in await runtime.store.service_runs("acme")}
+    assert set(runs) == {"order_download", "order_delivery", "shipment_upload", "inventory_upload"}
+    assert all(r.last_success_at is not None for r in runs.values())

@@ -1,0 +1,111 @@
+"""A merchant wired to the loopback sandboxes, for pipeline and acceptance tests.
+
+`Flow` starts an UltraCart and a ShipBob sandbox on real sockets, writes the matching config
+(as a dict, and as a TOML file for tests that run the real `connector` process), and opens a
+Runtime on a SQLite file (or the PostgreSQL URL given).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+from typing import Any
+
+from connector.config import Config, from_dict
+from connector.runtime import Runtime
+from connector.sandbox.server import SandboxServer
+from connector.sandbox.shipbob import ShipBobSandbox
+from connector.sandbox.ultracart import UltraCartSandbox
+from connector.store import Store
+
+PRODUCTS = ("BONE-5LB", "TREAT", "LEASH-RED", "LEASH-BLUE", "BOWL-L", "COLLAR-M")
+METHODS = {"USPS: Priority Mail": "Standard", "UPS: Ground": "Standard", "FedEx: 2Day": "2-Day"}
+_keys = itertools.count(1)
+
+
+class Flow:
+    """Sandboxes + config for one or more merchants; `runtime()` opens the connector on them."""
+
+    def __init__(self, tmp_path: Path, *, merchants: tuple[str, ...] = ("acme",), database_url: str | None = None, **sandbox_kw: Any):
+        n = next(_keys)
+        self.tmp = tmp_path
+        # Fresh credentials per Flow: rate-limiter state is per credential and process-wide.
+        self.uc_key, self.sb_token = f"uc-key-{n}-secret", f"sb-token-{n}-secret"
+        self.uc = UltraCartSandbox(api_key=self.uc_key, merchant_id="DEMO", distribution_centers=("DFLT",))
+        sandbox_kw.setdefault("products", PRODUCTS)
+        sandbox_kw.setdefault("ship_methods", ("Standard", "Expedited", "2-Day"))
+        self.sb = ShipBobSandbox(token=self.sb_token, channel_id=1, **sandbox_kw)
+        self.uc_server = SandboxServer(self.uc.app).start()
+        self.sb_server = SandboxServer(self.sb.app).start()
+        self.database_url = database_url or f"sqlite:///{tmp_path / 'connector.db'}"
+        self.merchants = merchants
+        self.overrides: dict[str, dict[str, Any]] = {m: {} for m in merchants}
+
+    def close(self) -> None:
+        self.uc_server.stop()
+        self.sb_server.stop()
+
+    def merchant_dict(self, merchant: str) -> dict[str, Any]:
+        m = {
+            "id": merchant,
+            "ultracart": {"merchant_id": "DEMO", "api_key": self.uc_key, "distribution_center": "DFLT", "base_url": self.uc_server.url},
+            "warehouse": {"adapter": "shipbob", "base_url": self.sb_server.url, "token": self.sb_token, "channel_id": 1},
+            "ship_methods": dict(METHODS),
+            "skus": {"aliases": {"Bone": "BONE-5LB"}, "kits": {"GIFT-SET": {"BONE-5LB": 1, "TREAT": 2}}},
+            "retry": {"base_seconds": 1, "max_backoff_minutes": 1},
+        }
+        return _merge(m, self.overrides.get(merchant, {}))
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"daemon": {"database_url": self.database_url, "log_level": "error", "listen": "127.0.0.1:0"},
+                "merchants": [self.merchant_dict(m) for m in self.merchants]}
+
+    def config(self) -> Config:
+        return from_dict(self.config_dict(), file="<test>")
+
+    def write_toml(self, path: Path | None = None) -> Path:
+        path = path or self.tmp / "connector.toml"
+        path.write_text(_toml(self.config_dict()))
+        return path
+
+    async def runtime(self, worker_id: str = "test-worker") -> Runtime:
+        cfg = self.config()
+        return Runtime(cfg, await Store.open(cfg.daemon.database_url), worker_id=worker_id)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_toml_value(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(type(v))
+
+
+def _toml(data: dict[str, Any]) -> str:
+    lines = []
+    for section in ("daemon", "alerts"):
+        if section in data:
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in data[section].items()]
+    for m in data.get("merchants", []):
+        lines.append("[[merchants]]")
+        tables = {k: v for k, v in m.items() if isinstance(v, dict)}
+        lines += [f"{k} = {_toml_value(v)}" for k, v in m.items() if k not in tables]
+        for name, table in tables.items():
+            lines.append(f"[merchants.{name}]")
+            lines += [f"{_toml_value(k)} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
