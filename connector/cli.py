@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any, Optional
@@ -88,10 +87,19 @@ def run(
     run_async(_daemon(cfg))
 
 
-async def _run_once(cfg: Config, merchant: str | None, service: str | None) -> int:
+async def open_runtime(cfg: Config):
     from connector.runtime import Runtime
+    from connector.store.engine import DatabaseBusy
 
-    rt = await Runtime.open(cfg)
+    try:
+        return await Runtime.open(cfg)
+    except DatabaseBusy as exc:
+        err.print(f"[bold red]cannot start[/]: {exc}")
+        raise typer.Exit(2) from None
+
+
+async def _run_once(cfg: Config, merchant: str | None, service: str | None) -> int:
+    rt = await open_runtime(cfg)
     try:
         results = await rt.run_once(merchant, service)
     finally:
@@ -108,11 +116,10 @@ async def _run_once(cfg: Config, merchant: str | None, service: str | None) -> i
 async def _daemon(cfg: Config) -> None:
     import uvicorn
 
-    from connector.runtime import Runtime
     from connector.scheduler import Daemon
     from connector.web import build_app, parse_listen
 
-    rt = await Runtime.open(cfg)
+    rt = await open_runtime(cfg)
     daemon = Daemon(rt)
     daemon.install_signal_handlers()
     host, port = parse_listen(cfg.daemon.listen)

@@ -30,6 +30,7 @@ from connector.pipeline.shipments import upload_shipments
 from connector.errors import VendorError
 from connector.redact import DEFAULT as REDACT
 from connector.store import Store, utcnow
+from connector.store.engine import SqliteLock, sqlite_path
 
 ServiceFn = Callable[[ServiceContext], Awaitable[dict[str, Any]]]
 SERVICE_FUNCTIONS: dict[str, ServiceFn] = {
@@ -97,6 +98,7 @@ class Runtime:
         self.worker_id = worker_id or default_worker_id()
         self.transports = transports or {}
         self.contexts: dict[str, ServiceContext] = {}
+        self._lock: SqliteLock | None = None
         self.sinks: dict[str, EventSink] = {}
         self.log = structlog.get_logger("connector")
         REDACT.add(*config.secrets())
@@ -106,8 +108,27 @@ class Runtime:
 
     @classmethod
     async def open(cls, config: Config, **kw: Any) -> Runtime:
-        store = await Store.open(config.daemon.database_url)
-        return cls(config, store, **kw)
+        """Open the store (migrating it) and, on SQLite, take the one-daemon lock and recover the
+        claims a killed process left behind."""
+        url = config.daemon.database_url
+        lock = None
+        path = sqlite_path(url)
+        if path is not None:
+            lock = SqliteLock(path)
+            lock.acquire()
+        try:
+            store = await Store.open(url)
+        except BaseException:
+            if lock:
+                lock.release()
+            raise
+        rt = cls(config, store, **kw)
+        rt._lock = lock
+        if lock is not None:
+            orders_back, tasks_back = await store.recover_all_leases()
+            if orders_back or tasks_back:
+                rt.log.warning("recovered work left by a stopped process", orders_in_doubt=orders_back, tasks_due=tasks_back)
+        return rt
 
     def _context(self, m: MerchantConfig) -> ServiceContext:
         sink = self.sinks[m.id] = EventSink(self.store, m.id)
@@ -125,6 +146,8 @@ class Runtime:
             await ctx.warehouse.aclose()
         await self.store.release_own_leases(self.worker_id)
         await self.store.close()
+        if self._lock is not None:
+            self._lock.release()
 
     async def run_service(self, merchant: str, service: str, *, honour_pause: bool = True) -> ServiceResult:
         """One pass of one service; never raises for vendor trouble (it is recorded instead)."""

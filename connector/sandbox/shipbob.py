@@ -559,8 +559,11 @@ class ShipBobSandbox:
         except ApiError as exc:
             return exc.response()
         q = request.query_params
-        page = max(1, int(float(q.get("Page") or 1)))
-        limit = min(250, max(1, int(float(q.get("Limit") or 50))))
+        try:
+            page = max(1, int(float(q.get("Page") or 1)))
+            limit = min(250, max(1, int(float(q.get("Limit") or 50))))
+        except ValueError:
+            return ApiError(400, {"Page": ["The value is not valid."]}).response()
         with self._lock:
             methods = [copy.deepcopy(m) for m in sorted(self.ship_methods.values(), key=lambda m: m["id"])]
         return JSONResponse(methods[(page - 1) * limit : page * limit])
@@ -576,7 +579,7 @@ class ShipBobSandbox:
         ids = body.get("shipment_ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
             return JSONResponse("shipment_ids must be a list of shipment ids.", status_code=400)
-        flag = bool(body.get("is_tracking_uploaded", True))
+        flag = bool(body.get("is_tracking_uploaded", False))  # an absent bool binds to false
         with self._lock:
             by_id = {s["id"]: s for o in self.orders.values() for s in o["shipments"]}
             results = []

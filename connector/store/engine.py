@@ -33,6 +33,47 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+class DatabaseBusy(RuntimeError):
+    """Another connector process already runs on this SQLite file."""
+
+
+class SqliteLock:
+    """An exclusive lock beside a SQLite database: one daemon per file.
+
+    SQLite's own locks protect each transaction, not the claims that span them: two daemons on one
+    file could not tell a dead process's claim from a live one's. Held for the process lifetime;
+    the kernel releases it when the process dies, even by SIGKILL.
+    """
+
+    def __init__(self, db_path: Path):
+        self.path = Path(str(db_path) + ".lock")
+        self._fh = None
+
+    def acquire(self) -> None:
+        import fcntl
+        import os
+
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise DatabaseBusy(f"{self.path.with_suffix('')} is in use by {holder}; run one connector per SQLite file "
+                               "(use PostgreSQL to run several replicas)") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
 def make_engine(url: str) -> AsyncEngine:
     url = async_url(url)
     if is_sqlite(url):

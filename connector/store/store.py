@@ -220,6 +220,20 @@ class Store:
             q = select(orders.c.id).where(orders.c.merchant == merchant, orders.c.state == S.submitting, orders.c.lease_until < now)
             return list((await conn.execute(q)).all())
 
+    async def recover_all_leases(self) -> tuple[int, int]:
+        """At start with the single-daemon lock held (SQLite): every claim is a dead process's.
+
+        Orders left `submitting` become `in_doubt` (looked up before any resend); tasks left
+        `running` become due again. Returns (orders, tasks) recovered.
+        """
+        async with self.engine.connect() as conn:
+            pks = list((await conn.execute(select(orders.c.id).where(orders.c.state == S.submitting))).scalars())
+        ts = [Transition(pk, S.in_doubt, (S.submitting,), "found submitting at start (the previous process stopped mid-send); will look up before resending") for pk in pks]
+        n_orders = sum(await self.transition_many(ts, actor="recovery"))
+        async with self.engine.begin() as conn:
+            n_tasks = (await conn.execute(update(tasks_t).where(tasks_t.c.state == "running").values(state="pending", lease_owner="", updated_at=utcnow()))).rowcount
+        return n_orders, n_tasks
+
     async def release_own_leases(self, owner: str) -> int:
         """On a clean stop: our `submitting` orders whose call never started go back... as in_doubt.
 

@@ -180,5 +180,5 @@ class TestShipBobSandbox:
         assert state["create_attempts"]["ctl-1"] == 2 and state["create_count"] == 1
         assert state["faults"] == {"503": 1}
         assert state["requests"]["POST /order"] == 3
-        assert state["stock"]["SKU-3"]["11"] == {"fulfillable": 2, "on_hand": 4, "committed": 0}
+        assert state["stock"]["SKU-3"]["11"] == {"fulfillable": 2, "on_hand": 4, "committed": 2}
         assert len(state["shipments"]) == 2 and state["tracking_uploaded"] == []
