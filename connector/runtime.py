@@ -22,6 +22,7 @@ import structlog
 from adapters.base import AdapterContext
 from adapters.http import CallRecord
 from adapters.ultracart import UltraCartClient, parse_order
+from connector.breaker import Breaker
 from connector.config import SERVICES, Config, MerchantConfig
 from connector.pipeline.context import ServiceContext, ServicePaused, ServiceThrottled
 from connector.pipeline.inventory import upload_inventory
@@ -99,6 +100,7 @@ class Runtime:
         self.transports = transports or {}
         self.contexts: dict[str, ServiceContext] = {}
         self._lock: SqliteLock | None = None
+        self.breakers: dict[tuple[str, str], Breaker] = {}
         self.sinks: dict[str, EventSink] = {}
         self.log = structlog.get_logger("connector")
         REDACT.add(*config.secrets())
@@ -153,6 +155,9 @@ class Runtime:
         """One pass of one service; never raises for vendor trouble (it is recorded instead)."""
         ctx = self.contexts[merchant]
         log = self.log.bind(merchant=merchant, service=service)
+        breaker = self.breakers.setdefault((merchant, service), Breaker())
+        if honour_pause and not breaker.allows(utcnow()):
+            return ServiceResult(merchant, service, ok=False, skipped=f"circuit open until {breaker.open_until:%H:%M:%S}Z after {breaker.failures} failed passes")
         if honour_pause:
             run = next((r for r in await self.store.service_runs(merchant) if r.service == service), None)
             if run is not None and run.paused_until is not None and run.paused_until > utcnow():
@@ -173,12 +178,15 @@ class Runtime:
         except asyncio.CancelledError:
             raise
         except VendorError as exc:
-            log.error("service pass failed", error=str(exc))
             result.ok, result.error = False, str(exc)
+            until = breaker.failure(utcnow())
+            log.error("service pass failed", error=str(exc), consecutive_failures=breaker.failures,
+                      circuit_open_until=until.isoformat() if until else None)
         except Exception as exc:  # noqa: BLE001 - one merchant's failure must not stop the others
             log.exception("service pass failed", error=str(exc))
             result.ok, result.error = False, f"{type(exc).__name__}: {exc}"
         else:
+            breaker.success()
             await self.store.pause_service(merchant, service, None, "")
         finally:
             result.seconds = round(time.perf_counter() - started, 3)
@@ -188,6 +196,10 @@ class Runtime:
             log.info("service pass done", seconds=result.seconds, **{k: v for k, v in result.summary.items() if v})
         return result
 
+    async def housekeeping(self) -> int:
+        """Drop event-log rows older than `event_log_days`; returns how many went."""
+        return await self.store.prune_event_log(utcnow() - timedelta(days=self.config.daemon.event_log_days))
+
     async def run_once(self, merchant: str | None = None, service: str | None = None) -> list[ServiceResult]:
         """Every (or the chosen) service of every (or the chosen) merchant, once, in flow order."""
         merchants = [merchant] if merchant else list(self.contexts)
@@ -195,4 +207,5 @@ class Runtime:
         results = []
         for s in services:
             results += await asyncio.gather(*(self.run_service(m, s, honour_pause=False) for m in merchants))
+        await self.housekeeping()
         return results

@@ -60,6 +60,8 @@ class Daemon:
                     # Start soon, staggered so that many merchants do not all hit the vendors at once.
                     next_run_time=now + timedelta(seconds=0.2 * j + 0.05 * (i % 200)),
                 )
+        self.scheduler.add_job(self.runtime.housekeeping, IntervalTrigger(hours=1), id="housekeeping", coalesce=True,
+                               max_instances=1, misfire_grace_time=3600, next_run_time=now + timedelta(seconds=30))
         self.scheduler.add_listener(self._event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
     def _event(self, event) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from adapters.base import order_reference
 from connector.domain import Order, OrderState, WarehouseOrder
-from connector.errors import ErrorClass, VendorError
+from connector.errors import ErrorClass, TransientError, VendorError
 from connector.failpoints import failpoint
 from connector.pipeline.context import ServiceContext, ServicePaused, ServiceThrottled
 from connector.redact import DEFAULT as REDACT
@@ -249,8 +249,8 @@ async def send_ready(ctx: ServiceContext) -> dict[str, int]:
         if stop is None and errors and len(errors) == len(results) and all(e.error_class is ErrorClass.transient for e in errors):
             # The whole chunk failed the same way: the warehouse is down, not these orders.
             # Stop the pass instead of burning every queued order's attempts.
-            ctx.log.warning("every send in the chunk failed; stopping this pass", error=str(errors[0]))
-            break
+            # Raised so the runtime's circuit breaker counts it.
+            raise TransientError(f"every create in a chunk of {len(results)} failed; stopping this pass: {errors[0]}", vendor=ctx.warehouse.name)
     if stop is not None:
         raise stop
     return counts

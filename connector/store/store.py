@@ -20,6 +20,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connector.domain import OrderState
+from connector.store.alerts import AlertQueries
 from connector.store.engine import is_sqlite, make_engine, migrate
 from connector.store.models import (
     CursorRow,
@@ -74,7 +75,7 @@ class Transition:
     request_id: str = ""
 
 
-class Store:
+class Store(AlertQueries):
     """The one gateway to the database (SQLite by default, PostgreSQL for replicas)."""
 
     def __init__(self, engine: AsyncEngine, url: str):
@@ -274,7 +275,8 @@ class Store:
     async def list_orders(self, *, state: str | None = None, merchant: str | None = None, limit: int = 200) -> list[Row]:
         async with self.engine.connect() as conn:
             q = select(orders.c.id, orders.c.merchant, orders.c.order_id, orders.c.state, orders.c.reason, orders.c.attempts,
-                       orders.c.warehouse_order_id, orders.c.updated_at, orders.c.last_error, orders.c.received_at)
+                       orders.c.warehouse_order_id, orders.c.updated_at, orders.c.last_error, orders.c.received_at,
+                       orders.c.next_attempt_at)
             if state:
                 q = q.where(orders.c.state == state)
             if merchant:

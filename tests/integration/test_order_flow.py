@@ -6,6 +6,7 @@ import pytest
 
 from connector import operator as op
 from connector.sandbox.samples import make_order
+from connector.store import Transition
 
 pytestmark = pytest.mark.asyncio
 
@@ -147,10 +148,26 @@ async def test_transient_errors_are_retried_later_with_backoff(flow, runtime):
     # A 5xx on a create is in doubt (it may have happened); a refused connection is the
     # transient case: nothing reached the warehouse.
     flow.sb_server.stop()
-    r = (await runtime.run_once(service="order_delivery"))[0]
+    r = await runtime.run_service("acme", "order_delivery")
     [row] = await runtime.store.list_orders()
     assert row.state == "ready" and row.attempts == 1 and "cannot connect" in row.last_error
-    assert r.summary["retry"] == 1
+    assert row.next_attempt_at is not None and not r.ok and "every create" in r.error
+
+
+async def test_a_warehouse_that_keeps_failing_opens_the_circuit_instead_of_burning_attempts(flow, runtime):
+    from connector.pipeline.orders import evaluate_orders
+
+    flow.uc.queue("DFLT", orders(3))
+    await runtime.run_once(service="order_download")
+    await evaluate_orders(runtime.contexts["acme"])
+    flow.sb_server.stop()
+    for _ in range(3):
+        for r in await runtime.store.list_orders():  # make them due again at once
+            await runtime.store.transition(Transition(r.id, "ready", ("ready",), "", dict(next_attempt_at=None)), actor="test")
+        assert not (await runtime.run_service("acme", "order_delivery")).ok
+    skipped = await runtime.run_service("acme", "order_delivery")
+    assert skipped.skipped.startswith("circuit open until")
+    assert all(r.attempts <= 3 for r in await runtime.store.list_orders())
 
 
 async def test_bad_warehouse_credentials_pause_only_that_merchant(tmp_path):
