@@ -23,7 +23,8 @@ from connector.errors import ConfigError, ConnectorError
 from connector.store import Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="UltraCart order-flow connector: orders to the warehouse, tracking and stock back.")
-out = Console(highlight=False, soft_wrap=True)
+# When piped (grep, scripts), never truncate columns to 80 characters.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigOpt = typer.Option(None, "-c", "--config", help="config file (else $CONNECTOR_CONFIG, else ./connector.toml)")
