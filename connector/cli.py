@@ -270,6 +270,30 @@ def events(config: Optional[str] = ConfigOpt, merchant: Optional[str] = Merchant
                 out.print("  response: " + e.response_body[:4000])
 
 
+@app.command()
+def alerts(config: Optional[str] = ConfigOpt, merchant: Optional[str] = MerchantOpt,
+           state: Optional[str] = typer.Option("open", "--state", help="open, resolved, or all"),
+           resolve: Optional[str] = typer.Option(None, "--resolve", help="close CATEGORY or CATEGORY:KEY (with --merchant)")) -> None:
+    """Alerts raised (deduplicated): what, how often, since when, whether e-mailed."""
+    cfg = load_config(config)
+
+    async def go(store: Store) -> int:
+        if resolve:
+            category, _, key = resolve.partition(":")
+            n = await store.resolve_alerts(merchant or "", category, key or None)
+            out.print(f"resolved {n} alert(s)")
+            return 0 if n else 1
+        rows = await store.list_alerts(merchant, None if state == "all" else state)
+        t = Table("merchant", "category", "key", "times", "first", "last", "e-mailed", "detail", box=None)
+        for a in rows:
+            t.add_row(a.merchant or "-", a.category, a.key, str(a.count), ago(a.first_at), ago(a.last_at),
+                      ago(a.sent_at) if a.sent_at else "not yet", a.message[:200])
+        out.print(t)
+        return 0
+
+    raise typer.Exit(run_async(with_store(cfg, go)))
+
+
 # ----------------------------------------------------------------------------- operator actions
 def _act(config: Optional[str], action: Callable[[Store], Awaitable[list[op.ActionResult]]]) -> None:
     cfg = load_config(config)

@@ -22,6 +22,7 @@ import structlog
 from adapters.base import AdapterContext
 from adapters.http import CallRecord
 from adapters.ultracart import UltraCartClient, parse_order
+from connector.alerts import check_stuck, raise_alert, send_digests
 from connector.breaker import Breaker
 from connector.config import SERVICES, Config, MerchantConfig
 from connector.pipeline.context import ServiceContext, ServicePaused, ServiceThrottled
@@ -170,6 +171,7 @@ class Runtime:
         except ServicePaused as exc:
             until = exc.until or utcnow() + timedelta(minutes=PAUSE_MINUTES)
             await self.store.pause_service(merchant, service, until, exc.reason)
+            await raise_alert(self.store, merchant, "configuration", service, f"{service} paused until {until:%Y-%m-%d %H:%M}Z: {exc.reason}")
             log.error("service paused: configuration problem", reason=exc.reason, until=until.isoformat())
             result.ok, result.error = False, f"paused: {exc.reason}"
         except ServiceThrottled as exc:
@@ -188,10 +190,15 @@ class Runtime:
         else:
             breaker.success()
             await self.store.pause_service(merchant, service, None, "")
+            await self.store.resolve_alerts(merchant, "configuration", service)
+            if service == "inventory_upload":
+                await self.store.resolve_alerts(merchant, "inventory_failing", service)
         finally:
             result.seconds = round(time.perf_counter() - started, 3)
             await self.sinks[merchant].flush()
             await self.store.service_finished(merchant, service, ok=result.ok, summary=result.summary, error=result.error)
+        if not result.ok and service == "inventory_upload" and not result.error.startswith("paused"):
+            await raise_alert(self.store, merchant, "inventory_failing", service, f"inventory upload failed: {result.error}")
         if result.ok:
             log.info("service pass done", seconds=result.seconds, **{k: v for k, v in result.summary.items() if v})
         return result
@@ -199,6 +206,16 @@ class Runtime:
     async def housekeeping(self) -> int:
         """Drop event-log rows older than `event_log_days`; returns how many went."""
         return await self.store.prune_event_log(utcnow() - timedelta(days=self.config.daemon.event_log_days))
+
+    async def alerts_pass(self, *, force: bool = False) -> dict[str, int]:
+        """Look for stuck orders, then queue and send due alert digests. Never raises."""
+        try:
+            stuck = await check_stuck(self.store, self.config, now=utcnow())
+            sent = await send_digests(self.store, self.config, now=utcnow(), worker_id=self.worker_id, force=force)
+            return {**stuck, **sent}
+        except Exception as exc:  # noqa: BLE001 - alerting trouble must not stop the flow
+            self.log.exception("alerts pass failed", error=str(exc))
+            return {"error": 1}
 
     async def run_once(self, merchant: str | None = None, service: str | None = None) -> list[ServiceResult]:
         """Every (or the chosen) service of every (or the chosen) merchant, once, in flow order."""
@@ -208,4 +225,5 @@ class Runtime:
         for s in services:
             results += await asyncio.gather(*(self.run_service(m, s, honour_pause=False) for m in merchants))
         await self.housekeeping()
+        await self.alerts_pass(force=True)
         return results

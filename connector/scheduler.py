@@ -62,6 +62,8 @@ class Daemon:
                 )
         self.scheduler.add_job(self.runtime.housekeeping, IntervalTrigger(hours=1), id="housekeeping", coalesce=True,
                                max_instances=1, misfire_grace_time=3600, next_run_time=now + timedelta(seconds=30))
+        self.scheduler.add_job(self.runtime.alerts_pass, IntervalTrigger(seconds=60), id="alerts", coalesce=True,
+                               max_instances=1, misfire_grace_time=120, next_run_time=now + timedelta(seconds=20))
         self.scheduler.add_listener(self._event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
     def _event(self, event) -> None:

@@ -97,6 +97,8 @@ async def download_orders(ctx: ServiceContext) -> dict[str, int]:
             rows, bad = prepare_orders(ctx, raws)
             stats["unidentifiable"] += bad
             new = await ctx.store.ingest_orders(ctx.id, ctx.dc, rows, source="poll", actor="order_download")
+            await ctx.store.raise_alerts([a for r in rows if r.order_id in new and r.hold_kind
+                                          for a in hold_alerts(ctx.id, r.order_id, r.hold_kind, r.reason)], now=ctx.now())
             stats["new"] += len(new)
             stats["repeats"] += len(rows) - len(new)
             failpoint("after_commit_before_ack")
@@ -141,6 +143,7 @@ async def evaluate_orders(ctx: ServiceContext) -> dict[str, int]:
     caps = ctx.warehouse.capabilities
     catalog_loaded = False
     known_skus = known_methods = None
+    alerts: list[tuple[str, str, str, str]] = []
     after = 0
     while True:
         rows = await ctx.store.orders_in_states(ctx.id, (S.received, S.held), limit=500, after_pk=after)
@@ -174,12 +177,27 @@ async def evaluate_orders(ctx: ServiceContext) -> dict[str, int]:
                 if row.state == S.held and row.reason == d.reason and row.hold_kind == d.hold_kind:
                     continue  # still held for the same reason: nothing to write
                 transitions.append(Transition(row.id, S.held, (S.received, S.held), d.reason, dict(hold_kind=d.hold_kind, reason=d.reason)))
+                alerts += hold_alerts(ctx.id, row.order_id, d.hold_kind, d.reason)
                 counts["held"] += 1
             else:
                 transitions.append(Transition(row.id, S.skipped, (S.received, S.held), d.reason, dict(reason=d.reason)))
                 counts["skipped"] += 1
         await ctx.store.transition_many(transitions, actor="order_delivery")
+        await ctx.store.raise_alerts(alerts, now=now)
+        alerts = []
     return counts
+
+
+def hold_alerts(merchant: str, order_id: str, hold_kind: str, reason: str) -> list[tuple[str, str, str, str]]:
+    """The alerts a hold raises, keyed so that a hundred orders with one cause are one alert."""
+    text = REDACT.text(f"order {order_id}: {reason}")
+    if hold_kind == "unknown_sku":
+        return [(merchant, "unknown_sku", sku.strip(), text) for sku in reason.split(":", 1)[1].split(",")]
+    if hold_kind == "unmapped_ship_method":
+        return [(merchant, "unmapped_ship_method", reason.split(":", 1)[1].strip(), text)]
+    if hold_kind in ("missing_address", "malformed"):
+        return [(merchant, "missing_address" if hold_kind == "missing_address" else "malformed_order", order_id, text)]
+    return []
 
 
 async def resolve_in_doubt(ctx: ServiceContext) -> dict[str, int]:
@@ -238,6 +256,9 @@ async def send_ready(ctx: ServiceContext) -> dict[str, int]:
         results = await asyncio.gather(*(one(r) for r in rows))
         failpoint("after_send_before_record")
         await ctx.store.transition_many([t for t, _ in results], actor="order_delivery")
+        failed = [(ctx.id, "order_failed", row.order_id, REDACT.text(f"order {row.order_id}: {t.reason}"))
+                  for row, (t, _) in zip(rows, results) if t.to_state == S.failed]
+        await ctx.store.raise_alerts(failed, now=ctx.now())
         errors = [e for _, e in results if e is not None]
         for t, e in results:
             if e is not None:

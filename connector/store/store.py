@@ -356,6 +356,32 @@ class Store(AlertQueries):
             if cursor:
                 await self._set_cursor(conn, merchant, cursor[0], cursor[1], now)
 
+    async def orders_with_live_shipments(self, merchant: str, states: Iterable[str]) -> list[Row]:
+        """Orders in `states` that have shipments counting toward them (pending or posted): the
+        ones whose state may lag what the warehouse shipped."""
+        live = select(shipments_t.c.order_pk).where(shipments_t.c.merchant == merchant, shipments_t.c.state.in_(["pending", "posted"]))
+        async with self.engine.connect() as conn:
+            q = select(orders).where(orders.c.merchant == merchant, orders.c.state.in_(list(states)), orders.c.id.in_(live)).order_by(orders.c.id)
+            return list((await conn.execute(q)).all())
+
+    async def task_keys(self, merchant: str, kind: str, keys: Iterable[str]) -> set[str]:
+        keys = list(set(keys))
+        found: set[str] = set()
+        async with self.engine.connect() as conn:
+            for i in range(0, len(keys), 500):
+                q = select(tasks_t.c.key).where(tasks_t.c.merchant == merchant, tasks_t.c.kind == kind, tasks_t.c.key.in_(keys[i : i + 500]))
+                found |= set((await conn.execute(q)).scalars())
+        return found
+
+    async def advance_orders(self, merchant: str, transitions: Sequence[Transition], tasks: Sequence[dict[str, Any]], *, actor: str) -> None:
+        """Order transitions caused by shipments and the tracking posts they make due, together."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            for t in transitions:
+                await self._transition(conn, t, actor, now)
+            for task in tasks:
+                await self._put_task(conn, merchant, now=now, **task)
+
     async def shipments_needing_warehouse_ack(self, merchant: str, limit: int = 500) -> list[Row]:
         async with self.engine.connect() as conn:
             q = select(shipments_t).where(shipments_t.c.merchant == merchant, shipments_t.c.state == "posted", shipments_t.c.warehouse_acked_at.is_(None)).limit(limit)
