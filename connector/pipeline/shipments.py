@@ -30,6 +30,9 @@ CURSOR = "shipments_since"
 TASK = "post_tracking"
 POST_BATCH = 100
 SHIPPABLE = (S.at_warehouse, S.partially_shipped, S.in_doubt)
+# The create may be in flight: delivery runs beside this service and records a create only
+# after the call returns, while the warehouse can already report the parcel.
+SENDING = (S.ready, S.submitting)
 
 
 def clean(shipment: Shipment) -> Shipment:
@@ -64,7 +67,7 @@ async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
     cursor = await ctx.store.get_cursor(ctx.id, CURSOR)
     since = datetime.fromisoformat(cursor) - timedelta(minutes=cfg.overlap_minutes) if cursor else started - timedelta(days=cfg.lookback_days)
     found = [clean(s) for s in await ctx.warehouse.shipments_since(since)]
-    stats = {"shipments_read": len(found), "shipments_new": 0, "voided": 0, "orphans": 0, "no_tracking": 0}
+    stats = {"shipments_read": len(found), "shipments_new": 0, "voided": 0, "orphans": 0, "no_tracking": 0, "order_not_recorded": 0}
     existing = await ctx.store.shipment_rows(ctx.id, [s.shipment_id for s in found])
     orders = await ctx.store.orders_by_reference(ctx.id, [s.reference for s in found])
     upserts: list[dict[str, Any]] = []
@@ -78,7 +81,7 @@ async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
             continue
         order = orders.get(s.reference)
         state, reason = "pending", ""
-        if False:
+        if s.voided:
             state, reason = "ignored", "voided label"
             stats["voided"] += 1
         elif not s.tracking_numbers and not cfg.allow_blank_tracking:
@@ -88,6 +91,11 @@ async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
             state, reason = "orphan", f"no order with reference {s.reference} is known to the connector"
             stats["orphans"] += 1
             ctx.log.error("shipment for an unknown order; recorded, not posted", shipment=s.shipment_id, reference=s.reference)
+        elif order.state in SENDING:
+            # Posting now would leave the order at_warehouse for ever once the create is
+            # recorded (nothing moves it on after its tracking is posted): wait a pass.
+            state, reason = "waiting", f"order not yet recorded at the warehouse (state {order.state})"
+            stats["order_not_recorded"] += 1
         if old is None:
             stats["shipments_new"] += 1
         shipment_json = s.model_dump_json()
