@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from connector import metrics
 from connector.config import AlertsConfig, Config
 from connector.redact import DEFAULT as REDACT
 from connector.retry import RetryPolicy
@@ -194,6 +195,7 @@ async def send_digests(store: Store, config: Config, *, now: datetime, worker_id
                 break
             continue
         await store.finish_tasks([task.id], state="done")
+        metrics.alert_sent("digest")
         stats["sent"] += 1
         if refused:
             log.warning("alert e-mail: some recipients refused", refused=sorted(refused))

@@ -22,6 +22,7 @@ import structlog
 from adapters.base import AdapterContext
 from adapters.http import CallRecord
 from adapters.ultracart import UltraCartClient, parse_order
+from connector import metrics
 from connector.alerts import check_stuck, raise_alert, send_digests
 from connector.breaker import Breaker
 from connector.config import SERVICES, Config, MerchantConfig
@@ -72,6 +73,7 @@ class EventSink:
     def __call__(self, rec: CallRecord) -> None:
         key = f"{rec.vendor} {rec.method}"
         self.calls[key] = self.calls.get(key, 0) + 1
+        metrics.vendor_call(rec.vendor, rec.status)
         self.buffer.append(dict(
             at=utcnow(), merchant=self.merchant, kind="vendor_call", vendor=rec.vendor, order_id=rec.extra.get("order_id", ""),
             method=rec.method, url=rec.url, status=rec.status, request_id=rec.request_id, duration_ms=rec.duration_ms,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from connector.domain import WarehouseOrder
+from connector.domain import Order
 from connector.errors import ErrorClass, VendorError
 from connector.failpoints import failpoint
 from connector.pipeline.context import ServiceContext, ServicePaused, ServiceThrottled
@@ -27,7 +27,7 @@ def bought_units(order_jsons: list[str], skus: SkuMap) -> dict[str, int]:
     config explodes it, else as the components UltraCart sent (as the order mapping does)."""
     units: dict[str, int] = defaultdict(int)
     for text in order_jsons:
-        lines = WarehouseOrder.model_validate_json(text).order.lines
+        lines = Order.model_validate_json(text).lines
         exploded_parents = {ln.line_no for ln in lines if ln.kit and skus.kit_for(ln.sku) is not None}
         has_components = {ln.parent_line_no for ln in lines if ln.kit_component}
         for ln in lines:

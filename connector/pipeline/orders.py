@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters.base import order_reference
+from connector import metrics
 from connector.domain import Order, OrderState, WarehouseOrder
 from connector.errors import ErrorClass, TransientError, VendorError
 from connector.failpoints import failpoint
@@ -29,6 +30,7 @@ from mappings.rules import decide
 S = OrderState
 ACK_BATCH = 100
 MAX_ROUNDS = 10_000
+FREE_TEXT = ("customer_notes", "internal_notes", "special_instructions", "gift_message")
 RELEASED = "operator_release"  # hold_kind of an order an operator released: a timed hold is lifted  # a queue of a million orders; past that something is wrong with the loop
 
 
@@ -59,6 +61,8 @@ def prepare_orders(ctx: ServiceContext, raws: Sequence[Any]) -> tuple[list[NewOr
         except ValueError as exc:
             out.append(NewOrder(order_id, reference, "", raw_json, S.held, f"malformed order: {exc}", "malformed"))
             continue
+        # Customers type card numbers into notes: mask free text in the parsed order too.
+        order = order.model_copy(update={f: REDACT.text(getattr(order, f)) for f in FREE_TEXT})
         out.append(NewOrder(order_id, reference, order.model_dump_json(), raw_json))
     return out, unidentifiable
 
@@ -284,6 +288,7 @@ def _after_failure(ctx: ServiceContext, row, exc: VendorError) -> Transition:
         return Transition(row.id, S.in_doubt, (S.submitting,), decision.reason, fields, exc.request_id)
     if decision.action == "fail":
         return Transition(row.id, S.failed, (S.submitting,), decision.reason, fields, exc.request_id)
+    metrics.retry(ctx.id, "order_delivery")
     fields["next_attempt_at"] = decision.next_attempt_at
     if not decision.count_attempt:
         fields["attempts"] = max(0, row.attempts - 1)

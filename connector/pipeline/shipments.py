@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from connector import metrics
 from connector.domain import OrderState, Shipment, WarehouseOrder
 from connector.errors import ErrorClass, VendorError
 from connector.failpoints import failpoint
@@ -222,6 +223,7 @@ async def _task_failure(ctx: ServiceContext, tasks: list[Any], exc: VendorError,
         await ctx.store.finish_tasks(ids, state="failed", error=d.reason)
         ctx.log.error("tracking post failed for good", orders=[json.loads(t.payload)["body"]["order_id"] for t in tasks], error=d.reason)
     else:
+        metrics.retry(ctx.id, "shipment_upload")
         await ctx.store.finish_tasks(ids, state="pending", next_attempt_at=d.next_attempt_at or ctx.now(), error=d.reason,
                                      count_attempt=count and d.count_attempt)
 

@@ -306,12 +306,13 @@ class Store(AlertQueries):
             return (await conn.execute(q)).scalar()
 
     async def in_flight_orders(self, merchant: str, since: datetime) -> list[str]:
-        """order_json of orders the warehouse snapshot cannot reflect yet: not yet at the warehouse,
-        or created there after `since` (the snapshot's start), so stock is never over-promised."""
+        """order_json of orders the warehouse snapshot cannot reflect yet: stored but not yet at
+        the warehouse (held ones included: they may still ship), or created there after `since`
+        (the snapshot's start), so stock is never over-promised."""
         async with self.engine.connect() as conn:
-            q = select(orders.c.warehouse_json).where(
+            q = select(orders.c.order_json).where(
                 orders.c.merchant == merchant,
-                or_(orders.c.state.in_([S.ready, S.submitting, S.in_doubt]),
+                or_(orders.c.state.in_(list(PRE_WAREHOUSE)),
                     and_(orders.c.state == S.at_warehouse, orders.c.updated_at >= since)),
             )
             return [j for j in (await conn.execute(q)).scalars() if j]

@@ -119,8 +119,6 @@ async def test_orders_not_yet_at_the_warehouse_are_subtracted_once(flow, runtime
     assert r.summary["changed"] == 0 and len(posted(flow)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="Store.in_flight_orders only counts ready/submitting/in_doubt orders "
-                                       "(warehouse_json set): a downloaded, not yet evaluated order is not subtracted")
 async def test_a_downloaded_order_not_yet_evaluated_is_subtracted(flow, runtime):
     shelves(flow)
     flow.uc.queue("DFLT", [make_order("DEMO-0001", items=[("Bone", 2)])])
