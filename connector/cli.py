@@ -357,12 +357,17 @@ def resend_tracking(order_ids: list[str], config: Optional[str] = ConfigOpt, mer
 # ----------------------------------------------------------------------------- demo
 @app.command()
 def demo(orders_count: int = typer.Option(50, "--orders", help="how many sample orders"),
+         warehouse: str = typer.Option("shipbob", "--warehouse", help="which warehouse adapter's sandbox to use"),
          as_json: bool = typer.Option(False, "--json", help="print the summary as JSON")) -> None:
     """Run every service against local sandboxes with sample orders; no config, no network."""
     from connector.demo import run_demo
+    from connector.sandbox.kits import KITS
 
+    if warehouse not in KITS:
+        err.print(f"no sandbox for warehouse {warehouse!r}; available: {', '.join(sorted(KITS))}")
+        raise typer.Exit(2)
     logs.configure("console", "error")
-    summary = run_async(run_demo(orders_count))
+    summary = run_async(run_demo(orders_count, warehouse))
     if as_json:
         out.print_json(json.dumps(summary, default=str))
     else:

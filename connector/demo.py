@@ -9,6 +9,8 @@ in two shipments, one voided label), and reports what happened and why.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -21,25 +23,25 @@ from connector.config import from_dict
 from connector.runtime import Runtime
 from connector.sandbox.samples import demo_orders
 from connector.sandbox.server import SandboxServer
-from connector.sandbox.shipbob import ShipBobSandbox
+from connector.sandbox.kits import WarehouseKit, make_kit
 from connector.sandbox.ultracart import UltraCartSandbox
 from connector.store import Store
 
-UC_KEY, SB_TOKEN = "demo-ultracart-key", "demo-shipbob-token"
+UC_KEY, SB_TOKEN = "demo-ultracart-key", "demo-warehouse-token"
 PRODUCTS = ("BONE-5LB", "TREAT", "LEASH-RED", "LEASH-BLUE", "BOWL-L", "COLLAR-M")
 # stock per SKU in fulfillment centers 1 and 2; LEASH-BLUE is below the minimum level of 5
 STOCK = {"BONE-5LB": (120, 80), "TREAT": (300, 0), "LEASH-RED": (25, 10), "LEASH-BLUE": (2, 1), "BOWL-L": (40, 40), "COLLAR-M": (0, 60)}
 
 
-def demo_config(uc_url: str, sb_url: str, db_url: str) -> dict[str, Any]:
+def demo_config(uc_url: str, warehouse: dict[str, Any], methods: tuple[str, ...], db_url: str) -> dict[str, Any]:
     return {
         "daemon": {"database_url": db_url, "log_level": "error"},
         "merchants": [{
             "id": "demo",
             "ultracart": {"merchant_id": "DEMO", "api_key": UC_KEY, "distribution_center": "DFLT", "base_url": uc_url},
-            "warehouse": {"adapter": "shipbob", "base_url": sb_url, "token": SB_TOKEN, "channel_id": 1},
+            "warehouse": warehouse,
             "orders": {"earliest_order_date": "2026-01-01", "skip_test_orders": True},
-            "ship_methods": {"USPS: Priority Mail": "Standard", "UPS: Ground": "Standard", "FedEx: 2Day": "2-Day"},
+            "ship_methods": {"USPS: Priority Mail": methods[0], "UPS: Ground": methods[0], "FedEx: 2Day": methods[-1]},
             "skus": {
                 "aliases": {"Bone": "BONE-5LB", "BONE-5LB": "BONE-5LB", "TREAT": "TREAT", "LEASH-RED": "LEASH-RED",
                             "LEASH-BLUE": "LEASH-BLUE", "BOWL-L": "BOWL-L", "COLLAR-M": "COLLAR-M"},
@@ -50,33 +52,43 @@ def demo_config(uc_url: str, sb_url: str, db_url: str) -> dict[str, Any]:
     }
 
 
-async def run_demo(count: int = 50) -> dict[str, Any]:
+async def run_demo(count: int = 50, warehouse: str = "shipbob") -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="connector-demo-"))
     uc = UltraCartSandbox(api_key=UC_KEY, merchant_id="DEMO", distribution_centers=("DFLT",))
-    sb = ShipBobSandbox(token=SB_TOKEN, channel_id=1, products=PRODUCTS, ship_methods=("Standard", "Expedited", "2-Day"),
-                        split_every=9, void_every=13)
+    kit = make_kit(warehouse, products=PRODUCTS, ship_methods=("Standard", "Expedited", "2-Day"), credential=SB_TOKEN)
     for sku, per_fc in STOCK.items():
-        for fc, qty in zip(sb.fulfillment_centers, per_fc):
-            sb.set_stock(sku, fc, qty)
+        for fc, qty in zip(kit.warehouse_ids(), per_fc):
+            kit.set_stock(sku, fc, qty)
     try:
-        with SandboxServer(uc.app) as ucs, SandboxServer(sb.app) as sbs:
+        with SandboxServer(uc.app) as ucs, _serve(kit.app) as wh_url:
             uc.queue("DFLT", demo_orders("DEMO", count))
-            cfg = from_dict(demo_config(ucs.url, sbs.url, f"sqlite:///{tmp / 'demo.db'}"), file="<demo>")
+            raw = demo_config(ucs.url, kit.warehouse_config(wh_url, tmp), kit.ship_methods, f"sqlite:///{tmp / 'demo.db'}")
+            cfg = from_dict(raw, file="<demo>")
             rt = Runtime(cfg, await Store.open(cfg.daemon.database_url), worker_id="demo")
             try:
                 results = await rt.run_once(service="order_download")
                 results += await rt.run_once(service="order_delivery")
-                sb.ship_all()
+                kit.ship_all()
                 results += await rt.run_once(service="shipment_upload")
                 results += await rt.run_once(service="inventory_upload")
-                return await _summary(rt.store, results, uc, sb, ucs.url, sbs.url)
+                return await _summary(rt.store, results, uc, kit, ucs.url, wh_url)
             finally:
                 await rt.aclose()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def _summary(store: Store, results, uc: UltraCartSandbox, sb: ShipBobSandbox, uc_url: str, sb_url: str) -> dict[str, Any]:
+@contextmanager
+def _serve(app: Any) -> Iterator[str]:
+    """Serve a warehouse sandbox on loopback (a file-based one has no server: "")."""
+    if app is None:
+        yield ""
+        return
+    with SandboxServer(app) as server:
+        yield server.url
+
+
+async def _summary(store: Store, results, uc: UltraCartSandbox, kit: WarehouseKit, uc_url: str, wh_url: str) -> dict[str, Any]:
     states = {s: n for (_, s), n in (await store.counts_by_state("demo")).items()}
     rows = await store.list_orders(merchant="demo", limit=10_000)
     held = [(r.order_id, r.reason) for r in rows if r.state == "held"]
@@ -88,7 +100,8 @@ async def _summary(store: Store, results, uc: UltraCartSandbox, sb: ShipBobSandb
     by_service = {r.service: r.summary for r in results}
     return {
         "ok": all(r.ok and not r.error for r in results) and not failed,
-        "sandboxes": {"ultracart": uc_url, "shipbob": sb_url},
+        "warehouse": kit.name,
+        "sandboxes": {"ultracart": uc_url, kit.name: wh_url or "(files)"},
         "services": {r.service: {"ok": r.ok, "error": r.error, "seconds": r.seconds, **r.summary} for r in results},
         "orders_by_state": states,
         "held": held,
@@ -102,19 +115,20 @@ async def _summary(store: Store, results, uc: UltraCartSandbox, sb: ShipBobSandb
         "clamped": sorted(sku for sku, q in last_push.items() if q == 0 and sum(STOCK.get(sku, (0, 0))) > 0),
         "acknowledged": len(set(uc.acknowledged)),
         "queued_left": len(uc.queued("DFLT")),
-        "requests": {"ultracart": dict(uc.requests), "shipbob": dict(sb.requests)},
-        "warehouse_orders": sb.create_count,
+        "requests": {"ultracart": dict(uc.requests), kit.name: dict(getattr(getattr(kit, "sandbox", None), "requests", {}) or {})},
+        "warehouse_orders": kit.created(),
         "download": by_service.get("order_download", {}),
     }
 
 
 def print_summary(s: dict[str, Any], out: Console) -> None:
     out.rule("[bold]UltraCart order-flow connector: demo")
-    out.print(f"Sandboxes on loopback: UltraCart {s['sandboxes']['ultracart']}, ShipBob {s['sandboxes']['shipbob']}")
+    wh = s["warehouse"]
+    out.print(f"Sandboxes on loopback: UltraCart {s['sandboxes']['ultracart']}, warehouse ({wh}) {s['sandboxes'][wh]}")
     d = s["download"]
     out.print(f"Downloaded {d.get('fetched', 0)} orders from the DC queue in {d.get('rounds', 0)} round(s); "
               f"stored {d.get('new', 0)}, acknowledged {s['acknowledged']}; left in the queue: {s['queued_left']}")
-    out.print(f"Created at ShipBob: {s['warehouse_orders']} order(s), each exactly once (reference demo-<order id>)")
+    out.print(f"Created at the warehouse ({wh}): {s['warehouse_orders']} order(s), each exactly once (reference demo-<order id>)")
     t = Table("state", "orders", box=None, title="Orders by state", title_justify="left")
     for state, n in sorted(s["orders_by_state"].items(), key=lambda kv: -kv[1]):
         t.add_row(state, str(n))
@@ -138,7 +152,7 @@ def print_summary(s: dict[str, Any], out: Console) -> None:
               + ", ".join(f"{k}={v}" for k, v in sorted(s["inventory_pushed"].items())) + f"; clamped: {clamped}")
     req = s["requests"]
     out.print("Requests: UltraCart " + ", ".join(f"{k} {v}" for k, v in sorted(req["ultracart"].items()))
-              + "; ShipBob " + ", ".join(f"{k} {v}" for k, v in sorted(req["shipbob"].items())))
+              + f"; {wh} " + (", ".join(f"{k} {v}" for k, v in sorted(req[wh].items())) or "(files, no HTTP)"))
     for name, r in s["services"].items():
         if r["error"]:
             out.print(f"[red]{name}: {r['error']}[/]")

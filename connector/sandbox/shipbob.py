@@ -647,3 +647,40 @@ class ShipBobSandbox:
         except (KeyError, TypeError, ValueError) as exc:
             return JSONResponse({"error": f"bad stock entry: {exc!r}"}, status_code=400)
         return JSONResponse({"stock": self.state()["stock"]})
+
+
+class ShipBobKit:
+    """The ShipBob sandbox as a `connector.sandbox.kits.WarehouseKit`."""
+
+    name = "shipbob"
+
+    def __init__(self, sandbox: ShipBobSandbox):
+        self.sandbox = sandbox
+        self.app = sandbox.app
+        self.faults = sandbox.faults
+        self.ship_methods = tuple(sandbox.ship_methods)
+
+    def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
+        return {"adapter": "shipbob", "base_url": base_url, "token": self.sandbox.token, "channel_id": self.sandbox.channel_id}
+
+    def set_stock(self, sku: str, warehouse_id: str, available: int) -> None:
+        self.sandbox.set_stock(sku, int(warehouse_id), available)
+
+    def ship_all(self) -> None:
+        self.sandbox.ship_all()
+
+    def created(self) -> int:
+        return self.sandbox.create_count
+
+    def create_attempts(self) -> dict[str, int]:
+        return dict(self.sandbox.create_attempts)
+
+    def warehouse_ids(self) -> list[str]:
+        return [str(fc) for fc in self.sandbox.fulfillment_centers]
+
+
+def kit(*, products, ship_methods, credential: str = "sandbox-token", **kw: Any) -> ShipBobKit:
+    """A ShipBob sandbox kit (demo, bench, pipeline tests)."""
+    kw.setdefault("split_every", 9)
+    kw.setdefault("void_every", 13)
+    return ShipBobKit(ShipBobSandbox(token=credential, channel_id=1, products=products, ship_methods=ship_methods, **kw))

@@ -14,44 +14,52 @@ from typing import Any
 
 from connector.config import Config, from_dict
 from connector.runtime import Runtime
+from connector.sandbox.kits import make_kit
 from connector.sandbox.server import SandboxServer
-from connector.sandbox.shipbob import ShipBobSandbox
 from connector.sandbox.ultracart import UltraCartSandbox
 from connector.store import Store
 
 PRODUCTS = ("BONE-5LB", "TREAT", "LEASH-RED", "LEASH-BLUE", "BOWL-L", "COLLAR-M")
-METHODS = {"USPS: Priority Mail": "Standard", "UPS: Ground": "Standard", "FedEx: 2Day": "2-Day"}
+# cart method -> index into the kit's ship methods (for ShipBob: Standard, Expedited, 2-Day)
+METHODS = {"USPS: Priority Mail": 0, "UPS: Ground": 0, "FedEx: 2Day": -1}
 _keys = itertools.count(1)
 
 
 class Flow:
     """Sandboxes + config for one or more merchants; `runtime()` opens the connector on them."""
 
-    def __init__(self, tmp_path: Path, *, merchants: tuple[str, ...] = ("acme",), database_url: str | None = None, **sandbox_kw: Any):
+    def __init__(self, tmp_path: Path, *, merchants: tuple[str, ...] = ("acme",), database_url: str | None = None,
+                 warehouse: str = "shipbob", **sandbox_kw: Any):
         n = next(_keys)
         self.tmp = tmp_path
         # Fresh credentials per Flow: rate-limiter state is per credential and process-wide.
         self.uc_key, self.sb_token = f"uc-key-{n}-secret", f"sb-token-{n}-secret"
         self.uc = UltraCartSandbox(api_key=self.uc_key, merchant_id="DEMO", distribution_centers=("DFLT",))
-        sandbox_kw.setdefault("products", PRODUCTS)
-        sandbox_kw.setdefault("ship_methods", ("Standard", "Expedited", "2-Day"))
-        self.sb = ShipBobSandbox(token=self.sb_token, channel_id=1, **sandbox_kw)
+        if warehouse == "shipbob":
+            sandbox_kw.setdefault("split_every", 0)
+            sandbox_kw.setdefault("void_every", 0)
+        self.kit = make_kit(warehouse, products=sandbox_kw.pop("products", PRODUCTS),
+                            ship_methods=sandbox_kw.pop("ship_methods", ("Standard", "Expedited", "2-Day")), credential=self.sb_token, **sandbox_kw)
+        self.sb = getattr(self.kit, "sandbox", None)  # the vendor sandbox itself (ShipBobSandbox, ...)
         self.uc_server = SandboxServer(self.uc.app).start()
-        self.sb_server = SandboxServer(self.sb.app).start()
+        self.sb_server = SandboxServer(self.kit.app).start() if self.kit.app is not None else None
+        self.wh_dir = tmp_path / "warehouse"
+        self.wh_dir.mkdir(exist_ok=True)
         self.database_url = database_url or f"sqlite:///{tmp_path / 'connector.db'}"
         self.merchants = merchants
         self.overrides: dict[str, dict[str, Any]] = {m: {} for m in merchants}
 
     def close(self) -> None:
         self.uc_server.stop()
-        self.sb_server.stop()
+        if self.sb_server is not None:
+            self.sb_server.stop()
 
     def merchant_dict(self, merchant: str) -> dict[str, Any]:
         m = {
             "id": merchant,
             "ultracart": {"merchant_id": "DEMO", "api_key": self.uc_key, "distribution_center": "DFLT", "base_url": self.uc_server.url},
-            "warehouse": {"adapter": "shipbob", "base_url": self.sb_server.url, "token": self.sb_token, "channel_id": 1},
-            "ship_methods": dict(METHODS),
+            "warehouse": self.kit.warehouse_config(self.sb_server.url if self.sb_server else "", self.wh_dir),
+            "ship_methods": {cart: self.kit.ship_methods[i] for cart, i in METHODS.items()},
             "skus": {"aliases": {"Bone": "BONE-5LB"}, "kits": {"GIFT-SET": {"BONE-5LB": 1, "TREAT": 2}}},
             "retry": {"base_seconds": 1, "max_backoff_minutes": 1},
         }
