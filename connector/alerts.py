@@ -96,6 +96,10 @@ CATEGORIES: dict[str, Category] = {
         "Order could not be read",
         "The order from UltraCart could not be understood (its payload is in the event log), so it was not sent. "
         "Create it at the warehouse by hand and `connector skip ORDER`, and report the payload."),
+    "warehouse_data": Category(
+        "Bad data from the warehouse",
+        "A file or record from the warehouse could not be read (the detail names it). Ask the warehouse to correct and resend it.",
+    ),
 }
 OTHER = Category("Other problem", "Read the detail and the connector's log.")
 

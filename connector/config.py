@@ -53,6 +53,7 @@ class DaemonConfig(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     event_log_days: int = Field(14, ge=1)
     delivery_concurrency: int = Field(8, ge=1, le=64)
+    lease_seconds: float = Field(300, ge=1)
 
 
 class AlertsConfig(_Strict):
@@ -307,13 +308,16 @@ def _resolve_warehouse(m: MerchantConfig, where: str, file: str) -> None:
         settings = cls.Config.model_validate(m.warehouse)
     except ValidationError as exc:
         e = exc.errors()[0]
-        raise ConfigError(file, f"{where}.{_path_str(e['loc'])}", _message(e)) from None
+        key = _path_str(e["loc"])
+        raise ConfigError(file, f"{where}.{key}" if key else where, _message(e)) from None
     m._adapter = cls
     m._warehouse_settings = settings
 
 
 def _message(error: dict[str, Any]) -> str:
     kind = error.get("type", "")
+    if kind == "value_error":
+        return str(error.get("msg", "invalid")).removeprefix("Value error, ")
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":

@@ -147,8 +147,11 @@ def print_summary(s: dict[str, Any], out: Console) -> None:
     out.print(f"Tracking: {sum(ships.values())} warehouse shipment(s) read ({ships.get('ignored', 0)} voided label ignored); "
               f"{s['orders_with_tracking']} order(s) sent tracking to UltraCart in {s['tracking_posts']} post(s); "
               f"confirmed: {s['orders_by_state'].get('confirmed', 0)}")
+    if s["services"].get("inventory_upload", {}).get("disabled"):
+        out.print("Inventory: disabled (the warehouse adapter has no inventory capability)")
     clamped = ", ".join(f"{sku} ({sum(STOCK[sku])} available < minimum 5 -> 0)" for sku in s["clamped"]) or "none"
-    out.print(f"Inventory: {len(s['inventory_pushed'])} item(s) pushed in {s['inventory_posts']} post(s): "
+    if not s["services"].get("inventory_upload", {}).get("disabled"):
+        out.print(f"Inventory: {len(s['inventory_pushed'])} item(s) pushed in {s['inventory_posts']} post(s): "
               + ", ".join(f"{k}={v}" for k, v in sorted(s["inventory_pushed"].items())) + f"; clamped: {clamped}")
     req = s["requests"]
     out.print("Requests: UltraCart " + ", ".join(f"{k} {v}" for k, v in sorted(req["ultracart"].items()))

@@ -143,7 +143,8 @@ class Runtime:
         actx = AdapterContext(merchant=m.id, on_call=sink, redactor=REDACT, transport=self.transports.get("warehouse"))
         warehouse = m.adapter_class(m.warehouse_settings, actx)
         return ServiceContext(merchant=m, store=self.store, cart=cart, warehouse=warehouse, parse_order=parse_order,
-                              worker_id=self.worker_id, concurrency=self.config.daemon.delivery_concurrency)
+                              worker_id=self.worker_id, concurrency=self.config.daemon.delivery_concurrency,
+                              lease_seconds=self.config.daemon.lease_seconds)
 
     async def aclose(self) -> None:
         for ctx in self.contexts.values():
@@ -165,6 +166,8 @@ class Runtime:
             run = next((r for r in await self.store.service_runs(merchant) if r.service == service), None)
             if run is not None and run.paused_until is not None and run.paused_until > utcnow():
                 return ServiceResult(merchant, service, ok=False, skipped=f"paused until {run.paused_until:%H:%M:%S}Z: {run.pause_reason}")
+        if not await self.store.lease_service(merchant, service, self.worker_id, self.config.daemon.lease_seconds):
+            return ServiceResult(merchant, service, ok=True, skipped="running on another replica")
         started = time.perf_counter()
         await self.store.service_started(merchant, service)
         result = ServiceResult(merchant, service, ok=True)
@@ -199,6 +202,7 @@ class Runtime:
             result.seconds = round(time.perf_counter() - started, 3)
             await self.sinks[merchant].flush()
             await self.store.service_finished(merchant, service, ok=result.ok, summary=result.summary, error=result.error)
+            await self.store.release_service(merchant, service, self.worker_id)
         if not result.ok and service == "inventory_upload" and not result.error.startswith("paused"):
             await raise_alert(self.store, merchant, "inventory_failing", service, f"inventory upload failed: {result.error}")
         if result.ok:

@@ -14,6 +14,7 @@ from connector.domain import Order
 from connector.errors import ErrorClass, VendorError
 from connector.failpoints import failpoint
 from connector.pipeline.context import ServiceContext, ServicePaused, ServiceThrottled
+from connector.pipeline.shipments import warehouse_problems
 from mappings.inventory import changes, compute
 from mappings.skus import SkuMap
 
@@ -62,7 +63,10 @@ async def _upload(ctx: ServiceContext) -> dict[str, int]:
     skus = ctx.merchant.sku_map()
     snapshot_started = ctx.now()
     levels = await ctx.warehouse.stock_levels()
-    in_flight = bought_units(await ctx.store.in_flight_orders(ctx.id, since=snapshot_started), skus) if cfg.subtract_in_flight else {}
+    await warehouse_problems(ctx)
+    # A file-based warehouse's snapshot may be older than this pass: count from its own time.
+    as_of = min(getattr(ctx.warehouse, "snapshot_at", None) or snapshot_started, snapshot_started)
+    in_flight = bought_units(await ctx.store.in_flight_orders(ctx.id, since=as_of), skus) if cfg.subtract_in_flight else {}
     result = compute(levels, ctx.merchant.inventory_rules(), skus, in_flight)
     last_full = await ctx.store.get_cursor(ctx.id, FULL_PUSH_CURSOR)
     full = last_full is None or datetime.fromisoformat(last_full) < snapshot_started - timedelta(hours=cfg.full_push_hours)

@@ -36,6 +36,12 @@ SHIPPABLE = (S.at_warehouse, S.partially_shipped, S.in_doubt)
 SENDING = (S.ready, S.submitting)
 
 
+async def warehouse_problems(ctx: ServiceContext) -> None:
+    """Alert on the data problems an adapter reports (e.g. a malformed row in a partner's file)."""
+    problems = getattr(ctx.warehouse, "problems", None) or ()
+    await ctx.store.raise_alerts([(ctx.id, "warehouse_data", str(p)[:200], str(p)) for p in problems], now=ctx.now())
+
+
 def clean(shipment: Shipment) -> Shipment:
     """Trim tracking numbers and drop blank and repeated ones."""
     seen: list[str] = []
@@ -68,12 +74,14 @@ async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
     cursor = await ctx.store.get_cursor(ctx.id, CURSOR)
     since = datetime.fromisoformat(cursor) - timedelta(minutes=cfg.overlap_minutes) if cursor else started - timedelta(days=cfg.lookback_days)
     found = [clean(s) for s in await ctx.warehouse.shipments_since(since)]
+    await warehouse_problems(ctx)
     stats = {"shipments_read": len(found), "shipments_new": 0, "voided": 0, "orphans": 0, "no_tracking": 0, "order_not_recorded": 0}
     existing = await ctx.store.shipment_rows(ctx.id, [s.shipment_id for s in found])
     orders = await ctx.store.orders_by_reference(ctx.id, [s.reference for s in found])
     upserts: list[dict[str, Any]] = []
     batch: dict[int, list[Shipment]] = defaultdict(list)  # order pk -> shipments now counting
     fresh: set[str] = set()  # shipments new or changed since they were stored
+    orphans: list[tuple[str, str, str, str]] = []
     for s in found:
         old = existing.get(s.shipment_id)
         if old is not None and old.state == "posted":
@@ -92,6 +100,8 @@ async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
             state, reason = "orphan", f"no order with reference {s.reference} is known to the connector"
             stats["orphans"] += 1
             ctx.log.error("shipment for an unknown order; recorded, not posted", shipment=s.shipment_id, reference=s.reference)
+            orphans.append((ctx.id, "orphan_shipment", s.shipment_id, f"shipment {s.shipment_id} (tracking {', '.join(s.tracking_numbers) or 'none'}) "
+                            f"for reference {s.reference}, which the connector never sent"))
         elif order.state in SENDING:
             # Posting now would leave the order at_warehouse for ever once the create is
             # recorded (nothing moves it on after its tracking is posted): wait a pass.
@@ -111,6 +121,7 @@ async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
             batch[order.id].append(s)
     transitions, tasks = await _order_progress(ctx, orders, batch, fresh)
     await ctx.store.save_shipments(ctx.id, upserts, transitions, tasks, cursor=(CURSOR, started.isoformat()), actor="shipment_upload")
+    await ctx.store.raise_alerts(orphans, now=ctx.now())
     stats["orders_shipped"] = sum(1 for t in transitions if t.to_state == S.shipped)
     return stats
 

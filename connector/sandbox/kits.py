@@ -37,9 +37,15 @@ class WarehouseKit(Protocol):
 
     def warehouse_ids(self) -> list[str]: ...
 
+    # Optional: `close()` stops anything the kit runs itself (e.g. an SFTP server).
+
 
 KITS = {
     "shipbob": "connector.sandbox.shipbob:kit",
+    "shipstation": "connector.sandbox.shipstation:kit",
+    "shipstation-v2": "connector.sandbox.shipstation_v2:kit",
+    "files": "connector.sandbox.files:kit",
+    "extensiv": "connector.sandbox.extensiv:kit",
 }
 
 

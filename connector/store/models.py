@@ -164,6 +164,8 @@ class ServiceRunRow(SQLModel, table=True):
     paused_until: datetime | None = _ts()
     pause_reason: str = ""
     note: str = ""  # e.g. "disabled: the warehouse adapter has no inventory"
+    lease_owner: str = ""  # the replica running this service now (PostgreSQL replicas)
+    lease_until: datetime | None = _ts()
 
 
 class InventoryPushedRow(SQLModel, table=True):

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -98,6 +100,11 @@ class Store(AlertQueries):
             await conn.execute(select(1))
         return True
 
+    def _insert_new(self, table, *index: str):
+        """INSERT that skips rows whose unique key exists (another replica got there first)."""
+        dialect = sqlite_dialect if self.sqlite else pg_dialect
+        return dialect.insert(table).on_conflict_do_nothing(index_elements=list(index))
+
     def _lock(self, stmt):
         """Row locks for claims on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers."""
         return stmt if self.sqlite else stmt.with_for_update(skip_locked=True)
@@ -119,8 +126,8 @@ class Store(AlertQueries):
                     fresh[n.order_id] = n
             if not fresh:
                 return []
-            await conn.execute(
-                insert(orders),
+            inserted = await conn.execute(
+                self._insert_new(orders, "merchant", "dc", "order_id").returning(orders.c.id, orders.c.order_id, orders.c.state, orders.c.reason),
                 [
                     dict(
                         merchant=merchant, dc=dc, order_id=n.order_id, reference=n.reference, state=n.state, reason=n.reason,
@@ -130,13 +137,15 @@ class Store(AlertQueries):
                     for n in fresh.values()
                 ],
             )
-            rows = (await conn.execute(select(orders.c.id, orders.c.order_id, orders.c.state, orders.c.reason).where(
-                orders.c.merchant == merchant, orders.c.dc == dc, orders.c.order_id.in_(list(fresh))))).all()
+            # Only the rows this statement inserted: a replica may have stored some meanwhile.
+            rows = inserted.all()
+            if not rows:
+                return []
             await conn.execute(insert(events), [
                 dict(order_pk=r.id, at=now, from_state="", to_state=r.state, actor=actor, reason=r.reason or f"received by {source}", request_id="")
                 for r in rows
             ])
-        return list(fresh)
+        return [r.order_id for r in rows]
 
     async def unacked_order_ids(self, merchant: str, dc: str, limit: int = 100) -> list[str]:
         async with self.engine.connect() as conn:
@@ -233,6 +242,7 @@ class Store(AlertQueries):
         n_orders = sum(await self.transition_many(ts, actor="recovery"))
         async with self.engine.begin() as conn:
             n_tasks = (await conn.execute(update(tasks_t).where(tasks_t.c.state == "running").values(state="pending", lease_owner="", updated_at=utcnow()))).rowcount
+            await conn.execute(update(runs_t).where(runs_t.c.lease_owner != "").values(lease_owner="", lease_until=None))
         return n_orders, n_tasks
 
     async def release_own_leases(self, owner: str) -> int:
@@ -349,7 +359,7 @@ class Store(AlertQueries):
                 if res.rowcount == 0:
                     exists = (await conn.execute(select(shipments_t.c.id).where(shipments_t.c.merchant == merchant, shipments_t.c.shipment_id == sid))).first()
                     if exists is None:
-                        await conn.execute(insert(shipments_t).values(merchant=merchant, shipment_id=sid, received_at=now, **u))
+                        await conn.execute(self._insert_new(shipments_t, "merchant", "shipment_id").values(merchant=merchant, shipment_id=sid, received_at=now, **u))
             for t in transitions:
                 await self._transition(conn, t, actor, now)
             for task in tasks:
@@ -420,7 +430,8 @@ class Store(AlertQueries):
         body = json.dumps(payload, default=str)
         row = (await conn.execute(select(tasks_t.c.id, tasks_t.c.state).where(tasks_t.c.merchant == merchant, tasks_t.c.kind == kind, tasks_t.c.key == key))).first()
         if row is None:
-            await conn.execute(insert(tasks_t).values(merchant=merchant, kind=kind, key=key, payload=body, state="pending", attempts=0, created_at=now, updated_at=now, last_error="", lease_owner=""))
+            await conn.execute(self._insert_new(tasks_t, "merchant", "kind", "key").values(
+                merchant=merchant, kind=kind, key=key, payload=body, state="pending", attempts=0, created_at=now, updated_at=now, last_error="", lease_owner=""))
         elif replace:
             await conn.execute(update(tasks_t).where(tasks_t.c.id == row.id).values(payload=body, state="pending", attempts=0, next_attempt_at=None, updated_at=now, last_error=""))
 
@@ -474,7 +485,7 @@ class Store(AlertQueries):
     async def _set_cursor(self, conn: AsyncConnection, merchant: str, name: str, value: str, now: datetime) -> None:
         res = await conn.execute(update(cursors_t).where(cursors_t.c.merchant == merchant, cursors_t.c.name == name).values(value=value, updated_at=now))
         if res.rowcount == 0:
-            await conn.execute(insert(cursors_t).values(merchant=merchant, name=name, value=value, updated_at=now))
+            await conn.execute(self._insert_new(cursors_t, "merchant", "name").values(merchant=merchant, name=name, value=value, updated_at=now))
 
     # ------------------------------------------------------------------ inventory
     async def inventory_pushed(self, merchant: str) -> dict[str, int]:
@@ -491,7 +502,7 @@ class Store(AlertQueries):
             existing = set((await conn.execute(select(pushed_t.c.sku).where(pushed_t.c.merchant == merchant, pushed_t.c.sku.in_(list(quantities))))).scalars())
             new = [dict(merchant=merchant, sku=s, quantity=q, pushed_at=now) for s, q in quantities.items() if s not in existing]
             if new:
-                await conn.execute(insert(pushed_t), new)
+                await conn.execute(self._insert_new(pushed_t, "merchant", "sku"), new)
             for s, q in quantities.items():
                 if s in existing:
                     await conn.execute(update(pushed_t).where(pushed_t.c.merchant == merchant, pushed_t.c.sku == s).values(quantity=q, pushed_at=now))
@@ -518,7 +529,25 @@ class Store(AlertQueries):
             res = await conn.execute(update(runs_t).where(runs_t.c.merchant == merchant, runs_t.c.service == service).values(**values))
             if res.rowcount == 0:
                 base = dict(last_error="", last_summary="", pause_reason="", note="")
-                await conn.execute(insert(runs_t).values(merchant=merchant, service=service, **{**base, **values}))
+                await conn.execute(self._insert_new(runs_t, "merchant", "service").values(merchant=merchant, service=service, **{**base, **values}))
+
+    async def lease_service(self, merchant: str, service: str, owner: str, seconds: float) -> bool:
+        """Take the right to run one merchant's service for a while (replicas share the work this
+        way). Correctness never depends on it: claims and unique keys make overlapping passes safe."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            await conn.execute(self._insert_new(runs_t, "merchant", "service").values(
+                merchant=merchant, service=service, last_error="", last_summary="", pause_reason="", note="", lease_owner=""))
+            res = await conn.execute(update(runs_t).where(
+                runs_t.c.merchant == merchant, runs_t.c.service == service,
+                or_(runs_t.c.lease_until.is_(None), runs_t.c.lease_until < now, runs_t.c.lease_owner == owner),
+            ).values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds)))
+            return res.rowcount == 1
+
+    async def release_service(self, merchant: str, service: str, owner: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(runs_t).where(runs_t.c.merchant == merchant, runs_t.c.service == service, runs_t.c.lease_owner == owner)
+                               .values(lease_owner="", lease_until=None))
 
     async def service_runs(self, merchant: str | None = None) -> list[Row]:
         async with self.engine.connect() as conn:

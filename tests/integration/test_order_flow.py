@@ -180,7 +180,7 @@ async def test_bad_warehouse_credentials_pause_only_that_merchant(tmp_path):
         try:
             f.uc.queue("DFLT", orders(2))
             await rt.run_once(merchant="acme", service="order_download")
-            f.uc.queue("DFLT", orders(2, start=3))
+            f.uc.queue("GLOBEX", orders(2, start=3))
             await rt.run_once(merchant="globex", service="order_download")
             results = await rt.run_once(service="order_delivery")
             by = {r.merchant: r for r in results}

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support.pg import database_text
 import uvicorn
 from structlog.testing import capture_logs
 
@@ -71,7 +73,7 @@ class Hook:
         return [r for r in await self.rt.store.events_log(limit=10_000) if r.kind == "webhook"]
 
     def db_bytes(self) -> bytes:
-        return b"".join(p.read_bytes() for p in self.db.parent.glob(self.db.name + "*") if p.is_file())
+        return database_text(self.rt.config.daemon.database_url)
 
 
 @pytest.fixture

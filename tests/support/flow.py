@@ -34,8 +34,10 @@ class Flow:
         self.tmp = tmp_path
         # Fresh credentials per Flow: rate-limiter state is per credential and process-wide.
         self.uc_key, self.sb_token = f"uc-key-{n}-secret", f"sb-token-{n}-secret"
-        self.uc = UltraCartSandbox(api_key=self.uc_key, merchant_id="DEMO", distribution_centers=("DFLT",))
-        if warehouse == "shipbob":
+        # One distribution center per merchant: the first is DFLT, the others are named after them.
+        self.dcs = {m: ("DFLT" if i == 0 else m.upper()) for i, m in enumerate(merchants)}
+        self.uc = UltraCartSandbox(api_key=self.uc_key, merchant_id="DEMO", distribution_centers=tuple(self.dcs.values()))
+        if warehouse != "files":  # files plans its shipments itself
             sandbox_kw.setdefault("split_every", 0)
             sandbox_kw.setdefault("void_every", 0)
         self.kit = make_kit(warehouse, products=sandbox_kw.pop("products", PRODUCTS),
@@ -53,11 +55,13 @@ class Flow:
         self.uc_server.stop()
         if self.sb_server is not None:
             self.sb_server.stop()
+        if hasattr(self.kit, "close"):
+            self.kit.close()
 
     def merchant_dict(self, merchant: str) -> dict[str, Any]:
         m = {
             "id": merchant,
-            "ultracart": {"merchant_id": "DEMO", "api_key": self.uc_key, "distribution_center": "DFLT", "base_url": self.uc_server.url},
+            "ultracart": {"merchant_id": "DEMO", "api_key": self.uc_key, "distribution_center": self.dcs[merchant], "base_url": self.uc_server.url},
             "warehouse": self.kit.warehouse_config(self.sb_server.url if self.sb_server else "", self.wh_dir),
             "ship_methods": {cart: self.kit.ship_methods[i] for cart, i in METHODS.items()},
             "skus": {"aliases": {"Bone": "BONE-5LB"}, "kits": {"GIFT-SET": {"BONE-5LB": 1, "TREAT": 2}}},
@@ -74,7 +78,7 @@ class Flow:
 
     def write_toml(self, path: Path | None = None) -> Path:
         path = path or self.tmp / "connector.toml"
-        path.write_text(_toml(self.config_dict()))
+        path.write_text(to_toml(self.config_dict()))
         return path
 
     async def runtime(self, worker_id: str = "test-worker") -> Runtime:
@@ -103,7 +107,7 @@ def _toml_value(v: Any) -> str:
     raise TypeError(type(v))
 
 
-def _toml(data: dict[str, Any]) -> str:
+def to_toml(data: dict[str, Any]) -> str:
     lines = []
     for section in ("daemon", "alerts"):
         if section in data:

@@ -1,0 +1,265 @@
+"""Extensiv 3PL Warehouse Manager (formerly 3PL Central) as a warehouse, over its REST API.
+
+Extensiv publishes no machine-readable spec (its reference is gated); every path, parameter and
+field here comes from the research notes (`../shared/research/wms-and-peers.md` A.6: the Singer
+`tap-3plcentral` and Airbyte `source-tplcentral` clients, public integration write-ups), and the
+adapter tests assert those request shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+
+from adapters.base import AdapterContext, Capabilities
+from adapters.extensiv import mapping
+from adapters.extensiv.auth import TokenSource, basic_auth
+from adapters.extensiv.config import ExtensivConfig
+from adapters.http import HttpClient, limiter_for
+from connector.domain import CreateResult, Shipment, StockLevel, WarehouseOrder
+from connector.errors import ConfigurationError, PermanentError
+
+HAL_JSON = "application/hal+json"
+ORDERS_PAGE = 100  # orders come with every detail: keep pages modest
+ITEMS_PAGE = 100
+STOCK_PAGE = 500
+MAX_PAGES = 1000
+READ_PASSES = 3  # re-reads of a shipments window whose pages shifted under us
+# Extensiv keeps its dates in server/warehouse time without an offset. Reading this much further
+# back than asked covers any US time zone; orders read twice are absorbed by their shipment ids.
+CLOCK_SLACK = timedelta(hours=12)
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return mapping.error_text(response.json())[:1000]
+    except ValueError:
+        return (response.text or response.reason_phrase or f"HTTP {response.status_code}")[:1000]
+
+
+class ExtensivAdapter:
+    """Creates orders in one Extensiv customer and facility by reference; reads back the parcels
+    of closed orders and the customer's stock per facility.
+
+    Idempotency: Extensiv does not promise that `referenceNum` is unique (a per-customer option),
+    so every create first looks the reference up (`GET /orders?rql=...ReferenceNum=="..."`) and
+    a found order is returned as `already_existed`; a refusal naming the reference is looked up
+    the same way. Extensiv has no "tracking uploaded" flag: shipments are read incrementally by
+    `ReadOnly.LastModifiedDate` and the engine keeps each parcel once by its id.
+
+    Only orders whose reference starts with `{merchant}-` are reported: the same Extensiv
+    customer usually has orders from other channels, which are not ours to post to UltraCart.
+    """
+
+    name: ClassVar[str] = "extensiv"
+    Config: ClassVar[type[ExtensivConfig]] = ExtensivConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        inventory=True, shipment_ack=False, cancel=False, bulk_create=False, sku_catalog=True, ship_method_catalog=False
+    )
+
+    def __init__(self, config: ExtensivConfig | dict[str, Any], context: AdapterContext):
+        self.config = config if isinstance(config, ExtensivConfig) else ExtensivConfig.model_validate(config)
+        self.context = context
+        self.customer_id = int(str(self.config.customer_id).strip())
+        self.facility_id = int(str(self.config.facility_id).strip())
+        self.prefix = f"{context.merchant}-"
+        # One budget per Extensiv login (client id + 3PL key), token calls included.
+        limiter = limiter_for("extensiv", f"{self.config.client_id}:{self.config.tpl_key}", self.config.rate_per_minute)
+        common: dict[str, Any] = dict(
+            request_id_header="",  # Extensiv documents no request id header
+            limiter=limiter,
+            error_message=_error_message,
+            redactor=context.redactor,
+            on_call=context.on_call,
+            transport=context.transport,
+        )
+        self.http = HttpClient(
+            "extensiv",
+            self.config.base_url,
+            headers={"Accept": HAL_JSON, "Content-Type": f"{HAL_JSON}; charset=utf-8"},
+            **common,
+        )
+        auth_http = HttpClient(
+            "extensiv",
+            self.config.base_url,
+            headers={"Accept": "application/json", "Authorization": basic_auth(self.config.client_id, self.config.client_secret)},
+            **common,
+        )
+        self.tokens = TokenSource(auth_http, self.config, redactor=context.redactor)
+
+    # -- the one way every API call goes ------------------------------------------------------
+
+    async def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One API call with a current token; a 401 (token revoked or expired early) fetches a
+        new token and sends once more. A 401 means Extensiv did nothing, so a create is safe too."""
+        token = await self.tokens.token()
+        self.http.client.headers["Authorization"] = f"Bearer {token}"
+        try:
+            return await self.http.request(method, path, **kw)
+        except ConfigurationError as exc:
+            if exc.status != 401:
+                raise
+        token = await self.tokens.refresh(token)
+        self.http.client.headers["Authorization"] = f"Bearer {token}"
+        return await self.http.request(method, path, **kw)
+
+    async def _pages(self, path: str, params: dict[str, Any], size: int, field: str = "ResourceList") -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages by `pgnum` (from 1) and `pgsiz` until `TotalResults` records were offered."""
+        for page in range(1, MAX_PAGES + 1):
+            response = await self._call("GET", path, params={**params, "pgsiz": size, "pgnum": page})
+            body = response.json() if response.content else {}
+            records = mapping.collection(body, field)
+            yield records
+            total = mapping.pick(body, "TotalResults")
+            try:
+                done = page * size >= int(total)
+            except (TypeError, ValueError):
+                done = len(records) < size  # no total given: a short page is the last
+            if done or not records:
+                return
+
+    # -- setup --------------------------------------------------------------------------------
+
+    async def check(self) -> str:
+        """A token, then `GET /customers/{id}`: the customer is visible and uses the facility."""
+        try:
+            response = await self._call("GET", f"/customers/{self.customer_id}")
+        except PermanentError as exc:
+            if exc.status == 404:
+                raise ConfigurationError(f"customer {self.customer_id} is not visible to this login", vendor="extensiv", status=404) from exc
+            raise
+        customer = response.json() or {}
+        facilities = {
+            str(mapping.pick(f, "Id")): str(mapping.pick(f, "Name", default=""))
+            for f in mapping.pick(customer, "Facilities", default=[]) or []
+        }
+        if facilities and str(self.facility_id) not in facilities:
+            known = ", ".join(f"{i} ({n})" for i, n in facilities.items())
+            raise ConfigurationError(
+                f"facility {self.facility_id} is not one of customer {self.customer_id}'s facilities: {known}", vendor="extensiv"
+            )
+        name = mapping.pick(customer, "CompanyInfo", "CompanyName", default="?")
+        return (
+            f"Extensiv 3PL Warehouse Manager at {self.config.base_url}, customer {self.customer_id} ({name}), "
+            f"facility {self.facility_id} ({facilities.get(str(self.facility_id), '?')})"
+        )
+
+    # -- orders -------------------------------------------------------------------------------
+
+    async def create_order(self, order: WarehouseOrder) -> CreateResult:
+        """Look the reference up, then `POST /orders`; a timeout or 5xx raises InDoubtError."""
+        try:
+            body = mapping.order_body(order, self.customer_id, self.facility_id)
+        except mapping.BadShipMethod as exc:
+            raise PermanentError(str(exc), vendor="extensiv") from None
+        existing = await self.find_order(order.reference)
+        if existing is not None:
+            return existing.model_copy(update={"already_existed": True})
+        try:
+            response = await self._call("POST", "/orders", json=body, idempotent=False, ok=(200, 201))
+        except PermanentError as exc:
+            if exc.status not in (400, 409) or not mapping.is_duplicate_reference(exc.message):
+                raise
+            found = await self.find_order(order.reference)  # created by a racing worker
+            if found is None:
+                raise
+            return found.model_copy(update={"already_existed": True})
+        created = response.json() if response.content else {}
+        oid = mapping.order_id(created) if isinstance(created, dict) else ""
+        if not oid:
+            # Some answers carry only `Location: /orders/{id}`.
+            location = response.headers.get("Location", "").rstrip("/")
+            oid = location.rsplit("/", 1)[-1] if location.rsplit("/", 1)[-1].isdigit() else ""
+        if oid:
+            return CreateResult(warehouse_order_id=oid, reference=order.reference)
+        found = await self.find_order(order.reference)
+        if found is None:
+            raise PermanentError(f"Extensiv accepted {order.reference} but does not list it", vendor="extensiv")
+        return found
+
+    async def find_order(self, reference: str) -> CreateResult | None:
+        """`GET /orders?rql=ReadOnly.CustomerIdentifier.Id==C;ReferenceNum=="<reference>"`.
+
+        Any facility counts (the warehouse may move an order); an exact match is required, and a
+        live order is preferred to a cancelled one bearing the same reference.
+        """
+        rql = f"ReadOnly.CustomerIdentifier.Id=={self.customer_id};ReferenceNum=={mapping.rql_string(reference)}"
+        matches: list[dict[str, Any]] = []
+        async for page in self._pages("/orders", {"rql": rql}, ORDERS_PAGE):
+            matches += [o for o in page if str(mapping.pick(o, "ReferenceNum", default="")).strip() == reference and mapping.order_id(o)]
+        if not matches:
+            return None
+        matches.sort(key=lambda o: (mapping.status(o) == mapping.STATUS_CANCELED, int(mapping.order_id(o)) if mapping.order_id(o).isdigit() else 0))
+        return CreateResult(warehouse_order_id=mapping.order_id(matches[0]), reference=reference)
+
+    # -- catalogues ---------------------------------------------------------------------------
+
+    async def known_skus(self) -> set[str]:
+        """The customer's active items (`GET /customers/{id}/items`); Extensiv refuses unknown SKUs."""
+        skus: set[str] = set()
+        async for page in self._pages(f"/customers/{self.customer_id}/items", {}, ITEMS_PAGE):
+            skus |= mapping.active_skus(page)
+        return skus
+
+    async def known_ship_methods(self) -> None:
+        """Extensiv offers no public list of carriers and services: the value format is checked at
+        create time (see `mapping.routing`)."""
+        return None
+
+    # -- shipments ----------------------------------------------------------------------------
+
+    async def shipments_since(self, since: datetime) -> list[Shipment]:
+        """Parcels of our closed orders modified since `since` (minus CLOCK_SLACK)."""
+        shipments: list[Shipment] = []
+        for order in await self._closed_orders_since(since - CLOCK_SLACK):
+            reference = str(mapping.pick(order, "ReferenceNum", default="")).strip()
+            if reference.startswith(self.prefix):
+                shipments += mapping.shipments_of(order)
+        return shipments
+
+    async def _closed_orders_since(self, since: datetime) -> list[dict[str, Any]]:
+        rql = ";".join(
+            (
+                f"ReadOnly.CustomerIdentifier.Id=={self.customer_id}",
+                f"ReadOnly.FacilityIdentifier.Id=={self.facility_id}",
+                "ReadOnly.IsClosed==true",
+                f"ReadOnly.LastModifiedDate=ge={mapping.rql_time(since)}",
+            )
+        )
+        params = {"rql": rql, "sort": "ReadOnly.LastModifiedDate", "detail": "All"}
+        orders: dict[str, dict[str, Any]] = {}
+        for _ in range(READ_PASSES):
+            orders.clear()
+            shifted = False
+            async for page in self._pages("/orders", params, ORDERS_PAGE):
+                for order in page:
+                    oid = mapping.order_id(order)
+                    # An order modified while we page moves to the end of the sort: it shows up
+                    # twice, and the records behind it slid one place back, so one of them may
+                    # have been skipped at a page boundary. Read the window again.
+                    shifted |= oid in orders
+                    orders[oid] = order
+            if not shifted:
+                break
+        return list(orders.values())
+
+    async def acknowledge_shipments(self, shipments: list[Shipment]) -> None:
+        """Nothing to tell Extensiv (capability `shipment_ack` is off)."""
+        return None
+
+    # -- stock --------------------------------------------------------------------------------
+
+    async def stock_levels(self) -> list[StockLevel]:
+        """`GET /inventory/stocksummaries?customerid=C`: every facility of the customer (choose
+        them with `[merchants.inventory] warehouses`), `Available` never `OnHand`."""
+        rows: list[dict[str, Any]] = []
+        async for page in self._pages("/inventory/stocksummaries", {"customerid": self.customer_id}, STOCK_PAGE, field="Summaries"):
+            rows += page
+        return mapping.stock_levels_of(rows)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.tokens.http.aclose()

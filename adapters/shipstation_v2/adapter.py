@@ -1,0 +1,347 @@
+"""ShipStation (API v2) as a warehouse: orders in as pending shipments, labels and stock out.
+
+Every path, parameter and body field here was checked against the official v2 document
+(`../shared/specs/shipstation-v2-openapi.yaml`); the adapter tests validate each request against
+it. Where the document falls short of ShipStation's own guides the tests say so, and allow just
+that (`tests/adapters/test_shipstation_v2_adapter.py`): `service_code` on a create, `pickup_id` as
+an optional filter of `GET /v2/shipments`, and the `page` of `/v2/inventory`'s own next links.
+
+A `[merchants.ship_methods]` value is a carrier `service_code` (`usps_priority_mail`) or a carrier
+account and a service (`se-123456:usps_priority_mail`); both are checked against `GET /v2/carriers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import httpx
+
+from adapters.base import AdapterContext, Capabilities
+from adapters.http import HttpClient, limiter_for, parse_retry_after
+from adapters.shipstation_v2 import mapping
+from adapters.shipstation_v2.config import ShipStationV2Config
+from connector.domain import CreateResult, Shipment, ShipmentLine, StockLevel, WarehouseOrder
+from connector.errors import ConfigurationError, PermanentError
+
+VENDOR = "shipstation-v2"
+PAGE_SIZE = 100
+MAX_PAGES = 1000  # a guard against a server that keeps handing out a next link
+CATALOG_TTL_S = 600.0  # carriers and the ship-from address change rarely; re-read every 10 min
+LABEL_CACHE = 20_000  # labels already attributed (the read window overlaps: most are seen again)
+
+_Resolved = tuple[str, str, list[ShipmentLine]] | None  # (reference, our shipment id, lines); None = not ours
+
+
+def _rate_headers(response: httpx.Response) -> tuple[int | None, float | None]:
+    # v2 documents only Retry-After (on 429s). The X-Rate-Limit-* headers of ShipStation's v1 API
+    # are honoured when a response carries them, so a budget spent elsewhere slows us first.
+    try:
+        remaining = int(response.headers["X-Rate-Limit-Remaining"])
+    except (KeyError, ValueError):
+        return None, None
+    return remaining, parse_retry_after(response.headers.get("X-Rate-Limit-Reset"))
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return mapping.error_text(response.json())[:1000]
+    except ValueError:
+        return (response.text or response.reason_phrase or f"HTTP {response.status_code}")[:1000]
+
+
+class _Lru(OrderedDict):
+    """A dict that forgets its oldest entries past `limit` (the adapter lives as long as the daemon)."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: Any, value: Any) -> Any:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+        return value
+
+
+class ShipStationV2Adapter:
+    """Creates each order as a pending ShipStation shipment keyed by our reference and reads
+    tracking back from the labels bought for it, and stock per inventory warehouse.
+
+    Idempotency: `external_shipment_id` is unique per account and immutable, so a repeated create
+    is refused; any refused create is looked up by reference (`GET /v2/shipments/
+    external_shipment_id/{id}`) and, when found, returned as `already_existed`.
+    Shipments: one per live label (`label_id`); a voided label is returned flagged `voided` (the
+    engine ignores it). A shipment ShipStation split off one of ours (Split Ship: a new shipment
+    with its own id and the original's `shipment_number`) is attributed to our order.
+    No acknowledgement: v2 has no "tracking sent" flag, and the engine stores each label once.
+    Catalogues: SKUs are ShipStation products and their aliases (`check_skus`); ship methods are
+    the connected carriers' services.
+    """
+
+    name: ClassVar[str] = VENDOR
+    Config: ClassVar[type[ShipStationV2Config]] = ShipStationV2Config
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        inventory=True, shipment_ack=False, cancel=False, bulk_create=False, sku_catalog=True, ship_method_catalog=True
+    )
+
+    def __init__(self, config: ShipStationV2Config | dict[str, Any], context: AdapterContext):
+        self.config = config if isinstance(config, ShipStationV2Config) else ShipStationV2Config.model_validate(config)
+        self.context = context
+        # Our references are `{merchant}-{order_id}`: labels of the account's other shipments
+        # (another store, manual ones) are not ours and are never reported.
+        self.prefix = f"{context.merchant}-"
+        self.http = HttpClient(
+            VENDOR,
+            self.config.base_url,
+            headers={"api-key": self.config.api_key},
+            request_id_header="",  # the request id travels in error bodies (`request_id`)
+            limiter=limiter_for(VENDOR, self.config.api_key, self.config.rate_per_minute),
+            error_message=_error_message,
+            rate_headers=_rate_headers,
+            redactor=context.redactor,
+            on_call=context.on_call,
+            transport=context.transport,
+        )
+        # Creates run several at a time: one of them reads a stale catalog, the others wait for it.
+        self._loading = asyncio.Lock()
+        self._catalog: tuple[float, mapping.ServiceCatalog] | None = None
+        self._warehouse: tuple[float, dict[str, Any]] | None = None
+        self._labels: _Lru = _Lru(LABEL_CACHE)  # label_id -> _Resolved
+        self._numbers: _Lru = _Lru(LABEL_CACHE)  # shipment_number -> (reference, shipment id) | None
+
+    # -- setup --------------------------------------------------------------------------------
+
+    async def check(self) -> str:
+        """API key valid (`GET /v2/carriers`) and, when configured, the ship-from warehouse exists."""
+        catalog = await self._services(refresh=True)
+        text = f"ShipStation v2 at {self.config.base_url}: {catalog.describe()}"
+        if self.config.warehouse_id:
+            warehouse = await self._ship_from_warehouse()
+            text += f"; ships from {self.config.warehouse_id} ({warehouse.get('name') or '?'})"
+        return text
+
+    @staticmethod
+    def _stale(entry: tuple[float, Any] | None) -> bool:
+        return entry is None or time.monotonic() - entry[0] > CATALOG_TTL_S
+
+    async def _services(self, refresh: bool = False) -> mapping.ServiceCatalog:
+        asked = time.monotonic()
+        async with self._loading:
+            # A refresh that another task finished while we waited counts as ours.
+            if self._stale(self._catalog) or (refresh and self._catalog[0] < asked):  # type: ignore[index]
+                # 207: some carriers could not be read; the ones listed are still good.
+                response = await self.http.request("GET", "/v2/carriers", ok=(200, 207))
+                self._catalog = (time.monotonic(), mapping.ServiceCatalog((response.json() or {}).get("carriers") or []))
+            return self._catalog[1]  # type: ignore[index]
+
+    async def _ship_from_warehouse(self) -> dict[str, Any]:
+        async with self._loading:
+            if self._stale(self._warehouse):
+                self._warehouse = (time.monotonic(), await self._read_warehouse())
+            return self._warehouse[1]  # type: ignore[index]
+
+    async def _read_warehouse(self) -> dict[str, Any]:
+        wid = self.config.warehouse_id
+        try:
+            response = await self.http.request("GET", f"/v2/warehouses/{quote(wid, safe='')}")
+        except PermanentError as exc:
+            if exc.status in (400, 404):
+                raise ConfigurationError(
+                    f"warehouse_id {wid} is not a warehouse of this ShipStation account: {exc.message}", vendor=VENDOR, status=exc.status
+                ) from exc
+            raise
+        return response.json() or {}
+
+    # -- orders -------------------------------------------------------------------------------
+
+    async def create_order(self, order: WarehouseOrder) -> CreateResult:
+        """`POST /v2/shipments` with one shipment; a timeout or 5xx raises InDoubtError."""
+        service = await self._service_for(order.ship_method)
+        ship_from = mapping.ship_from_of(await self._ship_from_warehouse()) if self.config.warehouse_id else None
+        try:
+            body = mapping.shipment_body(
+                order, service=service, ship_from=ship_from, store_id=self.config.store_id,
+                validate_address=self.config.validate_address, default_phone=self.config.default_phone,
+            )
+        except ValueError as exc:
+            raise PermanentError(str(exc), vendor=VENDOR) from exc
+        try:
+            response = await self.http.request("POST", "/v2/shipments", json={"shipments": [body]}, idempotent=False, ok=(200, 201))
+        except PermanentError as exc:
+            # ShipStation's wording for a repeated external_shipment_id is not documented, so
+            # every refusal is checked: if the reference exists, this was a repeat.
+            found = await self.find_order(order.reference)
+            if found is None:
+                raise
+            return found.model_copy(update={"already_existed": True})
+        shipment_id, errors = mapping.created_result(response.json() if response.content else None)
+        if shipment_id and not errors:
+            return CreateResult(warehouse_order_id=shipment_id, reference=order.reference)
+        # A batch answers 200 with per-shipment errors (a duplicate among them).
+        found = await self.find_order(order.reference)
+        if found is None:
+            raise PermanentError(f"ShipStation refused {order.reference}: {'; '.join(errors)}", vendor=VENDOR, status=response.status_code)
+        return found.model_copy(update={"already_existed": found.warehouse_order_id != shipment_id})
+
+    async def _service_for(self, method: str) -> mapping.Service | None:
+        """The carrier service a mapped ship method names; none when the mapping gave none
+        (the packer chooses in ShipStation)."""
+        if not method.strip():
+            return None
+        service = (await self._services()).resolve(method)
+        if service is None:  # a carrier connected since the last read?
+            service = (await self._services(refresh=True)).resolve(method)
+        if service is None:
+            raise PermanentError(
+                f"ship method {method!r} is not a service of a connected ShipStation carrier "
+                "(use a service_code, or carrier_id:service_code, from GET /v2/carriers)",
+                vendor=VENDOR,
+            )
+        return service
+
+    async def find_order(self, reference: str) -> CreateResult | None:
+        """`GET /v2/shipments/external_shipment_id/{reference}`; 404 -> None."""
+        if not reference or len(reference) > mapping.MAX_EXTERNAL_ID:
+            return None  # never sent: ShipStation would have truncated it
+        try:
+            response = await self.http.request("GET", f"/v2/shipments/external_shipment_id/{quote(reference, safe='')}")
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        shipment = response.json() or {}
+        if shipment.get("external_shipment_id") not in (None, reference) or not shipment.get("shipment_id"):
+            return None
+        return CreateResult(warehouse_order_id=str(shipment["shipment_id"]), reference=reference)
+
+    # -- catalogues ---------------------------------------------------------------------------
+
+    async def known_skus(self) -> set[str] | None:
+        """Every product SKU and SKU alias (`GET /v2/products`, paged); None with `check_skus =
+        false` (ShipStation takes any SKU on a shipment, so the check is the merchant's choice)."""
+        if not self.config.check_skus:
+            return None
+        skus: set[str] = set()
+        async for page in self._pages("/v2/products", {"page_size": PAGE_SIZE}, "products"):
+            for product in page:
+                skus |= mapping.product_skus(product)
+        return skus
+
+    async def known_ship_methods(self) -> set[str]:
+        """Every `service_code` of the connected carriers, bare and as `carrier_id:service_code`."""
+        return (await self._services(refresh=True)).names()
+
+    # -- shipments ----------------------------------------------------------------------------
+
+    async def shipments_since(self, since: datetime) -> list[Shipment]:
+        """Labels bought since `since` (`GET /v2/labels?created_at_start=`, oldest first, so new
+        labels land on later pages while we read), each attributed to our order."""
+        params = {"created_at_start": mapping.iso(since), "sort_by": "created_at", "sort_dir": "asc", "page_size": PAGE_SIZE}
+        labels: list[dict[str, Any]] = []
+        async for page in self._pages("/v2/labels", params, "labels"):
+            labels += [label for label in page if mapping.wanted_label(label)]
+        shipments: list[Shipment] = []
+        lined: set[str] = set()  # ShipStation shipments whose items a live label already carries
+        for label in labels:
+            resolved = await self._resolve(label)
+            if resolved is None:
+                continue
+            reference, order_id, lines = resolved
+            shipment = mapping.shipment_of(label, reference=reference, order_id=order_id, lines=lines)
+            if not shipment.voided:
+                # Two live labels on one shipment (one per package) ship its items once.
+                if label.get("shipment_id") in lined:
+                    shipment = shipment.model_copy(update={"lines": []})
+                lined.add(label.get("shipment_id"))
+            shipments.append(shipment)
+        return shipments
+
+    async def _resolve(self, label: dict[str, Any]) -> _Resolved:
+        """(our reference, our shipment id, items shipped) of a label, or None when not ours.
+        Cached by label id: a label's shipment and items no longer change once it is bought."""
+        label_id = label["label_id"]
+        if label_id in self._labels:
+            return self._labels[label_id]
+        external = label.get("external_shipment_id") or ""
+        if label.get("status") == mapping.VOIDED_LABEL and external.startswith(self.prefix):
+            return self._labels.put(label_id, (external, str(label.get("shipment_id") or ""), []))
+        shipment = await self._shipment(str(label.get("shipment_id") or ""))
+        if shipment is None:
+            return None  # not cached: the shipment may be readable on the next pass
+        external = shipment.get("external_shipment_id") or external
+        if external.startswith(self.prefix):
+            owner: tuple[str, str] | None = (external, str(shipment.get("shipment_id") or ""))
+        else:
+            owner = await self._split_from(shipment)
+        if owner is None:
+            return self._labels.put(label_id, None)
+        return self._labels.put(label_id, (owner[0], owner[1], mapping.lines_of(shipment)))
+
+    async def _shipment(self, shipment_id: str) -> dict[str, Any] | None:
+        if not shipment_id:
+            return None
+        try:
+            response = await self.http.request("GET", f"/v2/shipments/{quote(shipment_id, safe='')}")
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return response.json() or {}
+
+    async def _split_from(self, shipment: dict[str, Any]) -> tuple[str, str] | None:
+        """Our (reference, shipment id) for a shipment split off one of ours: Split Ship keeps
+        the `shipment_number`, so the sibling with our reference is looked up by it."""
+        number = str(shipment.get("shipment_number") or "").strip()
+        if not number:
+            return None
+        if number not in self._numbers:
+            owner = None
+            async for page in self._pages("/v2/shipments", {"shipment_number": number, "page_size": PAGE_SIZE}, "shipments"):
+                for sibling in page:
+                    if (sibling.get("external_shipment_id") or "").startswith(self.prefix) and owner is None:
+                        owner = (sibling["external_shipment_id"], str(sibling.get("shipment_id") or ""))
+            self._numbers.put(number, owner)
+        return self._numbers[number]
+
+    async def acknowledge_shipments(self, shipments: list[Shipment]) -> None:
+        """Nothing to do: ShipStation v2 has no "tracking sent" flag (capability `shipment_ack` off)."""
+        return None
+
+    # -- stock --------------------------------------------------------------------------------
+
+    async def stock_levels(self) -> list[StockLevel]:
+        """Per SKU and inventory warehouse (`GET /v2/inventory?group_by=warehouse`), paged by
+        the response's own next links."""
+        rows: list[dict[str, Any]] = []
+        async for page in self._pages("/v2/inventory", {"group_by": "warehouse"}, "inventory"):
+            rows += page
+        return mapping.stock_levels_of(rows)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- paging -------------------------------------------------------------------------------
+
+    async def _pages(self, path: str, params: dict[str, Any], key: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of a paged list (`{key: [...], page, pages, links: {next: {href}}}`). The next
+        link's query is replayed on our own base URL, over our own parameters, so neither a proxy
+        host in it nor a link that drops a filter matters."""
+        for _ in range(MAX_PAGES):
+            response = await self.http.request("GET", path, params=params)
+            body = response.json() or {}
+            items = body.get(key) or []
+            yield items
+            href = ((body.get("links") or {}).get("next") or {}).get("href")
+            if not href or not items:
+                return
+            following = {**params, **dict(parse_qsl(urlsplit(href).query, keep_blank_values=True))}
+            if following == params:
+                return
+            params = following

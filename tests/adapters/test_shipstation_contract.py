@@ -1,0 +1,238 @@
+"""The shared warehouse contract, run for ShipStation v1 against ShipStationSandbox on loopback
+(real HTTP).
+
+There is no official v1 spec file: every request the adapter sends, and the paging fields of
+every list the sandbox answers, are checked against the documented v1 facts instead
+(`ShipStationV1Facts`, see test_shipstation_adapter.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import httpx
+import pytest
+
+from adapters.base import AdapterContext
+from adapters.shipstation import ShipStationAdapter
+from connector.errors import ConfigurationError, RateLimitedError
+from connector.sandbox.server import SandboxServer
+from connector.sandbox.shipstation import ShipStationSandbox, kit
+from tests.adapters.contract import WarehouseContract, make_order
+from tests.adapters.test_shipstation_adapter import ShipStationV1Facts
+from tests.support.openapi import ValidatingTransport
+
+CLIENT_READ_TIMEOUT_S = 0.75  # the sandbox's "timeout" fault hangs longer than this
+FAULT_HANG_S = 1.5
+MERCHANT = "ct"  # the contract's references are `ct-<hex>`: `{merchant}-{order id}`
+
+_ROUTES = {  # the driver's operation names -> ShipStation method and path
+    "create": ("POST", "/orders/createorder"),
+    "find": ("GET", "/orders"),
+    "shipments": ("GET", "/shipments"),
+    "ship_methods": ("GET", "/carriers"),
+}
+
+
+class ShipStationDriver:
+    """`WarehouseDriver` over a ShipStationSandbox running in this process."""
+
+    skus = ["SKU-1", "SKU-2"]
+    ship_method = "ups:ups_ground"
+    warehouse_ids = ["90001", "90002"]  # ShipStation ship-from locations (no stock is kept there)
+
+    def __init__(self, sandbox: ShipStationSandbox):
+        self.sandbox = sandbox
+
+    def orders_created(self, reference: str) -> int:
+        # orderKey is unique by construction in ShipStation (an upsert key), so count orders
+        # by order number too: a keyless resend would show up as a second order there.
+        with self.sandbox._lock:
+            return sum(1 for o in self.sandbox.orders.values() if o["orderKey"] == reference or o["orderNumber"] == reference.split("-", 1)[-1])
+
+    def fail_next(self, operation: str, kind: int | str, *, after: bool = False) -> None:
+        if operation not in _ROUTES:
+            raise NotImplementedError(operation)
+        method, path = _ROUTES[operation]
+        self.sandbox.faults.script.append({"method": method, "path": path, "status": kind, "after": after})
+
+    def ship(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
+        self.sandbox.plan(reference, split=split, void_first=void_first, tracking=tracking)
+        assert self.sandbox.ship(reference), f"{reference} was not awaiting shipment"
+
+    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
+        raise NotImplementedError("ShipStation v1 keeps no stock")
+
+
+@pytest.fixture
+def sandbox():
+    # A sandbox per test with its own secret: the rate limiter is per credential and
+    # process-wide, so a 429 in one test must not slow the next.
+    sb = ShipStationSandbox(api_key="ct-key", api_secret=f"sec-{uuid.uuid4().hex}", products=["SKU-1", "SKU-2", "SKU-3"])
+    sb.faults.retry_after_s = 1
+    sb.faults.timeout_s = FAULT_HANG_S
+    with SandboxServer(sb.app) as server:
+        sb.url = server.url
+        yield sb
+
+
+def config_for(sandbox: ShipStationSandbox, **extra) -> dict:
+    return {"adapter": "shipstation", "base_url": sandbox.url, "api_key": sandbox.api_key, "api_secret": sandbox.api_secret,
+            "store_id": 310001, **extra}
+
+
+@pytest.fixture
+async def adapter(sandbox):
+    transport = ValidatingTransport(ShipStationV1Facts(), responses=True)
+    adapter = ShipStationAdapter(config_for(sandbox), AdapterContext(merchant=MERCHANT, transport=transport))
+    # Short read timeout so the "timeout" faults cost under a second each.
+    adapter.http.client.timeout = httpx.Timeout(5.0, read=CLIENT_READ_TIMEOUT_S)
+    yield adapter
+    await adapter.aclose()
+    transport.assert_valid()
+
+
+@pytest.fixture
+def warehouse(sandbox) -> ShipStationDriver:
+    return ShipStationDriver(sandbox)
+
+
+class TestShipStationContract(WarehouseContract):
+    """ShipStation v1 keeps the shared warehouse contract (no inventory: that test checks the flag)."""
+
+    async def test_a_repeat_is_looked_up_not_sent(self, adapter, sandbox, warehouse) -> None:
+        order, _ = await self.created(adapter, warehouse)
+        again = await adapter.create_order(order)
+        assert again.already_existed
+        assert sandbox.create_attempts[order.reference] == 1  # the lookup answered: nothing resent
+        assert (sandbox.create_count, sandbox.update_count) == (1, 0)
+
+    async def test_a_blind_resend_only_updates_the_same_order(self, adapter, sandbox, warehouse) -> None:
+        # What protects an order when the lookup is wrong (a race): ShipStation upserts by orderKey.
+        order, first = await self.created(adapter, warehouse)
+        async with httpx.AsyncClient(base_url=sandbox.url, headers=adapter.http.client.headers) as client:
+            from adapters.shipstation import mapping
+
+            reply = (await client.post("/orders/createorder", json=mapping.order_body(order, store_id=310001))).json()
+        assert str(reply["orderId"]) == first.warehouse_order_id and reply["modifyDate"] != reply["createDate"]
+        assert (sandbox.create_count, sandbox.update_count) == (1, 1)
+
+    async def test_a_shipped_order_is_never_overwritten(self, adapter, sandbox, warehouse) -> None:
+        order, first = await self.created(adapter, warehouse)
+        warehouse.ship(order.reference)
+        again = await adapter.create_order(order)
+        assert again.already_existed and again.warehouse_order_id == first.warehouse_order_id
+        assert sandbox.order(order.reference)["orderStatus"] == "shipped"
+        assert sandbox.create_attempts[order.reference] == 1
+
+    async def test_order_lands_in_the_store_with_its_codes(self, adapter, sandbox, warehouse) -> None:
+        order, _ = await self.created(adapter, warehouse)
+        stored = sandbox.order(order.reference)
+        assert (stored["carrierCode"], stored["serviceCode"], stored["advancedOptions"]["storeId"]) == ("ups", "ups_ground", 310001)
+        assert stored["orderNumber"] == order.order.order_id
+
+    async def test_an_unknown_service_is_refused(self, adapter, warehouse) -> None:
+        from connector.errors import PermanentError
+
+        order = make_order(warehouse).model_copy(update={"ship_method": "ups:ups_teleport"})
+        assert "ups:ups_teleport" not in await adapter.known_ship_methods()
+        with pytest.raises(PermanentError, match="ups_teleport"):
+            await adapter.create_order(order)
+
+    async def test_other_merchants_labels_are_not_read(self, adapter, sandbox, warehouse) -> None:
+        other = ShipStationAdapter(config_for(sandbox), AdapterContext(merchant="globex"))
+        try:
+            theirs = await other.create_order(make_order(warehouse, reference="globex-X1"))
+        finally:
+            await other.aclose()
+        ours, _ = await self.created(adapter, warehouse)
+        sandbox.ship_all()
+        refs = {s.reference for s in await adapter.shipments_since(self.since())}
+        assert refs == {ours.reference} and theirs.reference not in refs
+
+    async def test_unknown_credentials_are_a_configuration_error(self, sandbox) -> None:
+        adapter = ShipStationAdapter(config_for(sandbox, api_secret="wrong"), AdapterContext(merchant=MERCHANT))
+        try:
+            with pytest.raises(ConfigurationError):
+                await adapter.check()
+        finally:
+            await adapter.aclose()
+
+    async def test_unknown_store_is_a_configuration_error(self, sandbox) -> None:
+        adapter = ShipStationAdapter(config_for(sandbox, store_id=4), AdapterContext(merchant=MERCHANT))
+        try:
+            with pytest.raises(ConfigurationError, match="store_id 4"):
+                await adapter.check()
+        finally:
+            await adapter.aclose()
+
+
+class TestShipStationSandbox:
+    """What the demo, integration tests and bench rely on beyond the contract."""
+
+    async def test_window_rate_limit_headers(self, adapter, sandbox) -> None:
+        sandbox.faults.rate_limit_per_minute = 3
+        auth = "Basic " + base64.b64encode(f"{sandbox.api_key}:{sandbox.api_secret}".encode()).decode()
+        async with httpx.AsyncClient(base_url=sandbox.url, headers={"Authorization": auth}) as client:
+            replies = [await client.get("/carriers") for _ in range(3)]
+            limited = await client.get("/carriers")
+        assert [r.headers["x-rate-limit-remaining"] for r in replies] == ["2", "1", "0"]
+        assert all(r.headers["x-rate-limit-limit"] == "3" and 0 < int(r.headers["x-rate-limit-reset"]) <= 60 for r in replies)
+        assert limited.status_code == 429
+        assert (limited.headers["x-rate-limit-remaining"], limited.headers["x-rate-limit-reset"]) == ("0", "1")
+        with pytest.raises(RateLimitedError):
+            await adapter.find_order("ct-anything")
+
+    async def test_ship_after_ships_on_the_next_shipments_read(self, adapter, sandbox, warehouse) -> None:
+        sandbox.ship_after_s = 0
+        order, _ = await WarehouseContract().created(adapter, warehouse)
+        shipments = await adapter.shipments_since(WarehouseContract.since())
+        assert [s.reference for s in shipments] == [order.reference]
+        assert sandbox.order(order.reference)["orderStatus"] == "shipped"
+
+    async def test_keyless_creates_are_new_orders_every_time(self, sandbox) -> None:
+        # Why the adapter always sends orderKey: without one, ShipStation makes one up.
+        auth = "Basic " + base64.b64encode(f"{sandbox.api_key}:{sandbox.api_secret}".encode()).decode()
+        body = {"orderNumber": "N-1", "orderDate": "2026-03-03T21:06:07.0000000", "orderStatus": "awaiting_shipment",
+                "billTo": {"name": "A"}, "shipTo": {"name": "A", "country": "US"}, "items": [{"sku": "SKU-1", "quantity": 1}]}
+        async with httpx.AsyncClient(base_url=sandbox.url, headers={"Authorization": auth}) as client:
+            keys = {(await client.post("/orders/createorder", json=body)).json()["orderKey"] for _ in range(2)}
+            invalid = await client.post("/orders/createorder", json={"orderNumber": "N-2"})
+        assert len(keys) == 2 and sandbox.create_count == 2
+        assert invalid.status_code == 400 and invalid.json()["ModelState"]["apiOrder.orderDate"] == ["The orderDate field is required."]
+
+    async def test_control_api(self, sandbox) -> None:
+        async with httpx.AsyncClient(base_url=sandbox.url) as control:
+            faults = await control.post("/_sandbox/faults", json={"script": [{"method": "GET", "path": "/carriers", "status": 503}]})
+            assert faults.json()["script"][0]["status"] == 503
+            assert (await control.post("/_sandbox/faults", json={"nonsense": 1})).status_code == 400
+            auth = "Basic " + base64.b64encode(f"{sandbox.api_key}:{sandbox.api_secret}".encode()).decode()
+            async with httpx.AsyncClient(base_url=sandbox.url, headers={"Authorization": auth}) as api:
+                assert (await api.get("/carriers")).status_code == 503
+                assert (await api.get("/carriers")).status_code == 200
+                assert (await api.get("/orders", params={"pageSize": 501})).status_code == 400
+                body = {"orderNumber": "C-1", "orderKey": "ctl-1", "orderDate": "2026-03-03T21:06:07.0000000",
+                        "orderStatus": "awaiting_shipment", "billTo": {"name": "A"}, "shipTo": {"name": "A", "country": "US"},
+                        "items": [{"sku": "SKU-1", "quantity": 1}, {"sku": "SKU-2", "quantity": 2}]}
+                assert (await api.post("/orders/createorder", json=body)).status_code == 200
+            shipped = (await control.post("/_sandbox/ship", json={"order_key": "ctl-1", "split": True, "void_first": True})).json()["shipped"]
+            assert [s["voided"] for s in shipped] == [True, False, False]
+            state = (await control.get("/_sandbox/state")).json()
+        assert state["orders"]["ctl-1"]["orderStatus"] == "shipped"
+        assert state["create_attempts"]["ctl-1"] == 1 and state["create_count"] == 1
+        assert state["faults"] == {"503": 1}
+        assert state["requests"]["GET /carriers"] == 2
+        assert len(state["shipments"]) == 3
+
+
+def test_kit_speaks_shipstation_codes() -> None:
+    k = kit(products=("A",), ship_methods=("Standard", "Expedited", "2-Day"), credential="c")
+    assert k.ship_methods == ("stamps_com:usps_priority_mail", "ups:ups_ground", "fedex:fedex_2day")
+    config = k.warehouse_config("http://127.0.0.1:1", None)
+    assert (config["adapter"], config["api_secret"], config["store_id"]) == ("shipstation", "c", 310001)
+    k2 = kit(products=("A",), ship_methods=("dhl_express:dhl_express_worldwide",), credential="c", store_id=None)
+    assert k2.ship_methods == ("dhl_express:dhl_express_worldwide",) and "store_id" not in k2.warehouse_config("", None)
+    assert "dhl_express_worldwide" in k2.sandbox.carriers["dhl_express"][1]
+    k.set_stock("A", "90001", 5)  # nothing to set: harmless
+    assert k.warehouse_ids() == ["90001"] and k.created() == 0

@@ -1,0 +1,596 @@
+"""The ShipStation v2 adapter against respx: request shapes, error handling, paging, rate headers.
+
+Every request the adapter sends goes through a `ValidatingRouter` built on ShipStation's official v2
+document, so it is checked (path, method, query names, `api-key`, body) as it is sent.
+
+The document is loaded the way `tests/support/openapi.py` loads ShipBob's, plus what it needs of
+its own (`shipstation_validator()`, also used by the contract and flow tests):
+- `allOf` compositions merged and `additionalProperties: false` kept only where properties are
+  listed (as for ShipBob): taken literally, every `ship_to` is rejected;
+- a one-`$ref` `allOf` around a scalar is inlined, so enums and patterns (`validate_address`,
+  `se_id`, `sort_dir`) are still checked; `x-nullable: true` admits null (responses);
+- two documented facts the document lacks: `service_code` on a create (the v2 "Create Shipments"
+  guide lists it, the spec's own `shipment` schema has it), and `pickup_id` is an optional filter of
+  `GET /v2/shipments` (the document marks it required); and `/v2/inventory`'s own next links carry
+  `page`, which its parameter list omits.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from adapters.base import AdapterContext
+from adapters.shipstation_v2 import ShipStationV2Adapter, ShipStationV2Config
+from connector.domain import Address, Order, Shipment, WarehouseLine, WarehouseOrder, Weight
+from connector.errors import ConfigurationError, InDoubtError, PermanentError, RateLimitedError
+from tests.support.openapi import SPECS_DIR, SpecValidator, normalise_shipbob, spec_validator, validated_router
+
+SPEC = "shipstation-v2-openapi.yaml"
+BASE = "https://api.shipstation.com"
+
+
+# -- the validator --------------------------------------------------------------------------
+
+
+def _inline_scalars_and_nulls(doc: dict[str, Any]) -> dict[str, Any]:
+    schemas = doc["components"]["schemas"]
+
+    def scalar(target: Any) -> bool:
+        return isinstance(target, dict) and not {"properties", "allOf", "anyOf", "oneOf"} & set(target) and target.get("type") != "object"
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        node = {k: walk(v) for k, v in node.items()}
+        parts = node.get("allOf")
+        if isinstance(parts, list) and len(parts) == 1 and "$ref" in parts[0] and "properties" not in node:
+            target = schemas.get(parts[0]["$ref"].rsplit("/", 1)[-1])
+            if scalar(target):  # keep the target's enum / pattern, which merging would drop
+                node = {**copy.deepcopy(target), **{k: v for k, v in node.items() if k not in ("allOf", "title")}}
+        if node.get("x-nullable") is True:  # the Swagger 2 flag, meaningless in OpenAPI 3.1
+            if isinstance(node.get("type"), str):
+                node["type"] = [node["type"], "null"]
+                if "enum" in node:
+                    node["enum"] = [*node["enum"], None]
+            elif "$ref" in node or "allOf" in node:
+                node = {"anyOf": [{k: v for k, v in node.items() if k != "x-nullable"}, {"type": "null"}]}
+        return node
+
+    doc["components"] = walk(doc["components"])
+    doc["paths"] = walk(doc["paths"])
+    return doc
+
+
+def _amend(doc: dict[str, Any]) -> dict[str, Any]:
+    schemas, params = doc["components"]["schemas"], doc["components"]["parameters"]
+    service_code = copy.deepcopy(schemas["partial_shipment"]["properties"]["service_code"])
+    schemas["create_shipment_request"]["properties"]["service_code"] = service_code
+    params["pickup_id_query_param"]["required"] = False
+    return doc
+
+
+@cache
+def _validator() -> SpecValidator:
+    doc = yaml.safe_load((SPECS_DIR / SPEC).read_text(encoding="utf-8"))
+    validator = SpecValidator(SPEC, normalise_shipbob(_inline_scalars_and_nulls(_amend(doc))))
+    validator.undocumented_query = frozenset({"page"})
+    return validator
+
+
+def shipstation_validator() -> SpecValidator:
+    """The ShipStation v2 document as above; skips the test when ../shared/specs is absent."""
+    spec_validator(SPEC)
+    return _validator()
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def router():
+    r = validated_router(shipstation_validator(), base_url=BASE)
+    yield r
+    r.assert_valid()
+
+
+@pytest.fixture
+def api_key() -> str:
+    return f"key-{uuid.uuid4().hex}"  # a fresh credential: the limiter is per key, process-wide
+
+
+def make_adapter(router, api_key: str, **config: Any) -> ShipStationV2Adapter:
+    settings = {"adapter": "shipstation-v2", "api_key": api_key, **config}
+    return ShipStationV2Adapter(settings, AdapterContext(merchant="acme", transport=router.transport()))
+
+
+@pytest.fixture
+async def adapter(router, api_key):
+    a = make_adapter(router, api_key)
+    yield a
+    await a.aclose()
+
+
+CARRIERS = {
+    "carriers": [
+        {"carrier_id": "se-1", "carrier_code": "stamps_com", "friendly_name": "USPS", "primary": False,
+         "services": [{"carrier_id": "se-1", "service_code": "usps_priority_mail"}, {"carrier_id": "se-1", "service_code": "ups_ground"}]},
+        {"carrier_id": "se-2", "carrier_code": "ups", "friendly_name": "UPS", "primary": True,
+         "services": [{"carrier_id": "se-2", "service_code": "ups_ground"}, {"carrier_id": "se-2", "service_code": "ups_2nd_day_air"}]},
+        {"carrier_id": "se-3", "carrier_code": "fedex", "friendly_name": "FedEx", "disabled_by_billing_plan": True,
+         "services": [{"carrier_id": "se-3", "service_code": "fedex_ground"}]},
+    ],
+    "request_id": "aa3d8e8e-462b-4476-9618-72db7f7b7009",
+    "errors": [],
+}
+ORIGIN = {"name": "Dock", "phone": "775-555-0100", "address_line1": "1 Dock Rd", "city_locality": "Reno", "state_province": "NV",
+          "postal_code": "89502", "country_code": "US", "address_residential_indicator": "no"}
+
+
+def ss_error(code: str, message: str) -> dict[str, Any]:
+    return {"request_id": "aa3d8e8e-462b-4476-9618-72db7f7b7009",
+            "errors": [{"error_source": "ShipStation", "error_type": "validation", "error_code": code, "message": message}]}
+
+
+def an_order(reference: str = "acme-1001", ship_method: str = "ups_ground", phone: str = "555-0100") -> WarehouseOrder:
+    cart = Order(
+        order_id="DEMO-1001",
+        created_at=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+        ship_to=Address(
+            first_name="Ada", last_name="Lovelace", company="Engines Ltd", address1="12 Way", address2="Unit 3",
+            city="Springfield", state="IL", postal_code="62701", country_code="us", phone=phone, residential=False,
+        ),
+        email="ada@example.com",
+        total=Decimal("31.50"), shipping_total=Decimal("7.95"), tax=Decimal("0"),
+        gift=True, gift_message="Happy birthday", customer_notes="Leave at the back door",
+        weight=Weight(value=Decimal("2.5"), uom="LB"),
+    )
+    lines = [
+        WarehouseLine(sku="BONE-5LB", quantity=2, description="Bone, 5 lb", unit_price=Decimal("9.75")),
+        WarehouseLine(sku="TREAT", quantity=1),
+        WarehouseLine(sku="TREAT", quantity=2, cart_sku="GIFT-SET"),
+    ]
+    return WarehouseOrder(reference=reference, order=cart, ship_method=ship_method, lines=lines)
+
+
+def created(shipment_id: str = "se-555", reference: str = "acme-1001", errors: list[str] | None = None) -> dict[str, Any]:
+    return {"has_errors": bool(errors), "shipments": [{"shipment_id": shipment_id, "external_shipment_id": reference, "errors": errors or []}]}
+
+
+def carriers_route(router):
+    return router.get("/v2/carriers").respond(200, json=CARRIERS)
+
+
+# -- the validator itself -------------------------------------------------------------------
+
+
+class TestSpecValidator:
+    """What the loaded document accepts and refuses, and why it is not the raw one."""
+
+    HEADERS = {"api-key": "k"}
+    SHIP_TO = {"name": "A", "phone": "1", "address_line1": "1 St", "city_locality": "X", "state_province": "IL",
+               "postal_code": "62701", "country_code": "US", "address_residential_indicator": "unknown"}
+
+    def create(self, **fields: Any) -> httpx.Request:
+        shipment = {"external_shipment_id": "acme-1", "ship_to": dict(self.SHIP_TO), "items": [{"sku": "A", "quantity": 1}], **fields}
+        return httpx.Request("POST", f"{BASE}/v2/shipments", headers=self.HEADERS, json={"shipments": [shipment]})
+
+    def test_good_requests(self) -> None:
+        v = shipstation_validator()
+        v.validate_request(self.create(carrier_id="se-2", service_code="ups_ground", validate_address="no_validation"))
+        v.validate_request(httpx.Request("GET", "http://127.0.0.1:9/v2/labels", headers=self.HEADERS,
+                                         params={"created_at_start": "2026-03-01T00:00:00Z", "sort_dir": "asc", "page": 2}))
+        v.validate_request(httpx.Request("GET", f"{BASE}/v2/shipments", headers=self.HEADERS, params={"shipment_number": "n"}))
+        v.validate_request(httpx.Request("GET", f"{BASE}/v2/inventory", headers=self.HEADERS, params={"group_by": "warehouse", "page": 2}))
+
+    @pytest.mark.parametrize(
+        ("request_", "match"),
+        [
+            (httpx.Request("GET", f"{BASE}/v2/carriers"), "Security"),
+            (httpx.Request("GET", f"{BASE}/v2/labels", headers=HEADERS, params={"created_at_from": "x"}), "created_at_from"),
+            (httpx.Request("GET", f"{BASE}/v2/labels", headers=HEADERS, params={"sort_dir": "up"}), "sort_dir"),
+            (httpx.Request("GET", f"{BASE}/v2/orders", headers=HEADERS), "no path"),
+        ],
+    )
+    def test_bad_requests(self, request_: httpx.Request, match: str) -> None:
+        with pytest.raises(AssertionError, match=match):
+            shipstation_validator().validate_request(request_)
+
+    @pytest.mark.parametrize(
+        ("fields", "match"),
+        [
+            ({"external_shipment_id": "x" * 51}, "too long"),
+            ({"validate_address": "always"}, "validate_address"),
+            ({"warehouse_id": "se-1"}, "warehouse_id"),  # not a create field: ship_from is
+            ({"service_code": "UPS Ground"}, "service_code"),
+            ({"ship_to": {"name": "A", "zip": "1"}}, "zip"),
+        ],
+    )
+    def test_bad_creates(self, fields: dict[str, Any], match: str) -> None:
+        with pytest.raises(AssertionError, match=match):
+            shipstation_validator().validate_request(self.create(**fields))
+
+    def test_the_raw_document_rejects_any_ship_to(self) -> None:
+        # Why the document is normalised: its allOf + additionalProperties: false refuse every field.
+        with pytest.raises(AssertionError, match="address_line1"):
+            spec_validator(SPEC).validate_request(self.create())
+
+
+# -- create ---------------------------------------------------------------------------------
+
+
+async def test_create_sends_a_complete_pending_shipment(router, api_key) -> None:
+    carriers = carriers_route(router)
+    reno = {"warehouse_id": "se-77", "name": "Reno", "origin_address": {**ORIGIN, "extra": 1}}
+    warehouse = router.get("/v2/warehouses/se-77").respond(200, json=reno)
+    route = router.post("/v2/shipments").respond(200, json=created())
+    a = make_adapter(router, api_key, warehouse_id="se-77", store_id="1582173")
+    try:
+        result = await a.create_order(an_order())
+        await a.create_order(an_order("acme-1002"))
+    finally:
+        await a.aclose()
+    assert (result.warehouse_order_id, result.reference, result.already_existed) == ("se-555", "acme-1001", False)
+    assert carriers.call_count == 1 and warehouse.call_count == 1  # cached between creates
+    request = route.calls[0].request
+    assert request.headers["api-key"] == api_key
+    [body] = json.loads(request.content)["shipments"]
+    assert body["external_shipment_id"] == "acme-1001"
+    assert (body["carrier_id"], body["service_code"]) == ("se-2", "ups_ground")  # the primary carrier offering it
+    assert (body["shipment_status"], body["validate_address"], body["store_id"]) == ("pending", "no_validation", "1582173")
+    assert body["ship_to"] == {
+        "name": "Ada Lovelace", "company_name": "Engines Ltd", "phone": "555-0100", "email": "ada@example.com",
+        "address_line1": "12 Way", "address_line2": "Unit 3", "city_locality": "Springfield", "state_province": "IL",
+        "postal_code": "62701", "country_code": "US", "address_residential_indicator": "no",
+    }
+    assert body["ship_from"] == ORIGIN  # the warehouse's origin address, response-only fields dropped
+    # Lines with the same warehouse SKU are merged; the name falls back to the SKU.
+    assert body["items"] == [
+        {"sku": "BONE-5LB", "name": "Bone, 5 lb", "quantity": 2, "unit_price": 9.75},
+        {"sku": "TREAT", "name": "TREAT", "quantity": 3},
+    ]
+    assert (body["is_gift"], body["notes_for_gift"], body["notes_from_buyer"]) == (True, "Happy birthday", "Leave at the back door")
+    assert body["amount_paid"] == {"currency": "usd", "amount": 31.5}
+    assert body["shipping_paid"] == {"currency": "usd", "amount": 7.95}
+    assert body["packages"] == [{"weight": {"value": 40.0, "unit": "ounce"}}]
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [("se-1:ups_ground", ("se-1", "ups_ground")), ("usps_priority_mail", ("se-1", "usps_priority_mail")), ("", (None, None))],
+)
+async def test_ship_method_resolution(adapter, router, method, expected) -> None:
+    carriers_route(router)
+    route = router.post("/v2/shipments").respond(200, json=created())
+    await adapter.create_order(an_order(ship_method=method))
+    [body] = json.loads(route.calls.last.request.content)["shipments"]
+    assert (body.get("carrier_id"), body.get("service_code")) == expected
+
+
+@pytest.mark.parametrize("method", ["fedex_ground", "se-1:ups_2nd_day_air", "UPS Ground"])
+async def test_a_method_no_connected_carrier_offers_is_refused_before_sending(adapter, router, method) -> None:
+    carriers = carriers_route(router)  # fedex is disabled by the billing plan
+    route = router.post("/v2/shipments").respond(200, json=created())
+    with pytest.raises(PermanentError, match="not a service of a connected ShipStation carrier"):
+        await adapter.create_order(an_order(ship_method=method))
+    assert route.call_count == 0 and carriers.call_count == 2  # read again once, in case it was just connected
+
+
+async def test_missing_phone_is_refused_or_filled_from_default_phone(router, api_key) -> None:
+    carriers_route(router)
+    route = router.post("/v2/shipments").respond(200, json=created())
+    a = make_adapter(router, api_key)
+    with pytest.raises(PermanentError, match="requires ship_to phone.*default_phone"):
+        await a.create_order(an_order(phone=""))
+    assert route.call_count == 0
+    await a.aclose()
+    b = make_adapter(router, api_key, default_phone="800-555-0199")
+    await b.create_order(an_order(phone=""))
+    await b.aclose()
+    assert json.loads(route.calls.last.request.content)["shipments"][0]["ship_to"]["phone"] == "800-555-0199"
+
+
+async def test_a_reference_over_50_characters_is_never_sent(adapter, router) -> None:
+    carriers_route(router)
+    route = router.post("/v2/shipments").respond(200, json=created())
+    with pytest.raises(PermanentError, match="1-50 characters"):
+        await adapter.create_order(an_order("acme-" + "9" * 46))
+    assert route.call_count == 0
+
+
+async def test_duplicate_external_id_is_looked_up(adapter, router) -> None:
+    carriers_route(router)
+    create = router.post("/v2/shipments").respond(400, json=ss_error("identifier_conflict", "external_shipment_id acme-1001 already exists"))
+    lookup = router.get("/v2/shipments/external_shipment_id/acme-1001").respond(
+        200, json={"shipment_id": "se-777", "external_shipment_id": "acme-1001"})
+    result = await adapter.create_order(an_order())
+    assert (result.warehouse_order_id, result.already_existed) == ("se-777", True)
+    assert create.call_count == 1 and lookup.call_count == 1
+
+
+async def test_batch_errors_are_looked_up_too(adapter, router) -> None:
+    carriers_route(router)
+    router.post("/v2/shipments").respond(200, json=created("se-9", errors=["A shipment with this external_shipment_id already exists."]))
+    router.get("/v2/shipments/external_shipment_id/acme-1001").respond(200, json={"shipment_id": "se-777", "external_shipment_id": "acme-1001"})
+    result = await adapter.create_order(an_order())
+    assert (result.warehouse_order_id, result.already_existed) == ("se-777", True)
+
+
+async def test_batch_errors_for_an_order_that_does_not_exist_are_permanent(adapter, router) -> None:
+    carriers_route(router)
+    router.post("/v2/shipments").respond(200, json=created("", errors=["ship_to.postal_code is invalid"]))
+    router.get("/v2/shipments/external_shipment_id/acme-1001").respond(404, json=ss_error("invalid_identifier", "not found"))
+    with pytest.raises(PermanentError, match="ShipStation refused acme-1001: ship_to.postal_code is invalid"):
+        await adapter.create_order(an_order())
+
+
+async def test_other_rejections_are_permanent_with_shipstations_message(adapter, router) -> None:
+    carriers_route(router)
+    router.post("/v2/shipments").respond(400, json=ss_error("invalid_address", "Invalid ship_to address"))
+    lookup = router.get("/v2/shipments/external_shipment_id/acme-1001").respond(404, json=ss_error("invalid_identifier", "not found"))
+    with pytest.raises(PermanentError) as caught:
+        await adapter.create_order(an_order())
+    assert caught.value.status == 400 and lookup.call_count == 1
+    assert "Invalid ship_to address [invalid_address] (request id aa3d8e8e-462b-4476-9618-72db7f7b7009)" in caught.value.message
+
+
+@pytest.mark.parametrize("failure", [httpx.Response(502), httpx.Response(500), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset")])
+async def test_lost_create_is_in_doubt_and_not_retried(adapter, router, failure) -> None:
+    carriers_route(router)
+    route = router.post("/v2/shipments")
+    if isinstance(failure, Exception):
+        route.side_effect = failure
+    else:
+        route.return_value = failure
+    with pytest.raises(InDoubtError):
+        await adapter.create_order(an_order())
+    assert route.call_count == 1
+
+
+async def test_find_order(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json={"shipment_id": "se-5", "external_shipment_id": "acme-1"})
+    router.get("/v2/shipments/external_shipment_id/acme-2").respond(404, json=ss_error("invalid_identifier", "not found"))
+    hashed = router.get("/v2/shipments/external_shipment_id/acme-x~0123456789").respond(
+        200, json={"shipment_id": "se-6", "external_shipment_id": "acme-x~0123456789"})
+    found = await adapter.find_order("acme-1")
+    assert found is not None and found.warehouse_order_id == "se-5" and not found.already_existed
+    assert await adapter.find_order("acme-2") is None
+    assert (await adapter.find_order("acme-x~0123456789")).warehouse_order_id == "se-6"
+    assert hashed.call_count == 1
+    assert await adapter.find_order("x" * 51) is None  # could never have been created
+
+
+# -- rate limiting and errors ---------------------------------------------------------------
+
+
+async def test_429_raises_rate_limited_with_retry_after(adapter, router) -> None:
+    route = router.get("/v2/shipments/external_shipment_id/acme-1").respond(
+        429, headers={"Retry-After": "25"}, json=ss_error("rate_limit_exceeded", "You have exceeded the rate limit."))
+    with pytest.raises(RateLimitedError) as caught:
+        await adapter.find_order("acme-1")
+    assert caught.value.retry_after == 25 and "exceeded the rate limit" in caught.value.message
+    assert route.call_count == 1  # never slept on inside the call
+    assert adapter.http.limiter.blocked_until > time.monotonic() + 20
+    with pytest.raises(RateLimitedError):  # the key's limiter refuses until ShipStation's window reopens
+        await adapter.find_order("acme-1")
+    assert route.call_count == 1
+
+
+async def test_rate_limit_headers_feed_the_limiter(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/a").respond(404, json=ss_error("invalid_identifier", "no"),
+                                                               headers={"X-Rate-Limit-Remaining": "12", "X-Rate-Limit-Reset": "40"})
+    router.get("/v2/shipments/external_shipment_id/b").respond(404, json=ss_error("invalid_identifier", "no"),
+                                                               headers={"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": "30"})
+    await adapter.find_order("a")
+    assert adapter.http.limiter.blocked_until < time.monotonic()
+    await adapter.find_order("b")
+    assert adapter.http.limiter.blocked_until > time.monotonic() + 25
+
+
+async def test_the_default_budget_is_200_per_minute(adapter) -> None:
+    assert adapter.http.limiter.per_minute == 200
+
+
+async def test_5xx_on_a_read_is_retried(adapter, router) -> None:
+    route = router.get("/v2/shipments/external_shipment_id/r")
+    route.side_effect = [httpx.Response(503), httpx.Response(200, json={"shipment_id": "se-1", "external_shipment_id": "r"})]
+    assert (await adapter.find_order("r")).warehouse_order_id == "se-1"
+    assert route.call_count == 2
+
+
+# -- setup and catalogues -------------------------------------------------------------------
+
+
+async def test_check_describes_carriers_and_warehouse(router, api_key) -> None:
+    carriers_route(router)
+    router.get("/v2/warehouses/se-77").respond(200, json={"warehouse_id": "se-77", "name": "Reno DC", "origin_address": ORIGIN})
+    a = make_adapter(router, api_key, warehouse_id="se-77")
+    try:
+        text = await a.check()
+    finally:
+        await a.aclose()
+    assert "2 carrier account(s) (UPS, USPS)" in text and "ships from se-77 (Reno DC)" in text
+
+
+@pytest.mark.parametrize(
+    ("carriers", "warehouse", "match"),
+    [
+        (httpx.Response(401, json=ss_error("unauthorized", "The API key is invalid")), None, "API key is invalid"),
+        (httpx.Response(200, json=CARRIERS), httpx.Response(404, json=ss_error("invalid_identifier", "not found")), "warehouse_id se-77"),
+    ],
+)
+async def test_check_configuration_errors(router, api_key, carriers, warehouse, match) -> None:
+    router.get("/v2/carriers").mock(return_value=carriers)
+    if warehouse is not None:
+        router.get("/v2/warehouses/se-77").mock(return_value=warehouse)
+    a = make_adapter(router, api_key, warehouse_id="se-77")
+    try:
+        with pytest.raises(ConfigurationError, match=match):
+            await a.check()
+    finally:
+        await a.aclose()
+
+
+async def test_known_ship_methods_bare_and_qualified(adapter, router) -> None:
+    router.get("/v2/carriers").respond(207, json=CARRIERS)  # partial success still lists carriers
+    assert await adapter.known_ship_methods() == {
+        "usps_priority_mail", "ups_ground", "ups_2nd_day_air",
+        "se-1:usps_priority_mail", "se-1:ups_ground", "se-2:ups_ground", "se-2:ups_2nd_day_air",
+    }
+
+
+async def test_known_skus_are_products_and_their_aliases(adapter, router) -> None:
+    route = router.get("/v2/products")
+    route.side_effect = [
+        httpx.Response(200, json=page("products", [{"product_id": 1, "sku": " A ", "aliases": [{"store_id": 5, "sku_alias": "a-old"}]},
+                                                   {"product_id": 2, "sku": ""}], next_href=f"{BASE}/v2/products?page=2&page_size=100")),
+        httpx.Response(200, json=page("products", [{"product_id": 3, "sku": "B", "active": False}])),
+    ]
+    assert await adapter.known_skus() == {"A", "a-old", "B"}  # an inactive product can still be shipped
+    assert [dict(c.request.url.params) for c in route.calls] == [{"page_size": "100"}, {"page_size": "100", "page": "2"}]
+
+
+async def test_check_skus_off_means_the_warehouse_cannot_tell(router, api_key) -> None:
+    a = make_adapter(router, api_key, check_skus=False)
+    try:
+        assert await a.known_skus() is None
+    finally:
+        await a.aclose()
+    assert not router.calls
+
+
+# -- shipments ------------------------------------------------------------------------------
+
+
+def label(lid: str, sid: str, external: str | None, status: str = "completed", tracking: str = "9400100", **extra: Any) -> dict[str, Any]:
+    out = {"label_id": lid, "shipment_id": sid, "status": status, "tracking_number": tracking, "carrier_code": "stamps_com",
+           "service_code": "usps_priority_mail", "ship_date": "2026-03-05T00:00:00Z", "created_at": "2026-03-05T10:00:00Z",
+           "shipment_cost": {"currency": "usd", "amount": 7.5}, "insurance_cost": {"currency": "usd", "amount": 1.25},
+           "is_return_label": False, "voided": status == "voided", **extra}
+    if external is not None:
+        out["external_shipment_id"] = external
+    return out
+
+
+def page(key: str, items: list[dict], next_href: str | None = None) -> dict[str, Any]:
+    links = {"first": {"href": f"{BASE}/x"}, "last": {"href": f"{BASE}/x"}, "prev": {}, "next": {"href": next_href} if next_href else {}}
+    return {key: items, "total": len(items), "page": 1, "pages": 2 if next_href else 1, "links": links}
+
+
+def shipment(sid: str, external: str, number: str, items: list[tuple[str, int]]) -> dict[str, Any]:
+    return {"shipment_id": sid, "external_shipment_id": external, "shipment_number": number,
+            "items": [{"sku": sku, "quantity": q, "name": sku} for sku, q in items]}
+
+
+async def test_shipments_since_maps_filters_and_attributes(adapter, router) -> None:
+    labels = [
+        label("se-11", "se-1", "acme-1", tracking=" 9400111 ", packages=[{"tracking_number": "9400111"}, {"tracking_number": "9400112"}]),
+        label("se-12", "se-1", "acme-1", status="voided", tracking="VOID1"),
+        label("se-13", "se-2", "acme-2", status="processing"),
+        label("se-14", "se-2", "acme-2", is_return_label=True),
+        label("se-15", "se-3", "se-3", tracking="SPLIT1"),  # split off acme-1
+        label("se-16", "se-4", "shopify-777", tracking="FOREIGN"),  # another store's shipment
+        label("se-17", "se-5", "acme-5", tracking="   "),
+        label("se-18", "se-5", "acme-5", tracking="SECOND-PARCEL"),
+    ]
+    listing = router.get("/v2/labels").respond(200, json=page("labels", labels))
+    router.get("/v2/shipments/se-1").respond(200, json=shipment("se-1", "acme-1", "acme-1", [("A", 2)]))
+    router.get("/v2/shipments/se-3").respond(200, json=shipment("se-3", "se-3", "acme-1", [("B", 1)]))
+    router.get("/v2/shipments/se-4").respond(200, json=shipment("se-4", "shopify-777", "777", [("A", 1)]))
+    router.get("/v2/shipments/se-5").respond(200, json=shipment("se-5", "acme-5", "acme-5", [("C", 3)]))
+    by_number = router.get("/v2/shipments", params={"shipment_number": "acme-1"}).respond(
+        200, json=page("shipments", [shipment("se-3", "se-3", "acme-1", []), shipment("se-1", "acme-1", "acme-1", [])]))
+    router.get("/v2/shipments", params={"shipment_number": "777"}).respond(200, json=page("shipments", [shipment("se-4", "shopify-777", "777", [])]))
+
+    found = await adapter.shipments_since(datetime(2026, 3, 1, tzinfo=UTC))
+
+    params = listing.calls.last.request.url.params
+    assert dict(params) == {"created_at_start": "2026-03-01T00:00:00Z", "sort_by": "created_at", "sort_dir": "asc", "page_size": "100"}
+    by_id = {s.shipment_id: s for s in found}
+    assert sorted(by_id) == ["se-11", "se-12", "se-15", "se-17", "se-18"]
+    one = by_id["se-11"]
+    assert (one.reference, one.warehouse_order_id, one.carrier, one.service) == ("acme-1", "se-1", "stamps_com", "usps_priority_mail")
+    assert one.tracking_numbers == ["9400111", "9400112"]
+    assert [(x.sku, x.quantity) for x in one.lines] == [("A", 2)]
+    assert one.shipped_at == datetime(2026, 3, 5, tzinfo=UTC)
+    assert one.shipping_cost == Decimal("8.75") and not one.voided
+    assert by_id["se-12"].voided and by_id["se-12"].lines == [] and by_id["se-12"].tracking_numbers == ["VOID1"]
+    split = by_id["se-15"]
+    assert (split.reference, split.warehouse_order_id, [(x.sku, x.quantity) for x in split.lines]) == ("acme-1", "se-1", [("B", 1)])
+    assert by_id["se-17"].tracking_numbers == [] and [(x.sku, x.quantity) for x in by_id["se-17"].lines] == [("C", 3)]
+    assert by_id["se-18"].lines == []  # the shipment's items ship once
+    assert by_number.call_count == 1
+
+    # Read again (the window overlaps): every label was attributed already, nothing is fetched.
+    calls = len(router.calls)
+    again = await adapter.shipments_since(datetime(2026, 3, 1, tzinfo=UTC))
+    assert [s.shipment_id for s in again] == [s.shipment_id for s in found]
+    assert len(router.calls) == calls + 1  # just the labels listing
+
+
+async def test_labels_page_through_next_links(adapter, router) -> None:
+    route = router.get("/v2/labels")
+    route.side_effect = [
+        httpx.Response(200, json=page("labels", [label("se-11", "se-1", "acme-1")],
+                                      next_href=f"https://elsewhere.example/v2/labels?page=2&page_size=100&sort_dir=asc")),
+        httpx.Response(200, json=page("labels", [label("se-12", "se-2", "acme-2")])),
+    ]
+    router.get("/v2/shipments/se-1").respond(200, json=shipment("se-1", "acme-1", "acme-1", [("A", 1)]))
+    router.get("/v2/shipments/se-2").respond(200, json=shipment("se-2", "acme-2", "acme-2", [("A", 1)]))
+    found = await adapter.shipments_since(datetime(2026, 3, 1, tzinfo=UTC))
+    assert [s.reference for s in found] == ["acme-1", "acme-2"]
+    second = route.calls[1].request
+    assert second.url.host == "api.shipstation.com"
+    assert (second.url.params["page"], second.url.params["created_at_start"]) == ("2", "2026-03-01T00:00:00Z")
+
+
+async def test_acknowledge_is_a_no_op(adapter, router) -> None:
+    await adapter.acknowledge_shipments([Shipment(shipment_id="se-1", reference="acme-1")])
+    assert not router.calls
+
+
+# -- stock ----------------------------------------------------------------------------------
+
+
+async def test_stock_levels_per_inventory_warehouse(adapter, router) -> None:
+    page1 = page("inventory", [
+        {"sku": "A", "on_hand": 8, "allocated": 3, "available": 5, "inventory_warehouse_id": "se-10"},
+        {"sku": "A", "on_hand": 2, "allocated": 0, "available": 2, "inventory_warehouse_id": "se-10"},  # a second location
+        {"sku": "A", "on_hand": 0, "allocated": 2, "available": -2, "inventory_warehouse_id": "se-11"},
+        {"sku": "", "on_hand": 1, "available": 1, "inventory_warehouse_id": "se-10"},
+        {"sku": "C", "on_hand": 1, "available": 1},
+    ], next_href=f"{BASE}/v2/inventory?page=2")
+    page2 = page("inventory", [{"sku": "B", "on_hand": 4, "allocated": 0, "available": 4, "inventory_warehouse_id": "se-11"}])
+    route = router.get("/v2/inventory")
+    route.side_effect = [httpx.Response(200, json=page1), httpx.Response(200, json=page2)]
+    levels = [(lv.sku, lv.warehouse_id, lv.available, lv.on_hand) for lv in await adapter.stock_levels()]
+    assert levels == [("A", "se-10", 7, 10), ("A", "se-11", 0, 0), ("B", "se-11", 4, 4)]
+    assert [dict(c.request.url.params) for c in route.calls] == [{"group_by": "warehouse"}, {"group_by": "warehouse", "page": "2"}]
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+def test_config() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="se-123456"):
+        ShipStationV2Config(api_key="k", warehouse_id="Reno DC")
+    with pytest.raises(ValidationError, match="validate_address"):
+        ShipStationV2Config(api_key="k", validate_address="sometimes")
+    config = ShipStationV2Config(api_key="secret-key", warehouse_id=" se-77 ")
+    assert config.secrets() == ["secret-key"]
+    assert (config.adapter, config.base_url, config.rate_per_minute, config.warehouse_id) == (
+        "shipstation-v2", "https://api.shipstation.com", 200, "se-77")

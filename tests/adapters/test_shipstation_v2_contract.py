@@ -1,0 +1,237 @@
+"""The shared warehouse contract, run for ShipStation v2 against ShipStationV2Sandbox on loopback.
+
+Every request the adapter sends is validated against ShipStation's v2 document (as loaded by
+`shipstation_validator()`, see test_shipstation_v2_adapter.py), and every documented answer the
+sandbox gives is validated too, which keeps the sandbox honest.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from adapters.base import AdapterContext
+from adapters.shipstation_v2 import ShipStationV2Adapter
+from connector.errors import ConfigurationError, RateLimitedError
+from connector.sandbox.server import SandboxServer
+from connector.sandbox.shipstation_v2 import SHIP_FROM_ID, ShipStationV2Sandbox
+from tests.adapters.contract import WarehouseContract, make_order
+from tests.adapters.test_shipstation_v2_adapter import shipstation_validator
+from tests.support.openapi import ValidatingTransport
+
+CLIENT_READ_TIMEOUT_S = 0.75  # the sandbox's "timeout" fault hangs longer than this
+FAULT_HANG_S = 1.5
+MERCHANT = "ct"  # the contract's references are `ct-...`: the adapter reads only its merchant's
+
+_ROUTES = {  # the driver's operation names -> ShipStation method and path (prefix)
+    "create": ("POST", "/v2/shipments"),
+    "find": ("GET", "/v2/shipments/external_shipment_id/"),
+    "shipments": ("GET", "/v2/labels"),
+    "stock": ("GET", "/v2/inventory"),
+    "ship_methods": ("GET", "/v2/carriers"),
+    "skus": ("GET", "/v2/products"),
+}
+
+
+class ShipStationV2Driver:
+    """`WarehouseDriver` over a ShipStationV2Sandbox running in this process."""
+
+    skus = ["SKU-1", "SKU-2"]
+    ship_method = "usps_priority_mail"
+    warehouse_ids = ["se-301", "se-302"]
+
+    def __init__(self, sandbox: ShipStationV2Sandbox):
+        self.sandbox = sandbox
+
+    def orders_created(self, reference: str) -> int:
+        return self.sandbox.orders_created(reference)
+
+    def fail_next(self, operation: str, kind: int | str, *, after: bool = False) -> None:
+        if operation not in _ROUTES:
+            raise NotImplementedError(operation)  # "ack": the adapter makes no such call
+        method, path = _ROUTES[operation]
+        self.sandbox.faults.script.append({"method": method, "path": path, "status": kind, "after": after})
+
+    def ship(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
+        self.sandbox.plan(reference, split=split, void_first=void_first, tracking=tracking)
+        assert self.sandbox.ship(reference), f"{reference} was not waiting to ship"
+
+    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
+        self.sandbox.set_stock(sku, warehouse_id, available, on_hand)
+
+
+class _SandboxTransport(ValidatingTransport):
+    """Checks requests and the sandbox's answers, except injected 5xx faults (whose bodies are
+    the shared FaultMiddleware's, not ShipStation's documented empty ones)."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.responses:
+            return await super().handle_async_request(request)
+        self.responses = False
+        try:
+            response = await super().handle_async_request(request)
+        finally:
+            self.responses = True
+        await response.aread()
+        if response.status_code < 500 and not request.url.path.startswith(self.skip_paths):
+            try:
+                self.validator.validate_response(request, response, self.base_url)
+            except AssertionError as exc:
+                self.errors.append(str(exc))
+        return response
+
+
+@pytest.fixture
+def sandbox():
+    # A sandbox per test, with its own key: the rate limiter is per credential and process-wide.
+    sb = ShipStationV2Sandbox(api_key=f"key-{uuid.uuid4().hex}", products=["SKU-1", "SKU-2", "SKU-3"], page_size=3)
+    sb.faults.retry_after_s = 1
+    sb.faults.timeout_s = FAULT_HANG_S
+    with SandboxServer(sb.app) as server:
+        sb.url = server.url
+        yield sb
+
+
+def settings(sandbox, **extra) -> dict:
+    return {"adapter": "shipstation-v2", "base_url": sandbox.url, "api_key": sandbox.api_key, "warehouse_id": SHIP_FROM_ID, **extra}
+
+
+@pytest.fixture
+async def adapter(sandbox):
+    transport = _SandboxTransport(shipstation_validator(), responses=True)
+    adapter = ShipStationV2Adapter(settings(sandbox), AdapterContext(merchant=MERCHANT, transport=transport))
+    # Short read timeout so the "timeout" faults cost under a second each.
+    adapter.http.client.timeout = httpx.Timeout(5.0, read=CLIENT_READ_TIMEOUT_S)
+    yield adapter
+    await adapter.aclose()
+    transport.assert_valid()
+
+
+@pytest.fixture
+def warehouse(sandbox) -> ShipStationV2Driver:
+    return ShipStationV2Driver(sandbox)
+
+
+class TestShipStationV2Contract(WarehouseContract):
+    """ShipStation v2 keeps the shared warehouse contract (no shipment_ack: the suite checks that
+    acknowledging is harmless)."""
+
+    async def test_sandbox_counts_one_create_per_reference(self, adapter, sandbox, warehouse) -> None:
+        order, _ = await self.created(adapter, warehouse)
+        await adapter.create_order(order)
+        assert sandbox.create_attempts[order.reference] == 2
+        assert sandbox.create_count == 1
+
+    async def test_unknown_api_key_is_a_configuration_error(self, sandbox) -> None:
+        adapter = ShipStationV2Adapter(settings(sandbox, api_key="wrong"), AdapterContext(merchant=MERCHANT))
+        try:
+            with pytest.raises(ConfigurationError, match="API key is invalid"):
+                await adapter.check()
+        finally:
+            await adapter.aclose()
+
+    async def test_unknown_ship_from_warehouse_is_a_configuration_error(self, sandbox) -> None:
+        adapter = ShipStationV2Adapter(settings(sandbox, warehouse_id="se-999"), AdapterContext(merchant=MERCHANT))
+        try:
+            with pytest.raises(ConfigurationError, match="warehouse_id se-999"):
+                await adapter.check()
+        finally:
+            await adapter.aclose()
+
+    async def test_the_mapped_service_reaches_the_shipment(self, adapter, sandbox, warehouse) -> None:
+        order = make_order(warehouse).model_copy(update={"ship_method": "se-102:ups_ground"})
+        result = await adapter.create_order(order)
+        created = sandbox.shipments[result.warehouse_order_id]
+        assert (created["carrier_id"], created["service_code"]) == ("se-102", "ups_ground")
+        assert created["ship_from"]["city_locality"] == "Reno"  # the configured warehouse's origin
+
+
+class TestShipStationV2Sandbox:
+    """What the demo, integration tests and bench rely on beyond the contract."""
+
+    async def test_split_ship_makes_a_second_shipment_attributed_to_the_order(self, adapter, sandbox, warehouse) -> None:
+        order, result = await WarehouseContract().created(adapter, warehouse)
+        warehouse.ship(order.reference, split=True)
+        child = [s for s in sandbox.shipments.values() if s.get("_child_of") == result.warehouse_order_id]
+        assert len(child) == 1 and child[0]["external_shipment_id"] == child[0]["shipment_id"]
+        assert child[0]["shipment_number"] == order.reference
+        shipments = await adapter.shipments_since(WarehouseContract.since())
+        assert {s.warehouse_order_id for s in shipments} == {result.warehouse_order_id}
+
+    async def test_other_stores_labels_are_not_reported(self, adapter, sandbox, warehouse) -> None:
+        order, _ = await WarehouseContract().created(adapter, warehouse)
+        other = ShipStationV2Adapter(settings(sandbox), AdapterContext(merchant="globex"))
+        try:
+            foreign = make_order(warehouse, reference="globex-1")
+            await other.create_order(foreign)
+        finally:
+            await other.aclose()
+        sandbox.ship_all()
+        assert {s.reference for s in await adapter.shipments_since(WarehouseContract.since())} == {order.reference}
+
+    async def test_orders_ship_on_a_labels_read_after_ship_after_s(self, adapter, sandbox, warehouse) -> None:
+        await WarehouseContract().created(adapter, warehouse)
+        assert await adapter.shipments_since(WarehouseContract.since()) == []  # ship_after_s None: only when told
+        sandbox.ship_after_s = 0
+        assert len(await adapter.shipments_since(WarehouseContract.since())) == 1
+
+    async def test_external_id_is_truncated_silently_at_50(self, sandbox) -> None:
+        body = {"shipments": [{"external_shipment_id": "x" * 60, "items": [{"sku": "SKU-1", "quantity": 1}],
+                               "ship_to": {"name": "A", "phone": "1", "address_line1": "1 St", "city_locality": "X", "state_province": "IL",
+                                           "postal_code": "1", "country_code": "US", "address_residential_indicator": "unknown"}}]}
+        async with httpx.AsyncClient(base_url=sandbox.url, headers={"api-key": sandbox.api_key}) as client:
+            answer = (await client.post("/v2/shipments", json=body)).json()
+        assert answer["shipments"][0]["external_shipment_id"] == "x" * 50  # why the adapter never sends more
+
+    async def test_stock_pages_and_allocation(self, adapter, sandbox, warehouse) -> None:
+        for i in range(4):  # 8 rows over pages of 3
+            sandbox.set_stock(f"SKU-{i}", "se-301", 10)
+            sandbox.set_stock(f"SKU-{i}", "se-302", 1)
+        await WarehouseContract().created(adapter, warehouse)  # SKU-1 x2, SKU-2 x1
+        levels = {(lv.sku, lv.warehouse_id): (lv.available, lv.on_hand) for lv in await adapter.stock_levels()}
+        assert len(levels) == 8 and levels[("SKU-1", "se-301")] == (8, 10) and levels[("SKU-2", "se-301")] == (9, 10)
+        assert sandbox.requests["GET /v2/inventory"] == 3
+        sandbox.ship_all()
+        levels = {(lv.sku, lv.warehouse_id): (lv.available, lv.on_hand) for lv in await adapter.stock_levels()}
+        assert levels[("SKU-1", "se-301")] == (8, 8)
+
+    async def test_rate_limit_window_and_headers(self, adapter, sandbox) -> None:
+        sandbox.faults.rate_limit_per_minute = 3
+        async with httpx.AsyncClient(base_url=sandbox.url, headers={"api-key": sandbox.api_key}) as client:
+            remaining = [(await client.get("/v2/carriers")).headers["x-rate-limit-remaining"] for _ in range(3)]
+            limited = await client.get("/v2/carriers")
+        assert remaining == ["2", "1", "0"]
+        assert limited.status_code == 429
+        assert (limited.headers["retry-after"], limited.headers["x-rate-limit-remaining"]) == ("1", "0")
+        with pytest.raises(RateLimitedError):
+            await adapter.find_order("ct-anything")
+
+    async def test_control_api(self, sandbox) -> None:
+        async with httpx.AsyncClient(base_url=sandbox.url) as control:
+            stock = {"sku": "SKU-3", "inventory_warehouse_id": "se-302", "available": 4, "on_hand": 6}
+            assert (await control.post("/_sandbox/stock", json=stock)).status_code == 200
+            faults = await control.post("/_sandbox/faults", json={"script": [{"method": "GET", "path": "/v2/carriers", "status": 503}]})
+            assert faults.json()["script"][0]["status"] == 503
+            assert (await control.post("/_sandbox/faults", json={"nonsense": 1})).status_code == 400
+            async with httpx.AsyncClient(base_url=sandbox.url, headers={"api-key": sandbox.api_key}) as api:
+                assert (await api.get("/v2/carriers")).status_code == 503
+                body = {"shipments": [{"external_shipment_id": "ctl-1", "service_code": "ups_ground",
+                                       "items": [{"sku": "SKU-3", "quantity": 1}, {"sku": "SKU-1", "quantity": 1}],
+                                       "ship_to": {"name": "A", "phone": "1", "address_line1": "1 St", "city_locality": "X",
+                                                   "state_province": "IL", "postal_code": "1", "country_code": "US",
+                                                   "address_residential_indicator": "unknown"}}]}
+                first = await api.post("/v2/shipments", json=body)
+                assert first.status_code == 200 and first.json()["shipments"][0]["carrier_id"] == "se-102"
+                again = await api.post("/v2/shipments", json=body)
+                assert again.status_code == 400 and again.json()["errors"][0]["error_code"] == "identifier_conflict"
+                assert (await api.get("/v2/shipments/external_shipment_id/ctl-2")).status_code == 404
+            shipped = (await control.post("/_sandbox/ship", json={"reference": "ctl-1", "split": True})).json()["labels"]
+            assert len(shipped) == 2
+            state = (await control.get("/_sandbox/state")).json()
+        assert state["create_attempts"]["ctl-1"] == 2 and state["create_count"] == 1
+        assert state["faults"] == {"503": 1}
+        assert state["requests"]["POST /v2/shipments"] == 2
+        assert state["stock"]["SKU-3"]["se-302"] == {"on_hand": 5, "allocated": 2}
+        assert len(state["labels"]) == 2 and {s["shipment_status"] for s in state["shipments"].values()} == {"label_purchased"}
