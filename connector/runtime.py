@@ -104,6 +104,7 @@ class Runtime:
         self.contexts: dict[str, ServiceContext] = {}
         self._lock: SqliteLock | None = None
         self.breakers: dict[tuple[str, str], Breaker] = {}
+        self._heartbeat: asyncio.Task | None = None
         self.sinks: dict[str, EventSink] = {}
         self.log = structlog.get_logger("connector")
         REDACT.add(*config.secrets())
@@ -129,6 +130,7 @@ class Runtime:
             raise
         rt = cls(config, store, **kw)
         rt._lock = lock
+        rt._heartbeat = asyncio.create_task(rt._beat(), name="lease heartbeat")
         if lock is not None:
             orders_back, tasks_back = await store.recover_all_leases()
             if orders_back or tasks_back:
@@ -146,7 +148,19 @@ class Runtime:
                               worker_id=self.worker_id, concurrency=self.config.daemon.delivery_concurrency,
                               lease_seconds=self.config.daemon.lease_seconds)
 
+    async def _beat(self) -> None:
+        """Renew this worker's leases every third of their length while the process lives."""
+        interval = self.config.daemon.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.store.renew_leases(self.worker_id, self.config.daemon.lease_seconds)
+            except Exception as exc:  # noqa: BLE001 - a missed beat is retried; leases outlast two misses
+                self.log.warning("could not renew leases", error=str(exc))
+
     async def aclose(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         for ctx in self.contexts.values():
             await ctx.cart.aclose()
             await ctx.warehouse.aclose()

@@ -10,6 +10,7 @@ becoming in-doubt and resolved by lookup), and exits within 10 s.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from datetime import datetime, timedelta, timezone
 
@@ -29,6 +30,7 @@ class Daemon:
     """Runs every merchant's services on their schedules until asked to stop."""
 
     def __init__(self, runtime: Runtime):
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)  # our listener reports what matters
         self.runtime = runtime
         self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self.running: set[asyncio.Task] = set()
@@ -46,6 +48,10 @@ class Daemon:
         self.running.add(task)
         try:
             await self.runtime.run_service(merchant, service)
+        except asyncio.CancelledError:
+            # Cancelled at stop after the grace period: its claims are in doubt and looked up
+            # on the next start, so there is nothing more to say than that.
+            log.warning("pass cancelled at stop", job=f"{merchant}:{service}")
         finally:
             self.running.discard(task)
 
@@ -67,7 +73,11 @@ class Daemon:
         self.scheduler.add_listener(self._event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
     def _event(self, event) -> None:
-        kind = {EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed", EVENT_JOB_MAX_INSTANCES: "still running"}.get(event.code, "event")
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            # A pass longer than its interval: the next run simply waits (coalesced), as intended.
+            log.debug("previous pass still running; this run skipped", job=event.job_id)
+            return
+        kind = {EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed"}.get(event.code, "event")
         log.warning("scheduled job " + kind, job=event.job_id)
 
     def install_signal_handlers(self) -> None:

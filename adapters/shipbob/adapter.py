@@ -64,6 +64,7 @@ class ShipBobAdapter:
         self.config = config if isinstance(config, ShipBobConfig) else ShipBobConfig.model_validate(config)
         self.context = context
         self.channel_id = int(str(self.config.channel_id).strip())
+        self._prefix = f"{context.merchant}-"  # our references: order_reference(merchant, order id)
         self._v = "/" + self.config.api_version.strip("/")
 
         self.http = HttpClient(
@@ -173,6 +174,8 @@ class ShipBobAdapter:
                 channel = (order.get("channel") or {}).get("id")
                 if channel is not None and channel != self.channel_id:
                     continue  # belt and braces: never report another channel's parcels
+                if not str(order.get("reference_id") or "").startswith(self._prefix):
+                    continue  # another merchant (or sender) on the same account and channel
                 shipments += mapping.shipments_of(order)
         return shipments
 

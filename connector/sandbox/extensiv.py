@@ -33,7 +33,6 @@ import secrets
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,8 +40,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from connector.sandbox.common import DEMO_PLAN, Edge, Planned, SandboxKit, ShipPlan, control_routes, halves
 from connector.sandbox.faults import FaultMiddleware, Faults
 
 HAL = "application/hal+json; charset=utf-8"
@@ -86,28 +85,6 @@ class ApiError(Exception):
             headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if self.status == 401 else None
             return Response(status_code=self.status, headers=headers)
         return _hal({"ErrorCode": self.code, "Hint": self.hint, "Properties": self.properties}, self.status)
-
-
-@dataclass
-class ShipPlan:
-    """How one order ships: split in two packages, a voided first label, a given tracking text."""
-
-    split: bool = False
-    void_first: bool = False
-    tracking: str | None = None  # e.g. "  " for a label whose tracking number is blank
-
-
-class _Counter:
-    """Outermost layer: counts API requests by method and path (the demo prints them)."""
-
-    def __init__(self, app: ASGIApp, sandbox: ExtensivSandbox):
-        self.app, self.sandbox = app, sandbox
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith("/_sandbox"):
-            with self.sandbox._lock:
-                self.sandbox.requests[f"{scope['method']} {scope['path']}"] += 1
-        await self.app(scope, receive, send)
 
 
 # -- RQL -------------------------------------------------------------------------------------
@@ -208,7 +185,7 @@ def _matches(order: dict[str, Any], clauses: list[tuple[str, str, str]]) -> bool
 # -- the sandbox -----------------------------------------------------------------------------
 
 
-class ExtensivSandbox:
+class ExtensivSandbox(Planned):
     """State of one simulated Extensiv warehouse (one customer) plus its ASGI app and faults."""
 
     def __init__(
@@ -257,14 +234,12 @@ class ExtensivSandbox:
             Route("/orders", self._create_order, methods=["POST"]),
             Route("/orders", self._list_orders, methods=["GET"]),
             Route("/inventory/stocksummaries", self._stock_summaries, methods=["GET"]),
-            Route("/_sandbox/state", self._control_state, methods=["GET"]),
-            Route("/_sandbox/faults", self._control_faults, methods=["POST"]),
-            Route("/_sandbox/ship", self._control_ship, methods=["POST"]),
-            Route("/_sandbox/stock", self._control_stock, methods=["POST"]),
+            *control_routes(self, stock_entry=lambda e: (str(e["sku"]), int(e["facility_id"]), int(e["available"]), e.get("on_hand"))),
             Route("/_sandbox/cancel", self._control_cancel, methods=["POST"]),
             Route("/_sandbox/expire_tokens", self._control_expire, methods=["POST"]),
         ]
-        self.app = _Counter(FaultMiddleware(Starlette(routes=routes), self.faults), self)
+        # Extensiv sends no rate headers: the edge only counts requests (the demo prints them).
+        self.app = Edge(FaultMiddleware(Starlette(routes=routes), self.faults), self._count_request)
 
     # -- Python-side API (tests, demo) --------------------------------------------------------
 
@@ -281,10 +256,6 @@ class ExtensivSandbox:
                 self._add_item(sku, True)
             on_hand = available if on_hand is None else on_hand
             self.stock.setdefault(sku, {})[facility_id] = {"available": available, "on_hand": on_hand, "allocated": max(0, on_hand - available)}
-
-    def plan(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
-        with self._lock:
-            self.plans[reference] = ShipPlan(split, void_first, tracking)
 
     def ship_all(self) -> list[dict[str, Any]]:
         """Close every open order now; returns the new packages."""
@@ -347,6 +318,10 @@ class ExtensivSandbox:
             "Description": sku,
             "ReadOnly": {"Deactivated": not active, "CustomerIdentifier": {"Id": self.customer_id}},
         }
+
+    def _count_request(self, method: str, path: str) -> None:
+        with self._lock:
+            self.requests[f"{method} {path}"] += 1
 
     def _ids_of(self, reference: str) -> list[int]:
         return [oid for oid, o in self.orders.items() if o["ReferenceNum"] == reference]
@@ -480,19 +455,9 @@ class ExtensivSandbox:
         ro = order["ReadOnly"]
         if ro["IsClosed"]:
             return []
-        seq = order["_seq"]
-        plan = self.plans.get(order["ReferenceNum"]) or ShipPlan(
-            split=bool(self.split_every and seq % self.split_every == 0),
-            void_first=bool(self.void_every and seq % self.void_every == 0),
-        )
+        plan = ShipPlan.pick(self.plans, order["ReferenceNum"], order["_seq"], self.split_every, self.void_every)
         lines = [(i["ReadOnly"]["OrderItemId"], i["ItemIdentifier"]["Sku"], int(i["Qty"])) for i in order["OrderItems"]]
-        groups = [lines]
-        if plan.split:
-            if len(lines) >= 2:
-                groups = [lines[: len(lines) // 2], lines[len(lines) // 2 :]]
-            elif lines and lines[0][2] >= 2:
-                item_id, sku, qty = lines[0]
-                groups = [[(item_id, sku, qty // 2)], [(item_id, sku, qty - qty // 2)]]
+        groups = halves(lines, lambda line: line[2], lambda line, q: (line[0], line[1], q)) if plan.split else [lines]
         labels = iter(range(1, 10))
 
         def tracking() -> str:
@@ -665,33 +630,6 @@ class ExtensivSandbox:
 
     # -- control API --------------------------------------------------------------------------
 
-    async def _control_state(self, request: Request) -> Response:
-        return JSONResponse(self.state())
-
-    async def _control_faults(self, request: Request) -> Response:
-        try:
-            self.faults.update(await request.json())
-        except (KeyError, ValueError, TypeError) as exc:
-            return JSONResponse({"error": f"unknown fault setting: {exc}"}, status_code=400)
-        return JSONResponse({k: v for k, v in self.faults.snapshot().items() if k != "script"} | {"script": self.faults.script})
-
-    async def _control_ship(self, request: Request) -> Response:
-        body = await request.json() if await request.body() else {}
-        if body.get("reference"):
-            if any(k in body for k in ("split", "void_first", "tracking")):
-                self.plan(body["reference"], split=bool(body.get("split")), void_first=bool(body.get("void_first")), tracking=body.get("tracking"))
-            return JSONResponse({"shipped": self.ship(body["reference"])})
-        return JSONResponse({"shipped": self.ship_all()})
-
-    async def _control_stock(self, request: Request) -> Response:
-        body = await request.json()
-        try:
-            for e in body if isinstance(body, list) else [body]:
-                self.set_stock(str(e["sku"]), int(e["facility_id"]), int(e["available"]), e.get("on_hand"))
-        except (KeyError, TypeError, ValueError) as exc:
-            return JSONResponse({"error": f"bad stock entry: {exc!r}"}, status_code=400)
-        return JSONResponse({"stock": self.state()["stock"]})
-
     async def _control_cancel(self, request: Request) -> Response:
         body = await request.json()
         self.cancel(str(body.get("reference") or ""))
@@ -710,16 +648,13 @@ def route_for(method: str) -> str:
     return method if "|" in method else DEFAULT_ROUTES.get(method, f"UPS|{method}")
 
 
-class ExtensivKit:
+class ExtensivKit(SandboxKit):
     """The Extensiv sandbox as a `connector.sandbox.kits.WarehouseKit`."""
 
     name = "extensiv"
 
     def __init__(self, sandbox: ExtensivSandbox, ship_methods: tuple[str, ...]):
-        self.sandbox = sandbox
-        self.app = sandbox.app
-        self.faults = sandbox.faults
-        self.ship_methods = tuple(route_for(m) for m in ship_methods)
+        super().__init__(sandbox, tuple(route_for(m) for m in ship_methods))
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
         sb = self.sandbox
@@ -737,21 +672,11 @@ class ExtensivKit:
     def set_stock(self, sku: str, warehouse_id: str, available: int) -> None:
         self.sandbox.set_stock(sku, int(warehouse_id), available)
 
-    def ship_all(self) -> None:
-        self.sandbox.ship_all()
-
-    def created(self) -> int:
-        return self.sandbox.create_count
-
-    def create_attempts(self) -> dict[str, int]:
-        return dict(self.sandbox.create_attempts)
-
     def warehouse_ids(self) -> list[str]:
         return [str(f) for f in self.sandbox.facilities]
 
 
 def kit(*, products, ship_methods, credential: str = "sandbox-secret", **kw: Any) -> ExtensivKit:
     """An Extensiv sandbox kit (demo, bench, pipeline tests); `credential` is the client secret."""
-    kw.setdefault("split_every", 9)
-    kw.setdefault("void_every", 13)
+    kw = {**DEMO_PLAN, **kw}
     return ExtensivKit(ExtensivSandbox(client_secret=credential, products=tuple(products), **kw), tuple(ship_methods))

@@ -27,13 +27,13 @@ import os
 import posixpath
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 
+from connector.sandbox.common import DEMO_PLAN, Planned, ShipPlan, halves
 from connector.sandbox.faults import Faults
 
 ORDER_COLUMNS = ("reference", "order_id", "ship_method", "sku", "quantity")  # what the warehouse needs of an order
@@ -42,16 +42,7 @@ STOCK_COLUMNS = ("sku", "warehouse_id", "available", "on_hand")
 WAREHOUSES = ("east", "west")
 
 
-@dataclass
-class ShipPlan:
-    """How one order ships: split in two shipments, a voided first label, a forced tracking text."""
-
-    split: bool = False
-    void_first: bool = False
-    tracking: str | None = None
-
-
-class FilesWarehouse:
+class FilesWarehouse(Planned):
     """The warehouse's side of the folder. Thread-safe: tests, the demo and an SFTP server
     thread may touch it at once, so state changes hold `self._lock`."""
 
@@ -95,10 +86,6 @@ class FilesWarehouse:
             self._stock_dirty = True
             if self.root is not None:
                 self._write_stock()
-
-    def plan(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
-        with self._lock:
-            self.plans[reference] = ShipPlan(split, void_first, tracking)
 
     def pick_up(self) -> list[str]:
         """Take every complete order file from the inbox; returns the references read."""
@@ -206,14 +193,8 @@ class FilesWarehouse:
 
     def _shipment_rows(self, ref: str, order: dict[str, Any]) -> list[dict[str, Any]]:
         seq, lines = order["seq"], order["lines"]
-        plan = self.plans.get(ref) or ShipPlan(split=bool(self.split_every and seq % self.split_every == 0),
-                                               void_first=bool(self.void_every and seq % self.void_every == 0))
-        groups = [lines]
-        if plan.split and len(lines) >= 2:
-            groups = [lines[: len(lines) // 2], lines[len(lines) // 2 :]]
-        elif plan.split and lines and lines[0][1] >= 2:
-            sku, qty = lines[0]
-            groups = [[(sku, qty // 2)], [(sku, qty - qty // 2)]]
+        plan = ShipPlan.pick(self.plans, ref, seq, self.split_every, self.void_every)
+        groups = halves(lines, lambda line: line[1], lambda line, q: (line[0], q)) if plan.split else [lines]
         labels = itertools.count(1)
         rows: list[dict[str, Any]] = []
 
@@ -435,6 +416,5 @@ class FilesKit:
 def kit(*, products, ship_methods, credential: str = "sandbox-secret", transport: str = "local", **kw: Any) -> FilesKit:
     """A file-exchange warehouse kit (demo, bench, pipeline tests); `transport="sftp"` serves the
     folder over a loopback SFTP server started with the first `warehouse_config` call."""
-    kw.setdefault("split_every", 9)
-    kw.setdefault("void_every", 13)
+    kw = {**DEMO_PLAN, **kw}
     return FilesKit(FilesWarehouse(products=products, ship_methods=ship_methods, **kw), transport=transport, credential=credential)

@@ -26,17 +26,19 @@ import base64
 import copy
 import threading
 import time
-from collections import defaultdict, deque
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections import defaultdict
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from connector.sandbox import common
+from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, halves
+from connector.sandbox.common import now_utc as _now
+from connector.sandbox.common import parse_time as _parse_time
+from connector.sandbox.common import stamp_ms as _stamp
 from connector.sandbox.faults import FaultMiddleware, Faults
 
 DUPLICATE_MESSAGE = "Cannot insert order with existing ReferenceId"
@@ -44,68 +46,11 @@ DEFAULT_FCS = {10: "Cicero (IL)", 11: "Moreno Valley (CA)"}
 WINDOW_LIMIT = 150  # ShipBob's documented budget, reported when no fault limit is set
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _parse_time(value: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-class ApiError(Exception):
+class ApiError(common.ApiError):
     """A ShipBob-style error reply (field -> messages, or no body for 401/403)."""
 
-    def __init__(self, status: int, body: Any = None):
-        super().__init__(f"{status} {body}")
-        self.status, self.body = status, body
 
-    def response(self) -> Response:
-        if self.body is None:
-            return Response(status_code=self.status)
-        return JSONResponse(self.body, status_code=self.status)
-
-
-@dataclass
-class ShipPlan:
-    """How one order ships: split in two shipments, a voided first label, a given tracking text."""
-
-    split: bool = False
-    void_first: bool = False
-    tracking: str | None = None  # e.g. "  " to simulate a label with a blank tracking number
-
-
-class _Edge:
-    """Outermost layer: counts requests by endpoint and stamps `x-remaining-calls` on every reply."""
-
-    def __init__(self, app: ASGIApp, sandbox: ShipBobSandbox):
-        self.app, self.sandbox = app, sandbox
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
-            await self.app(scope, receive, send)
-            return
-        sb = self.sandbox
-        sb._count_request(scope["method"], scope["path"])
-
-        async def stamped(message) -> None:
-            if message["type"] == "http.response.start":
-                remaining = 0 if message["status"] == 429 else sb._spend_call()
-                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-remaining-calls"]
-                message = dict(message, headers=[*headers, (b"x-remaining-calls", str(remaining).encode())])
-            await send(message)
-
-        await self.app(scope, receive, stamped)
-
-
-class ShipBobSandbox:
+class ShipBobSandbox(Planned):
     """State of one simulated ShipBob account plus its ASGI app (`.app`) and faults (`.faults`)."""
 
     def __init__(
@@ -143,7 +88,7 @@ class ShipBobSandbox:
         self.plans: dict[str, ShipPlan] = {}
         self._created_at: dict[str, float] = {}
         self.requests: dict[str, int] = defaultdict(int)
-        self._calls: deque[float] = deque()
+        self._window = CallWindow()
         self.faults = faults or Faults()
         v = "/" + api_version
         routes = [
@@ -154,13 +99,11 @@ class ShipBobSandbox:
             Route(f"{v}/shipping-method", self._list_methods, methods=["GET"]),
             Route(f"{v}/shipment:batchUpdateTrackingUpload", self._tracking_uploaded, methods=["POST"]),
             Route(f"{v}/inventory-level/locations", self._inventory_locations, methods=["GET"]),
-            Route("/_sandbox/state", self._control_state, methods=["GET"]),
-            Route("/_sandbox/faults", self._control_faults, methods=["POST"]),
-            Route("/_sandbox/ship", self._control_ship, methods=["POST"]),
-            Route("/_sandbox/stock", self._control_stock, methods=["POST"]),
+            *control_routes(self, stock_entry=lambda e: (
+                str(e["sku"]), int(e.get("fc_id", e.get("fulfillment_center_id"))), int(e["fulfillable"]), e.get("on_hand"))),
         ]
         inner = Starlette(routes=routes)
-        self.app = _Edge(FaultMiddleware(inner, self.faults, retry_after_header="x-retry-after"), self)
+        self.app = Edge(FaultMiddleware(inner, self.faults, retry_after_header="x-retry-after"), self._count_request, self._rate_headers)
 
     # -- Python-side API (tests, demo) --------------------------------------------------------
 
@@ -177,11 +120,6 @@ class ShipBobSandbox:
                 "on_hand": on_hand,
                 "committed": max(0, on_hand - fulfillable),
             }
-
-    def plan(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
-        """Decide how an order will ship (before or after it is created)."""
-        with self._lock:
-            self.plans[reference] = ShipPlan(split, void_first, tracking)
 
     def ship_all(self) -> list[dict[str, Any]]:
         """Ship every order still waiting, whatever `ship_after_s` says; returns the new shipments."""
@@ -244,14 +182,16 @@ class ShipBobSandbox:
 
     def _spend_call(self) -> int:
         limit = self.faults.rate_limit_per_minute or WINDOW_LIMIT
-        now = time.monotonic()
-        with self._lock:
-            while self._calls and now - self._calls[0] >= 60.0:
-                self._calls.popleft()
-            self._calls.append(now)
-            if not self.faults.rate_limit_per_minute:
-                return WINDOW_LIMIT  # no limit simulated: never make a client wait
-            return max(0, limit - len(self._calls))
+        calls, _ = self._window.spend()
+        if not self.faults.rate_limit_per_minute:
+            return WINDOW_LIMIT  # no limit simulated: never make a client wait
+        return max(0, limit - calls)
+
+    def _rate_headers(self, status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """`x-remaining-calls` on every reply (a 429 has none left)."""
+        remaining = 0 if status == 429 else self._spend_call()
+        headers = [h for h in headers if h[0].lower() != b"x-remaining-calls"]
+        return [*headers, (b"x-remaining-calls", str(remaining).encode())]
 
     def _check_auth(self, request: Request) -> None:
         if request.headers.get("authorization", "") != f"Bearer {self.token}":
@@ -284,20 +224,10 @@ class ShipBobSandbox:
         order = self.orders.get(reference)
         if order is None or order["status"] != "Processing":
             return []
-        seq = order["_seq"]
-        plan = self.plans.get(reference) or ShipPlan(
-            split=bool(self.split_every and seq % self.split_every == 0),
-            void_first=bool(self.void_every and seq % self.void_every == 0),
-        )
+        plan = ShipPlan.pick(self.plans, reference, order["_seq"], self.split_every, self.void_every)
         pending = order["shipments"][0]  # the Processing shipment made at creation
         lines = [(p["reference_id"], p["quantity"], p["name"]) for p in order["_lines"]]
-        groups = [lines]
-        if plan.split:
-            if len(lines) >= 2:
-                groups = [lines[: len(lines) // 2], lines[len(lines) // 2 :]]
-            elif lines and lines[0][1] >= 2:
-                sku, qty, name = lines[0]
-                groups = [[(sku, qty // 2, name)], [(sku, qty - qty // 2, name)]]
+        groups = halves(lines, lambda line: line[1], lambda line, q: (line[0], q, line[2])) if plan.split else [lines]
         shipped: list[dict[str, Any]] = []
         label = 0
 
@@ -616,49 +546,14 @@ class ShipBobSandbox:
                 items.append({"inventory_id": variant["id"], "name": variant["name"], "sku": sku, "locations": locations})
         return self._cursor_page(request, items)
 
-    # -- control API --------------------------------------------------------------------------
 
-    async def _control_state(self, request: Request) -> Response:
-        return JSONResponse(self.state())
-
-    async def _control_faults(self, request: Request) -> Response:
-        try:
-            self.faults.update(await request.json())
-        except (KeyError, ValueError, TypeError) as exc:
-            return JSONResponse({"error": f"unknown fault setting: {exc}"}, status_code=400)
-        return JSONResponse({k: v for k, v in self.faults.snapshot().items() if k != "script"} | {"script": self.faults.script})
-
-    async def _control_ship(self, request: Request) -> Response:
-        body = await request.json() if await request.body() else {}
-        if body.get("reference"):
-            if any(k in body for k in ("split", "void_first", "tracking")):
-                self.plan(body["reference"], split=bool(body.get("split")), void_first=bool(body.get("void_first")), tracking=body.get("tracking"))
-            shipped = self.ship(body["reference"])
-        else:
-            shipped = self.ship_all()
-        return JSONResponse({"shipped": shipped})
-
-    async def _control_stock(self, request: Request) -> Response:
-        body = await request.json()
-        entries = body if isinstance(body, list) else [body]
-        try:
-            for e in entries:
-                self.set_stock(str(e["sku"]), int(e.get("fc_id", e.get("fulfillment_center_id"))), int(e["fulfillable"]), e.get("on_hand"))
-        except (KeyError, TypeError, ValueError) as exc:
-            return JSONResponse({"error": f"bad stock entry: {exc!r}"}, status_code=400)
-        return JSONResponse({"stock": self.state()["stock"]})
-
-
-class ShipBobKit:
+class ShipBobKit(SandboxKit):
     """The ShipBob sandbox as a `connector.sandbox.kits.WarehouseKit`."""
 
     name = "shipbob"
 
     def __init__(self, sandbox: ShipBobSandbox):
-        self.sandbox = sandbox
-        self.app = sandbox.app
-        self.faults = sandbox.faults
-        self.ship_methods = tuple(sandbox.ship_methods)
+        super().__init__(sandbox, tuple(sandbox.ship_methods))
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
         return {"adapter": "shipbob", "base_url": base_url, "token": self.sandbox.token, "channel_id": self.sandbox.channel_id}
@@ -666,21 +561,11 @@ class ShipBobKit:
     def set_stock(self, sku: str, warehouse_id: str, available: int) -> None:
         self.sandbox.set_stock(sku, int(warehouse_id), available)
 
-    def ship_all(self) -> None:
-        self.sandbox.ship_all()
-
-    def created(self) -> int:
-        return self.sandbox.create_count
-
-    def create_attempts(self) -> dict[str, int]:
-        return dict(self.sandbox.create_attempts)
-
     def warehouse_ids(self) -> list[str]:
         return [str(fc) for fc in self.sandbox.fulfillment_centers]
 
 
 def kit(*, products, ship_methods, credential: str = "sandbox-token", **kw: Any) -> ShipBobKit:
     """A ShipBob sandbox kit (demo, bench, pipeline tests)."""
-    kw.setdefault("split_every", 9)
-    kw.setdefault("void_every", 13)
+    kw = {**DEMO_PLAN, **kw}
     return ShipBobKit(ShipBobSandbox(token=credential, channel_id=1, products=products, ship_methods=ship_methods, **kw))

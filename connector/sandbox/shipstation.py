@@ -32,18 +32,19 @@ import math
 import threading
 import time
 import uuid
-from collections import defaultdict, deque
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from collections import defaultdict
+from datetime import date
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.shipstation import pacific
+from connector.sandbox import common
+from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, halves
+from connector.sandbox.common import now_utc as _now
 from connector.sandbox.faults import FaultMiddleware, Faults
 
 WINDOW_LIMIT = 40  # ShipStation's documented budget per key and secret
@@ -64,73 +65,15 @@ SHIPMENT_ITEM_FIELDS = ("orderItemId", "lineItemKey", "sku", "name", "imageUrl",
                         "warehouseLocation", "options", "productId", "fulfillmentSku", "adjustment", "upc")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class ApiError(Exception):
+class ApiError(common.ApiError):
     """A ShipStation-style error reply: ASP.NET's `{"Message", ...}`, plain text, or no body."""
-
-    def __init__(self, status: int, body: Any = None):
-        super().__init__(f"{status} {body}")
-        self.status, self.body = status, body
-
-    def response(self) -> Response:
-        if self.body is None:
-            return Response(status_code=self.status)
-        if isinstance(self.body, str):
-            return PlainTextResponse(self.body, status_code=self.status)
-        return JSONResponse(self.body, status_code=self.status)
 
 
 def _invalid(model_state: dict[str, list[str]]) -> ApiError:
     return ApiError(400, {"Message": "The request is invalid.", "ModelState": model_state})
 
 
-@dataclass
-class ShipPlan:
-    """How one order ships: split in two labels, a voided first label, a given tracking text."""
-
-    split: bool = False
-    void_first: bool = False
-    tracking: str | None = None  # e.g. "  " to simulate a label with a blank tracking number
-
-
-class _Edge:
-    """Outermost layer: counts requests by endpoint and stamps ShipStation's rate headers on
-    every reply (a 429 from the faults keeps the reset it was given)."""
-
-    def __init__(self, app: ASGIApp, sandbox: ShipStationSandbox):
-        self.app, self.sandbox = app, sandbox
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
-            await self.app(scope, receive, send)
-            return
-        sb = self.sandbox
-        sb._count_request(scope["method"], scope["path"])
-
-        async def stamped(message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {h[0].lower() for h in headers}
-                if message["status"] == 429:
-                    remaining, reset = 0, None
-                else:
-                    remaining, reset = sb._spend_call()
-                ours = {b"x-rate-limit-limit", b"x-rate-limit-remaining"}
-                extra = [(b"x-rate-limit-limit", str(sb._limit()).encode()), (b"x-rate-limit-remaining", str(remaining).encode())]
-                if reset is not None or b"x-rate-limit-reset" not in names:
-                    ours.add(b"x-rate-limit-reset")
-                    extra.append((b"x-rate-limit-reset", str(reset if reset is not None else 60).encode()))
-                headers = [h for h in headers if h[0].lower() not in ours] + extra
-                message = dict(message, headers=headers)
-            await send(message)
-
-        await self.app(scope, receive, stamped)
-
-
-class ShipStationSandbox:
+class ShipStationSandbox(Planned):
     """State of one simulated ShipStation account plus its ASGI app (`.app`) and faults (`.faults`)."""
 
     def __init__(
@@ -165,7 +108,7 @@ class ShipStationSandbox:
         self.plans: dict[str, ShipPlan] = {}
         self._created_at: dict[int, float] = {}
         self.requests: dict[str, int] = defaultdict(int)
-        self._calls: deque[float] = deque()
+        self._window = CallWindow()
         self.faults = faults or Faults()
         routes = [
             Route("/orders/createorder", self._create_order, methods=["POST"]),
@@ -174,12 +117,11 @@ class ShipStationSandbox:
             Route("/carriers", self._list_carriers, methods=["GET"]),
             Route("/carriers/listservices", self._list_services, methods=["GET"]),
             Route("/stores/{store_id}", self._get_store, methods=["GET"]),
-            Route("/_sandbox/state", self._control_state, methods=["GET"]),
-            Route("/_sandbox/faults", self._control_faults, methods=["POST"]),
-            Route("/_sandbox/ship", self._control_ship, methods=["POST"]),
+            *control_routes(self, reference_keys=("order_key", "reference")),  # v1 keeps no stock
         ]
         inner = Starlette(routes=routes)
-        self.app = _Edge(FaultMiddleware(inner, self.faults, retry_after_header="X-Rate-Limit-Reset"), self)
+        self.app = Edge(FaultMiddleware(inner, self.faults, retry_after_header="X-Rate-Limit-Reset"), self._count_request,
+                        self._rate_headers)
 
     # -- Python-side API (tests, demo) --------------------------------------------------------
 
@@ -188,11 +130,6 @@ class ShipStationSandbox:
         with self._lock:
             entry = self.carriers.setdefault(carrier, (carrier.replace("_", " ").title(), {}))
             entry[1][service] = name or service.replace("_", " ").title()
-
-    def plan(self, order_key: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
-        """Decide how an order will ship (before or after it is created)."""
-        with self._lock:
-            self.plans[order_key] = ShipPlan(split, void_first, tracking)
 
     def ship_all(self) -> list[dict[str, Any]]:
         """Ship every order awaiting shipment; returns the new labels."""
@@ -239,15 +176,24 @@ class ShipStationSandbox:
 
     def _spend_call(self) -> tuple[int, int]:
         """(remaining, seconds until the window frees a call) after counting this call."""
-        now = time.monotonic()
-        with self._lock:
-            while self._calls and now - self._calls[0] >= 60.0:
-                self._calls.popleft()
-            self._calls.append(now)
-            if not self.faults.rate_limit_per_minute:
-                return WINDOW_LIMIT, 60  # no limit simulated: never make a client wait
-            remaining = max(0, self.faults.rate_limit_per_minute - len(self._calls))
-            return remaining, max(1, math.ceil(60.0 - (now - self._calls[0])))
+        calls, age = self._window.spend()
+        if not self.faults.rate_limit_per_minute:
+            return WINDOW_LIMIT, 60  # no limit simulated: never make a client wait
+        return max(0, self.faults.rate_limit_per_minute - calls), max(1, math.ceil(60.0 - age))
+
+    def _rate_headers(self, status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """ShipStation's rate headers on every reply; a 429 from the faults keeps the reset it was given."""
+        names = {h[0].lower() for h in headers}
+        if status == 429:
+            remaining, reset = 0, None
+        else:
+            remaining, reset = self._spend_call()
+        ours = {b"x-rate-limit-limit", b"x-rate-limit-remaining"}
+        extra = [(b"x-rate-limit-limit", str(self._limit()).encode()), (b"x-rate-limit-remaining", str(remaining).encode())]
+        if reset is not None or b"x-rate-limit-reset" not in names:
+            ours.add(b"x-rate-limit-reset")
+            extra.append((b"x-rate-limit-reset", str(reset if reset is not None else 60).encode()))
+        return [h for h in headers if h[0].lower() not in ours] + extra
 
     def _check_auth(self, request: Request) -> None:
         expected = base64.b64encode(f"{self.api_key}:{self.api_secret}".encode()).decode()
@@ -375,19 +321,9 @@ class ShipStationSandbox:
         order = self.orders.get(oid)
         if order is None or order["orderStatus"] != "awaiting_shipment":
             return []
-        seq = order["_seq"]
-        plan = self.plans.get(order["orderKey"]) or ShipPlan(
-            split=bool(self.split_every and seq % self.split_every == 0),
-            void_first=bool(self.void_every and seq % self.void_every == 0),
-        )
+        plan = ShipPlan.pick(self.plans, order["orderKey"], order["_seq"], self.split_every, self.void_every)
         lines = [i for i in order["items"] if i["quantity"] > 0]
-        groups = [lines]
-        if plan.split:
-            if len(lines) >= 2:
-                groups = [lines[: len(lines) // 2], lines[len(lines) // 2 :]]
-            elif lines and lines[0]["quantity"] >= 2:
-                first, q = lines[0], lines[0]["quantity"]
-                groups = [[dict(first, quantity=q // 2)], [dict(first, quantity=q - q // 2)]]
+        groups = halves(lines, lambda item: item["quantity"], lambda item, q: dict(item, quantity=q)) if plan.split else [lines]
         made: list[dict[str, Any]] = []
 
         def tracking_for(n: int) -> str:
@@ -573,31 +509,8 @@ class ShipStationSandbox:
             return JSONResponse({"storeId": store, "storeName": self.stores[store], "marketplaceId": 0,
                                  "marketplaceName": "ShipStation", "accountName": None, "active": True})
 
-    # -- control API --------------------------------------------------------------------------
 
-    async def _control_state(self, request: Request) -> Response:
-        return JSONResponse(self.state())
-
-    async def _control_faults(self, request: Request) -> Response:
-        try:
-            self.faults.update(await request.json())
-        except (KeyError, ValueError, TypeError) as exc:
-            return JSONResponse({"error": f"unknown fault setting: {exc}"}, status_code=400)
-        return JSONResponse({k: v for k, v in self.faults.snapshot().items() if k != "script"} | {"script": self.faults.script})
-
-    async def _control_ship(self, request: Request) -> Response:
-        body = await request.json() if await request.body() else {}
-        key = body.get("order_key") or body.get("reference")
-        if key:
-            if any(k in body for k in ("split", "void_first", "tracking")):
-                self.plan(key, split=bool(body.get("split")), void_first=bool(body.get("void_first")), tracking=body.get("tracking"))
-            shipped = self.ship(key)
-        else:
-            shipped = self.ship_all()
-        return JSONResponse({"shipped": shipped})
-
-
-class ShipStationKit:
+class ShipStationKit(SandboxKit):
     """The ShipStation sandbox as a `connector.sandbox.kits.WarehouseKit`.
 
     Ship methods are ShipStation's `carrierCode:serviceCode`; generic names handed to `kit()`
@@ -607,10 +520,7 @@ class ShipStationKit:
     name = "shipstation"
 
     def __init__(self, sandbox: ShipStationSandbox, ship_methods: tuple[str, ...], store_id: int | None):
-        self.sandbox = sandbox
-        self.app = sandbox.app
-        self.faults = sandbox.faults
-        self.ship_methods = ship_methods
+        super().__init__(sandbox, ship_methods)
         self.store_id = store_id
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
@@ -628,23 +538,13 @@ class ShipStationKit:
     def set_stock(self, sku: str, warehouse_id: str, available: int) -> None:
         """ShipStation v1 keeps no stock: nothing to set."""
 
-    def ship_all(self) -> None:
-        self.sandbox.ship_all()
-
-    def created(self) -> int:
-        return self.sandbox.create_count
-
-    def create_attempts(self) -> dict[str, int]:
-        return dict(self.sandbox.create_attempts)
-
     def warehouse_ids(self) -> list[str]:
         return [str(w) for w in self.sandbox.warehouse_ids]
 
 
 def kit(*, products, ship_methods, credential: str = "sandbox-secret", store_id: int | None = 310001, **kw: Any) -> ShipStationKit:
     """A ShipStation sandbox kit (demo, bench, pipeline tests). `credential` becomes the secret."""
-    kw.setdefault("split_every", 9)
-    kw.setdefault("void_every", 13)
+    kw = {**DEMO_PLAN, **kw}
     sandbox = ShipStationSandbox(api_key=f"key-{credential}", api_secret=credential, products=products, **kw)
     methods = tuple(m for m in ship_methods if ":" in m) or DEFAULT_METHODS
     for method in methods:

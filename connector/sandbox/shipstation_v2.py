@@ -32,17 +32,19 @@ import re
 import threading
 import time
 import uuid
-from collections import defaultdict, deque
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, halves
+from connector.sandbox.common import now_utc as _now
+from connector.sandbox.common import parse_time as _parse_time
+from connector.sandbox.common import stamp_ms as _stamp
 from connector.sandbox.faults import FaultMiddleware, Faults
 
 MAX_EXTERNAL_ID = 50
@@ -66,22 +68,6 @@ STATE_FIELDS = ("external_shipment_id", "shipment_number", "shipment_status", "c
 ADDRESS_REQUIRED = ("name", "phone", "address_line1", "city_locality", "state_province", "postal_code", "country_code")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _parse_time(value: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 class ApiError(Exception):
     """A ShipStation `error_response_body` reply."""
 
@@ -97,41 +83,7 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status)
 
 
-@dataclass
-class ShipPlan:
-    """How one order ships: Split Ship in two, a voided first label, a given tracking text."""
-
-    split: bool = False
-    void_first: bool = False
-    tracking: str | None = None  # e.g. "  " to simulate a label with a blank tracking number
-
-
-class _Edge:
-    """Outermost layer: counts requests by endpoint and stamps `X-Rate-Limit-*` on every reply."""
-
-    def __init__(self, app: ASGIApp, sandbox: ShipStationV2Sandbox):
-        self.app, self.sandbox = app, sandbox
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
-            await self.app(scope, receive, send)
-            return
-        sb = self.sandbox
-        sb._count_request(scope["method"], scope["path"])
-
-        async def stamped(message) -> None:
-            if message["type"] == "http.response.start":
-                limit, remaining, reset = sb._spend_call(message["status"] == 429)
-                headers = [h for h in message.get("headers", []) if not h[0].lower().startswith(b"x-rate-limit-")]
-                headers += [(b"x-rate-limit-limit", str(limit).encode()), (b"x-rate-limit-remaining", str(remaining).encode()),
-                            (b"x-rate-limit-reset", str(reset).encode())]
-                message = dict(message, headers=headers)
-            await send(message)
-
-        await self.app(scope, receive, stamped)
-
-
-class ShipStationV2Sandbox:
+class ShipStationV2Sandbox(Planned):
     """State of one simulated ShipStation account plus its ASGI app (`.app`) and faults (`.faults`)."""
 
     def __init__(
@@ -174,7 +126,7 @@ class ShipStationV2Sandbox:
         self.create_count = 0
         self.plans: dict[str, ShipPlan] = {}  # by external_shipment_id
         self.requests: dict[str, int] = defaultdict(int)
-        self._calls: deque[float] = deque()
+        self._window = CallWindow()
         self.faults = faults or Faults()
         routes = [
             Route("/v2/carriers", self._list_carriers, methods=["GET"]),
@@ -186,12 +138,10 @@ class ShipStationV2Sandbox:
             Route("/v2/labels", self._list_labels, methods=["GET"]),
             Route("/v2/inventory", self._list_inventory, methods=["GET"]),
             Route("/v2/products", self._list_products, methods=["GET"]),
-            Route("/_sandbox/state", self._control_state, methods=["GET"]),
-            Route("/_sandbox/faults", self._control_faults, methods=["POST"]),
-            Route("/_sandbox/ship", self._control_ship, methods=["POST"]),
-            Route("/_sandbox/stock", self._control_stock, methods=["POST"]),
+            *control_routes(self, shipped_key="labels", stock_entry=lambda e: (
+                str(e["sku"]), str(e["inventory_warehouse_id"]), int(e["available"]), e.get("on_hand"))),
         ]
-        self.app = _Edge(FaultMiddleware(Starlette(routes=routes), self.faults), self)
+        self.app = Edge(FaultMiddleware(Starlette(routes=routes), self.faults), self._count_request, self._rate_headers)
 
     # -- Python-side API (tests, demo) --------------------------------------------------------
 
@@ -208,11 +158,6 @@ class ShipStationV2Sandbox:
                 self._add_product(sku)
             on_hand = available if on_hand is None else on_hand
             self.stock.setdefault(sku, {})[warehouse_id] = {"on_hand": on_hand, "allocated": max(0, on_hand - available)}
-
-    def plan(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
-        """Decide how an order (by external_shipment_id) will ship, before or after it is created."""
-        with self._lock:
-            self.plans[reference] = ShipPlan(split, void_first, tracking)
 
     def ship_all(self) -> list[dict[str, Any]]:
         """Buy labels for every pending shipment; returns the new labels."""
@@ -284,15 +229,18 @@ class ShipStationV2Sandbox:
 
     def _spend_call(self, limited: bool) -> tuple[int, int, int]:
         limit = self.faults.rate_limit_per_minute or DEFAULT_LIMIT
-        now = time.monotonic()
-        with self._lock:
-            while self._calls and now - self._calls[0] >= 60.0:
-                self._calls.popleft()
-            self._calls.append(now)
-            reset = int(60 - (now - self._calls[0])) + 1
-            if not self.faults.rate_limit_per_minute:
-                return DEFAULT_LIMIT, DEFAULT_LIMIT, reset  # no limit simulated: never make a client wait
-            return limit, 0 if limited else max(0, limit - len(self._calls)), reset
+        calls, age = self._window.spend()
+        reset = int(60 - age) + 1
+        if not self.faults.rate_limit_per_minute:
+            return DEFAULT_LIMIT, DEFAULT_LIMIT, reset  # no limit simulated: never make a client wait
+        return limit, 0 if limited else max(0, limit - calls), reset
+
+    def _rate_headers(self, status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """`X-Rate-Limit-Limit`, `-Remaining` and `-Reset` on every reply, faults included."""
+        limit, remaining, reset = self._spend_call(status == 429)
+        headers = [h for h in headers if not h[0].lower().startswith(b"x-rate-limit-")]
+        return headers + [(b"x-rate-limit-limit", str(limit).encode()), (b"x-rate-limit-remaining", str(remaining).encode()),
+                          (b"x-rate-limit-reset", str(reset).encode())]
 
     def _check_auth(self, request: Request) -> None:
         if request.headers.get("api-key", "") != self.api_key:
@@ -391,11 +339,7 @@ class ShipStationV2Sandbox:
         shipment = self.shipments.get(sid)
         if shipment is None or shipment["shipment_status"] != "pending" or shipment.get("_child_of"):
             return []
-        seq = shipment["_seq"]
-        plan = self.plans.get(shipment["external_shipment_id"]) or ShipPlan(
-            split=bool(self.split_every and seq % self.split_every == 0),
-            void_first=bool(self.void_every and seq % self.void_every == 0),
-        )
+        plan = ShipPlan.pick(self.plans, shipment["external_shipment_id"], shipment["_seq"], self.split_every, self.void_every)
         parts = [shipment]
         if plan.split:
             child = self._split(shipment)
@@ -417,14 +361,10 @@ class ShipStationV2Sandbox:
     def _split(self, shipment: dict[str, Any]) -> dict[str, Any] | None:
         """Split Ship: the second half of the items moves to a new shipment with its own id (and a
         generated external_shipment_id) that keeps the original's shipment_number."""
-        items = shipment["items"]
-        if len(items) >= 2:
-            keep, move = items[: len(items) // 2], items[len(items) // 2 :]
-        elif items and items[0]["quantity"] >= 2:
-            half = items[0]["quantity"] // 2
-            keep, move = [dict(items[0], quantity=half)], [dict(items[0], quantity=items[0]["quantity"] - half)]
-        else:
+        parts = halves(shipment["items"], lambda item: item["quantity"], lambda item, q: dict(item, quantity=q))
+        if len(parts) < 2:
             return None
+        keep, move = parts
         sid = f"se-{self._next('shipment')}"
         child = copy.deepcopy({k: v for k, v in shipment.items() if k != "_alloc"})
         child.update(shipment_id=sid, external_shipment_id=sid, items=copy.deepcopy(move), created_at=_stamp(_now()),
@@ -539,22 +479,18 @@ class ShipStationV2Sandbox:
         return JSONResponse({"has_errors": False, "shipments": answer})
 
     async def _get_by_external_id(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-            with self._lock:
-                sid = self.by_external.get(request.path_params["external_id"])
-                shipment = self._public(self.shipments[sid]) if sid else None
-            if shipment is None:
-                raise ApiError(404, "invalid_identifier", "shipment not found")
-        except ApiError as exc:
-            return exc.response()
-        return JSONResponse(shipment)
+        return self._shipment_reply(request, lambda: self.by_external.get(request.path_params["external_id"]))
 
     async def _get_shipment(self, request: Request) -> Response:
+        return self._shipment_reply(request, lambda: request.path_params["shipment_id"])
+
+    def _shipment_reply(self, request: Request, shipment_id: Callable[[], str | None]) -> Response:
+        """One shipment by the id `shipment_id()` finds (under the lock), or a 404."""
         try:
             self._check_auth(request)
             with self._lock:
-                shipment = self.shipments.get(request.path_params["shipment_id"])
+                sid = shipment_id()
+                shipment = self.shipments.get(sid) if sid else None
                 shipment = self._public(shipment) if shipment else None
             if shipment is None:
                 raise ApiError(404, "invalid_identifier", "shipment not found")
@@ -623,65 +559,17 @@ class ShipStationV2Sandbox:
         # `limit` is the only size parameter /v2/inventory documents; its links add just `page`.
         return self._page(request, "inventory", rows, size_param="limit")
 
-    # -- control API --------------------------------------------------------------------------
 
-    async def _control_state(self, request: Request) -> Response:
-        return JSONResponse(self.state())
-
-    async def _control_faults(self, request: Request) -> Response:
-        try:
-            self.faults.update(await request.json())
-        except (KeyError, ValueError, TypeError) as exc:
-            return JSONResponse({"error": f"unknown fault setting: {exc}"}, status_code=400)
-        return JSONResponse({k: v for k, v in self.faults.snapshot().items() if k != "script"} | {"script": self.faults.script})
-
-    async def _control_ship(self, request: Request) -> Response:
-        body = await request.json() if await request.body() else {}
-        if body.get("reference"):
-            if any(k in body for k in ("split", "void_first", "tracking")):
-                self.plan(body["reference"], split=bool(body.get("split")), void_first=bool(body.get("void_first")),
-                          tracking=body.get("tracking"))
-            shipped = self.ship(body["reference"])
-        else:
-            shipped = self.ship_all()
-        return JSONResponse({"labels": shipped})
-
-    async def _control_stock(self, request: Request) -> Response:
-        body = await request.json()
-        entries = body if isinstance(body, list) else [body]
-        try:
-            for e in entries:
-                self.set_stock(str(e["sku"]), str(e["inventory_warehouse_id"]), int(e["available"]), e.get("on_hand"))
-        except (KeyError, TypeError, ValueError) as exc:
-            return JSONResponse({"error": f"bad stock entry: {exc!r}"}, status_code=400)
-        return JSONResponse({"stock": self.state()["stock"]})
-
-
-class ShipStationV2Kit:
+class ShipStationV2Kit(SandboxKit):
     """The ShipStation v2 sandbox as a `connector.sandbox.kits.WarehouseKit`."""
 
     name = "shipstation-v2"
-
-    def __init__(self, sandbox: ShipStationV2Sandbox, ship_methods: tuple[str, ...]):
-        self.sandbox = sandbox
-        self.app = sandbox.app
-        self.faults = sandbox.faults
-        self.ship_methods = ship_methods
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
         return {"adapter": "shipstation-v2", "base_url": base_url, "api_key": self.sandbox.api_key, "warehouse_id": SHIP_FROM_ID}
 
     def set_stock(self, sku: str, warehouse_id: str, available: int) -> None:
         self.sandbox.set_stock(sku, warehouse_id, available)
-
-    def ship_all(self) -> None:
-        self.sandbox.ship_all()
-
-    def created(self) -> int:
-        return self.sandbox.create_count
-
-    def create_attempts(self) -> dict[str, int]:
-        return dict(self.sandbox.create_attempts)
 
     def warehouse_ids(self) -> list[str]:
         return list(self.sandbox.inventory_warehouses)
@@ -694,6 +582,5 @@ def kit(*, products, ship_methods, credential: str = "sandbox-api-key", **kw: An
     not service codes (the demo's "Standard", ...) are replaced by the sandbox's default codes.
     """
     methods = tuple(m for m in ship_methods if SERVICE_CODE.match(m)) or DEFAULT_SHIP_METHODS
-    kw.setdefault("split_every", 9)
-    kw.setdefault("void_every", 13)
+    kw = {**DEMO_PLAN, **kw}
     return ShipStationV2Kit(ShipStationV2Sandbox(api_key=credential, products=products, ship_methods=methods, **kw), methods)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -112,7 +112,12 @@ def _upgrade(sync_connection) -> None:
     command.upgrade(cfg, "head")
 
 
+MIGRATION_LOCK = 7_285_001  # advisory lock id: replicas starting together migrate one at a time
+
+
 async def migrate(engine: AsyncEngine) -> None:
     """Apply every pending Alembic migration (run on each start; a no-op when up to date)."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         await conn.run_sync(_upgrade)

@@ -230,6 +230,15 @@ class Store(AlertQueries):
             q = select(orders.c.id).where(orders.c.merchant == merchant, orders.c.state == S.submitting, orders.c.lease_until < now)
             return list((await conn.execute(q)).all())
 
+    async def renew_leases(self, owner: str, seconds: float) -> None:
+        """Heartbeat: push back the expiry of everything `owner` holds (orders being sent, tasks
+        being run, service passes), so only a dead worker's claims ever expire."""
+        until = utcnow() + timedelta(seconds=seconds)
+        async with self.engine.begin() as conn:
+            await conn.execute(update(orders).where(orders.c.lease_owner == owner, orders.c.state == S.submitting).values(lease_until=until))
+            await conn.execute(update(tasks_t).where(tasks_t.c.lease_owner == owner, tasks_t.c.state == "running").values(lease_until=until))
+            await conn.execute(update(runs_t).where(runs_t.c.lease_owner == owner).values(lease_until=until))
+
     async def recover_all_leases(self) -> tuple[int, int]:
         """At start with the single-daemon lock held (SQLite): every claim is a dead process's.
 

@@ -16,11 +16,9 @@ from adapters.base import AdapterContext
 from adapters.extensiv import ExtensivAdapter
 from connector.errors import ConfigurationError, InDoubtError, PermanentError
 from connector.sandbox.extensiv import ExtensivSandbox
-from connector.sandbox.server import SandboxServer
 from tests.adapters.contract import WarehouseContract, make_order
+from tests.support.warehouse import SandboxDriver, opened, served
 
-CLIENT_READ_TIMEOUT_S = 0.75  # the sandbox's "timeout" fault hangs longer than this
-FAULT_HANG_S = 1.5
 MERCHANT = "ct"  # the contract's references are "ct-<hex>": `{merchant}-{id}` for merchant "ct"
 
 _ROUTES = {  # the driver's operation names -> Extensiv method and path
@@ -32,44 +30,28 @@ _ROUTES = {  # the driver's operation names -> Extensiv method and path
 }
 
 
-class ExtensivDriver:
+class ExtensivDriver(SandboxDriver):
     """`WarehouseDriver` over an ExtensivSandbox running in this process."""
 
-    skus = ["SKU-1", "SKU-2"]
     ship_method = "UPS|Ground"
     warehouse_ids = ["1", "2"]
+    routes = _ROUTES  # no "ack", "ship_methods": Extensiv has neither
+    sandbox: ExtensivSandbox
 
-    def __init__(self, sandbox: ExtensivSandbox):
-        self.sandbox = sandbox
+    def warehouse_id(self, warehouse_id: str) -> int:
+        return int(warehouse_id)
 
     def orders_created(self, reference: str) -> int:
         # Counted from the orders themselves, not the refusals: with the customer's unique
         # reference option off a repeat would really be a second order.
         return len(self.sandbox.orders_with_reference(reference))
 
-    def fail_next(self, operation: str, kind: int | str, *, after: bool = False) -> None:
-        if operation not in _ROUTES:
-            raise NotImplementedError(operation)  # "ack", "ship_methods": Extensiv has neither
-        method, path = _ROUTES[operation]
-        self.sandbox.faults.script.append({"method": method, "path": path, "status": kind, "after": after})
-
-    def ship(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
-        self.sandbox.plan(reference, split=split, void_first=void_first, tracking=tracking)
-        assert self.sandbox.ship(reference), f"{reference} was not waiting to ship"
-
-    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
-        self.sandbox.set_stock(sku, int(warehouse_id), available, on_hand)
-
 
 @pytest.fixture
 def sandbox():
     # A sandbox per test, with its own client id: the rate limiter is per credential and
     # process-wide, so a 429 in one test must not slow the next.
-    sb = ExtensivSandbox(client_id=f"cid-{uuid.uuid4().hex}", products=["SKU-1", "SKU-2", "SKU-3"])
-    sb.faults.retry_after_s = 1
-    sb.faults.timeout_s = FAULT_HANG_S
-    with SandboxServer(sb.app) as server:
-        sb.url = server.url
+    with served(ExtensivSandbox(client_id=f"cid-{uuid.uuid4().hex}", products=["SKU-1", "SKU-2", "SKU-3"])) as sb:
         yield sb
 
 
@@ -89,11 +71,8 @@ def config_for(sandbox: ExtensivSandbox, **overrides) -> dict:
 
 @pytest.fixture
 async def adapter(sandbox):
-    adapter = ExtensivAdapter(config_for(sandbox), AdapterContext(merchant=MERCHANT))
-    # Short read timeout so the "timeout" faults cost under a second each.
-    adapter.http.client.timeout = httpx.Timeout(5.0, read=CLIENT_READ_TIMEOUT_S)
-    yield adapter
-    await adapter.aclose()
+    async with opened(ExtensivAdapter(config_for(sandbox), AdapterContext(merchant=MERCHANT))) as adapter:
+        yield adapter
 
 
 @pytest.fixture

@@ -331,13 +331,23 @@ async def test_shipments_page_until_a_short_page(adapter, router, monkeypatch) -
     monkeypatch.setattr(adapter_module, "PAGE_LIMIT", 2)
 
     def order(i: int) -> dict:
-        return {"id": i, "reference_id": f"r{i}", "shipments": [sb_shipment(100 + i, "Completed", f"T{i}", [("A", 1)])]}
+        return {"id": i, "reference_id": f"acme-r{i}", "shipments": [sb_shipment(100 + i, "Completed", f"T{i}", [("A", 1)])]}
 
     route = router.get(f"{V}/order")
     route.side_effect = [httpx.Response(200, json=[order(1), order(2)]), httpx.Response(200, json=[order(3)])]
     shipments = await adapter.shipments_since(datetime(2026, 3, 1, tzinfo=UTC))
-    assert [s.reference for s in shipments] == ["r1", "r2", "r3"]
+    assert [s.reference for s in shipments] == ["acme-r1", "acme-r2", "acme-r3"]
     assert route.call_count == 2
+
+
+async def test_shipments_of_other_merchants_on_the_account_are_not_ours(adapter, router) -> None:
+    router.get(f"{V}/order").respond(200, json=[
+        {"id": 1, "reference_id": "acme-1", "shipments": [sb_shipment(101, "Completed", "T1", [("A", 1)])]},
+        {"id": 2, "reference_id": "globex-1", "shipments": [sb_shipment(102, "Completed", "T2", [("A", 1)])]},
+        {"id": 3, "reference_id": "#1001", "shipments": [sb_shipment(103, "Completed", "T3", [("A", 1)])]},
+    ])
+    shipments = await adapter.shipments_since(datetime(2026, 3, 1, tzinfo=UTC))
+    assert [s.reference for s in shipments] == ["acme-1"]
 
 
 async def test_acknowledge_marks_tracking_uploaded(adapter, router) -> None:

@@ -13,14 +13,12 @@ import pytest
 
 from adapters.base import AdapterContext
 from adapters.shipbob import ShipBobAdapter
-from connector.sandbox.server import SandboxServer
 from connector.sandbox.shipbob import ShipBobSandbox
 from tests.adapters.contract import WarehouseContract
 from tests.support.openapi import ValidatingTransport, spec_validator
+from tests.support.warehouse import SandboxDriver, opened, served
 
 SPEC = "shipbob-2026-01-openapi.json"
-CLIENT_READ_TIMEOUT_S = 0.75  # the sandbox's "timeout" fault hangs longer than this
-FAULT_HANG_S = 1.5
 
 _ROUTES = {  # the driver's operation names -> ShipBob method and path
     "create": ("POST", "/order"),
@@ -33,44 +31,31 @@ _ROUTES = {  # the driver's operation names -> ShipBob method and path
 }
 
 
-class ShipBobDriver:
+class ShipBobDriver(SandboxDriver):
     """`WarehouseDriver` over a ShipBobSandbox running in this process."""
 
-    skus = ["SKU-1", "SKU-2"]
     ship_method = "Standard"
     warehouse_ids = ["10", "11"]
+    routes = _ROUTES
+    sandbox: ShipBobSandbox
 
-    def __init__(self, sandbox: ShipBobSandbox):
-        self.sandbox = sandbox
+    def path(self, path: str) -> str:
+        return f"/{self.sandbox.api_version}{path}"
+
+    def warehouse_id(self, warehouse_id: str) -> int:
+        return int(warehouse_id)
 
     def orders_created(self, reference: str) -> int:
         # Like ShipBob, the sandbox refuses a second order with the same reference (422), so this
         # is 0 or 1; `create_count` also shows no second create succeeded under another key.
         return sum(1 for o in self.sandbox.orders.values() if o["reference_id"] == reference)
 
-    def fail_next(self, operation: str, kind: int | str, *, after: bool = False) -> None:
-        method, path = _ROUTES[operation]
-        self.sandbox.faults.script.append(
-            {"method": method, "path": f"/{self.sandbox.api_version}{path}", "status": kind, "after": after}
-        )
-
-    def ship(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
-        self.sandbox.plan(reference, split=split, void_first=void_first, tracking=tracking)
-        assert self.sandbox.ship(reference), f"{reference} was not waiting to ship"
-
-    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
-        self.sandbox.set_stock(sku, int(warehouse_id), available, on_hand)
-
 
 @pytest.fixture
 def sandbox():
     # A sandbox per test, with its own token: the rate limiter is per credential and process-wide,
     # so a 429 in one test must not slow the next.
-    sb = ShipBobSandbox(token=f"tok-{uuid.uuid4().hex}", channel_id=7, products=["SKU-1", "SKU-2", "SKU-3"])
-    sb.faults.retry_after_s = 1
-    sb.faults.timeout_s = FAULT_HANG_S
-    with SandboxServer(sb.app) as server:
-        sb.url = server.url
+    with served(ShipBobSandbox(token=f"tok-{uuid.uuid4().hex}", channel_id=7, products=["SKU-1", "SKU-2", "SKU-3"])) as sb:
         yield sb
 
 
@@ -84,12 +69,8 @@ async def adapter(sandbox):
         "token": sandbox.token,
         "channel_id": sandbox.channel_id,
     }
-    adapter = ShipBobAdapter(config, AdapterContext(merchant="acme", transport=transport))
-    # Short read timeout so the "timeout" faults cost under a second each.
-    adapter.http.client.timeout = httpx.Timeout(5.0, read=CLIENT_READ_TIMEOUT_S)
-    yield adapter
-    await adapter.aclose()
-    transport.assert_valid()
+    async with opened(ShipBobAdapter(config, AdapterContext(merchant="ct", transport=transport)), transport) as adapter:
+        yield adapter
 
 
 @pytest.fixture
@@ -110,7 +91,7 @@ class TestShipBobContract(WarehouseContract):
         from connector.errors import ConfigurationError
 
         config = {"adapter": "shipbob", "base_url": sandbox.url, "token": "wrong", "channel_id": sandbox.channel_id}
-        adapter = ShipBobAdapter(config, AdapterContext(merchant="acme"))
+        adapter = ShipBobAdapter(config, AdapterContext(merchant="ct"))
         try:
             with pytest.raises(ConfigurationError):
                 await adapter.check()

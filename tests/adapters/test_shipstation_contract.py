@@ -17,14 +17,12 @@ import pytest
 from adapters.base import AdapterContext
 from adapters.shipstation import ShipStationAdapter
 from connector.errors import ConfigurationError, RateLimitedError
-from connector.sandbox.server import SandboxServer
 from connector.sandbox.shipstation import ShipStationSandbox, kit
 from tests.adapters.contract import WarehouseContract, make_order
 from tests.adapters.test_shipstation_adapter import ShipStationV1Facts
 from tests.support.openapi import ValidatingTransport
+from tests.support.warehouse import SandboxDriver, opened, served
 
-CLIENT_READ_TIMEOUT_S = 0.75  # the sandbox's "timeout" fault hangs longer than this
-FAULT_HANG_S = 1.5
 MERCHANT = "ct"  # the contract's references are `ct-<hex>`: `{merchant}-{order id}`
 
 _ROUTES = {  # the driver's operation names -> ShipStation method and path
@@ -35,31 +33,20 @@ _ROUTES = {  # the driver's operation names -> ShipStation method and path
 }
 
 
-class ShipStationDriver:
+class ShipStationDriver(SandboxDriver):
     """`WarehouseDriver` over a ShipStationSandbox running in this process."""
 
-    skus = ["SKU-1", "SKU-2"]
     ship_method = "ups:ups_ground"
     warehouse_ids = ["90001", "90002"]  # ShipStation ship-from locations (no stock is kept there)
-
-    def __init__(self, sandbox: ShipStationSandbox):
-        self.sandbox = sandbox
+    routes = _ROUTES
+    not_shipped = "was not awaiting shipment"
+    sandbox: ShipStationSandbox
 
     def orders_created(self, reference: str) -> int:
         # orderKey is unique by construction in ShipStation (an upsert key), so count orders
         # by order number too: a keyless resend would show up as a second order there.
         with self.sandbox._lock:
             return sum(1 for o in self.sandbox.orders.values() if o["orderKey"] == reference or o["orderNumber"] == reference.split("-", 1)[-1])
-
-    def fail_next(self, operation: str, kind: int | str, *, after: bool = False) -> None:
-        if operation not in _ROUTES:
-            raise NotImplementedError(operation)
-        method, path = _ROUTES[operation]
-        self.sandbox.faults.script.append({"method": method, "path": path, "status": kind, "after": after})
-
-    def ship(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
-        self.sandbox.plan(reference, split=split, void_first=void_first, tracking=tracking)
-        assert self.sandbox.ship(reference), f"{reference} was not awaiting shipment"
 
     def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
         raise NotImplementedError("ShipStation v1 keeps no stock")
@@ -69,11 +56,7 @@ class ShipStationDriver:
 def sandbox():
     # A sandbox per test with its own secret: the rate limiter is per credential and
     # process-wide, so a 429 in one test must not slow the next.
-    sb = ShipStationSandbox(api_key="ct-key", api_secret=f"sec-{uuid.uuid4().hex}", products=["SKU-1", "SKU-2", "SKU-3"])
-    sb.faults.retry_after_s = 1
-    sb.faults.timeout_s = FAULT_HANG_S
-    with SandboxServer(sb.app) as server:
-        sb.url = server.url
+    with served(ShipStationSandbox(api_key="ct-key", api_secret=f"sec-{uuid.uuid4().hex}", products=["SKU-1", "SKU-2", "SKU-3"])) as sb:
         yield sb
 
 
@@ -85,12 +68,8 @@ def config_for(sandbox: ShipStationSandbox, **extra) -> dict:
 @pytest.fixture
 async def adapter(sandbox):
     transport = ValidatingTransport(ShipStationV1Facts(), responses=True)
-    adapter = ShipStationAdapter(config_for(sandbox), AdapterContext(merchant=MERCHANT, transport=transport))
-    # Short read timeout so the "timeout" faults cost under a second each.
-    adapter.http.client.timeout = httpx.Timeout(5.0, read=CLIENT_READ_TIMEOUT_S)
-    yield adapter
-    await adapter.aclose()
-    transport.assert_valid()
+    async with opened(ShipStationAdapter(config_for(sandbox), AdapterContext(merchant=MERCHANT, transport=transport)), transport) as adapter:
+        yield adapter
 
 
 @pytest.fixture

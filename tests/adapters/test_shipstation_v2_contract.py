@@ -15,14 +15,12 @@ import pytest
 from adapters.base import AdapterContext
 from adapters.shipstation_v2 import ShipStationV2Adapter
 from connector.errors import ConfigurationError, RateLimitedError
-from connector.sandbox.server import SandboxServer
 from connector.sandbox.shipstation_v2 import SHIP_FROM_ID, ShipStationV2Sandbox
 from tests.adapters.contract import WarehouseContract, make_order
 from tests.adapters.test_shipstation_v2_adapter import shipstation_validator
 from tests.support.openapi import ValidatingTransport
+from tests.support.warehouse import SandboxDriver, opened, served
 
-CLIENT_READ_TIMEOUT_S = 0.75  # the sandbox's "timeout" fault hangs longer than this
-FAULT_HANG_S = 1.5
 MERCHANT = "ct"  # the contract's references are `ct-...`: the adapter reads only its merchant's
 
 _ROUTES = {  # the driver's operation names -> ShipStation method and path (prefix)
@@ -35,31 +33,16 @@ _ROUTES = {  # the driver's operation names -> ShipStation method and path (pref
 }
 
 
-class ShipStationV2Driver:
+class ShipStationV2Driver(SandboxDriver):
     """`WarehouseDriver` over a ShipStationV2Sandbox running in this process."""
 
-    skus = ["SKU-1", "SKU-2"]
     ship_method = "usps_priority_mail"
     warehouse_ids = ["se-301", "se-302"]
-
-    def __init__(self, sandbox: ShipStationV2Sandbox):
-        self.sandbox = sandbox
+    routes = _ROUTES  # no "ack": the adapter makes no such call
+    sandbox: ShipStationV2Sandbox
 
     def orders_created(self, reference: str) -> int:
         return self.sandbox.orders_created(reference)
-
-    def fail_next(self, operation: str, kind: int | str, *, after: bool = False) -> None:
-        if operation not in _ROUTES:
-            raise NotImplementedError(operation)  # "ack": the adapter makes no such call
-        method, path = _ROUTES[operation]
-        self.sandbox.faults.script.append({"method": method, "path": path, "status": kind, "after": after})
-
-    def ship(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
-        self.sandbox.plan(reference, split=split, void_first=void_first, tracking=tracking)
-        assert self.sandbox.ship(reference), f"{reference} was not waiting to ship"
-
-    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
-        self.sandbox.set_stock(sku, warehouse_id, available, on_hand)
 
 
 class _SandboxTransport(ValidatingTransport):
@@ -86,11 +69,7 @@ class _SandboxTransport(ValidatingTransport):
 @pytest.fixture
 def sandbox():
     # A sandbox per test, with its own key: the rate limiter is per credential and process-wide.
-    sb = ShipStationV2Sandbox(api_key=f"key-{uuid.uuid4().hex}", products=["SKU-1", "SKU-2", "SKU-3"], page_size=3)
-    sb.faults.retry_after_s = 1
-    sb.faults.timeout_s = FAULT_HANG_S
-    with SandboxServer(sb.app) as server:
-        sb.url = server.url
+    with served(ShipStationV2Sandbox(api_key=f"key-{uuid.uuid4().hex}", products=["SKU-1", "SKU-2", "SKU-3"], page_size=3)) as sb:
         yield sb
 
 
@@ -101,12 +80,8 @@ def settings(sandbox, **extra) -> dict:
 @pytest.fixture
 async def adapter(sandbox):
     transport = _SandboxTransport(shipstation_validator(), responses=True)
-    adapter = ShipStationV2Adapter(settings(sandbox), AdapterContext(merchant=MERCHANT, transport=transport))
-    # Short read timeout so the "timeout" faults cost under a second each.
-    adapter.http.client.timeout = httpx.Timeout(5.0, read=CLIENT_READ_TIMEOUT_S)
-    yield adapter
-    await adapter.aclose()
-    transport.assert_valid()
+    async with opened(ShipStationV2Adapter(settings(sandbox), AdapterContext(merchant=MERCHANT, transport=transport)), transport) as adapter:
+        yield adapter
 
 
 @pytest.fixture

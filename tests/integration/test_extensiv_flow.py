@@ -6,39 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from connector.sandbox.samples import make_order
-from tests.support.flow import Flow
+from tests.support.warehouse import deliver, flow_fixture, lose_a_create_reply, orders, states
 
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture
-def flow(tmp_path):
-    # Plans are set per test (split, voided label), not every Nth order as in the demo.
-    f = Flow(tmp_path, warehouse="extensiv", split_every=0, void_every=0)
-    yield f
-    f.close()
-
-
-@pytest.fixture
-async def runtime(flow):
-    rt = await flow.runtime()
-    yield rt
-    await rt.aclose()
-
-
-def orders(n: int, start: int = 1, **kw):
-    return [make_order(f"DEMO-{i:04d}", **kw) for i in range(start, start + n)]
-
-
-async def states(rt) -> dict[str, int]:
-    return {s: n for (_, s), n in (await rt.store.counts_by_state("acme")).items()}
-
-
-async def deliver(rt) -> None:
-    for service in ("order_download", "order_delivery"):
-        [r] = await rt.run_once(service=service)
-        assert r.ok and not r.error, r
+# Plans are set per test (split, voided label), not every Nth order as in the demo.
+flow = flow_fixture(warehouse="extensiv", split_every=0, void_every=0)
 
 
 async def test_orders_are_created_once_and_a_second_run_creates_nothing(flow, runtime):
@@ -61,17 +35,7 @@ async def test_orders_are_created_once_and_a_second_run_creates_nothing(flow, ru
 
 @pytest.mark.parametrize("fault", [{"status": 500, "after": True}, {"status": "reset", "after": True}])
 async def test_a_lost_create_reply_is_found_by_reference_not_sent_twice(flow, runtime, fault):
-    flow.uc.queue("DFLT", orders(3))
-    [r] = await runtime.run_once(service="order_download")
-    flow.sb.faults.script = [{"method": "POST", "path": "/orders", **fault}]
-    await runtime.run_once(service="order_delivery")
-    assert await states(runtime) == {"at_warehouse": 2, "in_doubt": 1}
-    [doubt] = [r for r in await runtime.store.list_orders() if r.state == "in_doubt"]
-    await runtime.run_once(service="order_delivery")
-    assert await states(runtime) == {"at_warehouse": 3}
-    assert flow.sb.create_count == 3 and flow.sb.create_attempts[f"acme-{doubt.order_id}"] == 1
-    [row] = await runtime.store.find_orders(doubt.order_id)
-    assert any("found at the warehouse by reference" in e.reason for e in await runtime.store.timeline(row.id))
+    await lose_a_create_reply(flow, runtime, "/orders", fault)
 
 
 async def test_parcels_become_tracking_confirmed_at_ultracart(flow, runtime):

@@ -9,16 +9,9 @@ import pytest
 
 from connector.sandbox.samples import make_order
 from tests.support.flow import Flow
+from tests.support.warehouse import deliver, orders, states
 
 pytestmark = pytest.mark.asyncio
-
-
-def orders(n: int, start: int = 1, **kw):
-    return [make_order(f"DEMO-{i:04d}", **kw) for i in range(start, start + n)]
-
-
-async def states(rt) -> dict[str, int]:
-    return {s: n for (_, s), n in (await rt.store.counts_by_state("acme")).items()}
 
 
 @pytest.fixture(params=["local", "sftp"])
@@ -35,12 +28,6 @@ def sftp_flow(tmp_path):
     yield f
     f.close()
     f.kit.close()
-
-
-async def deliver(rt) -> None:
-    for service in ("order_download", "order_delivery"):
-        [r] = await rt.run_once(service=service)
-        assert r.ok and not r.error, r
 
 
 async def test_orders_become_files_exactly_once_and_tracking_and_stock_come_back(flow):

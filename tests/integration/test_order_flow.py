@@ -7,16 +7,9 @@ import pytest
 from connector import operator as op
 from connector.sandbox.samples import make_order
 from connector.store import Transition
+from tests.support.warehouse import lose_a_create_reply, orders, states
 
 pytestmark = pytest.mark.asyncio
-
-
-def orders(n: int, start: int = 1, **kw):
-    return [make_order(f"DEMO-{i:04d}", **kw) for i in range(start, start + n)]
-
-
-async def states(rt, merchant="acme") -> dict[str, int]:
-    return {s: n for (m, s), n in (await rt.store.counts_by_state(merchant)).items()}
 
 
 async def test_orders_flow_to_shipbob_exactly_once_and_a_second_run_sends_nothing(flow, runtime):
@@ -112,17 +105,7 @@ async def test_manual_hold_and_release(flow, runtime):
 
 @pytest.mark.parametrize("fault", [{"status": 500, "after": True}, {"status": "reset", "after": True}])
 async def test_a_create_whose_reply_is_lost_is_looked_up_not_sent_twice(flow, runtime, fault):
-    flow.uc.queue("DFLT", orders(3))
-    await runtime.run_once(service="order_download")
-    flow.sb.faults.script = [{"method": "POST", "path": "/2026-01/order", **fault}]
-    await runtime.run_once(service="order_delivery")
-    assert await states(runtime) == {"at_warehouse": 2, "in_doubt": 1}
-    [doubt] = [r for r in await runtime.store.list_orders() if r.state == "in_doubt"]
-    await runtime.run_once(service="order_delivery")
-    assert await states(runtime) == {"at_warehouse": 3}
-    assert flow.sb.create_count == 3 and flow.sb.create_attempts[f"acme-{doubt.order_id}"] == 1
-    [row] = await runtime.store.find_orders(doubt.order_id)
-    assert any("found at the warehouse by reference" in e.reason for e in await runtime.store.timeline(row.id))
+    await lose_a_create_reply(flow, runtime, "/2026-01/order", fault)
 
 
 async def test_a_rejected_order_fails_with_the_vendor_message_and_can_be_retried(flow, runtime):

@@ -7,40 +7,13 @@ import pytest
 
 from connector.pipeline.inventory import NO_INVENTORY
 from connector.sandbox.samples import make_order
-from tests.support.flow import Flow
-from tests.support.pg import fresh_schema
+from tests.support.warehouse import flow_fixture, lose_a_create_reply, orders, states
 
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def flow(request, tmp_path):
-    # Nothing split or voided unless a test plans it (the kit's demo default splits every 9th).
-    kw = dict(warehouse="shipstation", split_every=0, void_every=0)
-    if request.param == "sqlite":
-        f = Flow(tmp_path, **kw)
-        yield f
-        f.close()
-        return
-    with fresh_schema() as url:
-        f = Flow(tmp_path, database_url=url, **kw)
-        yield f
-        f.close()
-
-
-@pytest.fixture
-async def runtime(flow):
-    rt = await flow.runtime()
-    yield rt
-    await rt.aclose()
-
-
-def orders(n: int, start: int = 1, **kw):
-    return [make_order(f"DEMO-{i:04d}", **kw) for i in range(start, start + n)]
-
-
-async def states(rt, merchant: str = "acme") -> dict[str, int]:
-    return {s: n for (_, s), n in (await rt.store.counts_by_state(merchant)).items()}
+# Nothing split or voided unless a test plans it (the kit's demo default splits every 9th).
+flow = flow_fixture(databases=("sqlite", "postgres"), warehouse="shipstation", split_every=0, void_every=0)
 
 
 async def run(rt, service: str):
@@ -93,19 +66,8 @@ async def test_a_method_shipstation_lacks_is_held_until_it_is_connected(flow, ru
 
 @pytest.mark.parametrize("fault", [{"status": 500, "after": True}, {"status": "reset", "after": True}])
 async def test_a_lost_create_reply_is_resolved_by_lookup_not_sent_twice(flow, runtime, fault):
-    ss = flow.kit.sandbox
-    flow.uc.queue("DFLT", orders(3))
-    await run(runtime, "order_download")
-    ss.faults.script = [{"method": "POST", "path": "/orders/createorder", **fault}]
-    await run(runtime, "order_delivery")
-    assert await states(runtime) == {"at_warehouse": 2, "in_doubt": 1}
-    [doubt] = [r for r in await runtime.store.list_orders() if r.state == "in_doubt"]
-    await run(runtime, "order_delivery")
-    assert await states(runtime) == {"at_warehouse": 3}
-    assert ss.create_count == 3 and ss.create_attempts[f"acme-{doubt.order_id}"] == 1
-    [row] = await runtime.store.find_orders(doubt.order_id)
-    assert row.warehouse_order_id == str(ss.order(f"acme-{doubt.order_id}")["orderId"])
-    assert any("found at the warehouse by reference" in e.reason for e in await runtime.store.timeline(row.id))
+    row = await lose_a_create_reply(flow, runtime, "/orders/createorder", fault)
+    assert row.warehouse_order_id == str(flow.kit.sandbox.order(f"acme-{row.order_id}")["orderId"])
 
 
 async def test_labels_become_tracking_at_ultracart_split_and_voided_included(flow, runtime):

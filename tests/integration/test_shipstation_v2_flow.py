@@ -6,39 +6,14 @@ from __future__ import annotations
 import pytest
 
 from connector.sandbox.samples import make_order
-from tests.support.flow import Flow
+from tests.support.warehouse import deliver, flow_fixture, lose_a_create_reply, orders, states
 
 pytestmark = pytest.mark.asyncio
 
 SPLIT_ITEMS = [("BONE-5LB", 1), ("TREAT", 2)]  # two lines: Split Ship moves the second
 
 
-@pytest.fixture
-def flow(tmp_path):
-    f = Flow(tmp_path, warehouse="shipstation-v2", split_every=0, void_every=0)
-    yield f
-    f.close()
-
-
-@pytest.fixture
-async def runtime(flow):
-    rt = await flow.runtime()
-    yield rt
-    await rt.aclose()
-
-
-def orders(n: int, start: int = 1, **kw):
-    return [make_order(f"DEMO-{i:04d}", **kw) for i in range(start, start + n)]
-
-
-async def states(rt) -> dict[str, int]:
-    return {s: n for (_, s), n in (await rt.store.counts_by_state("acme")).items()}
-
-
-async def deliver(rt) -> None:
-    for service in ("order_download", "order_delivery"):
-        [r] = await rt.run_once(service=service)
-        assert r.ok and not r.error, r
+flow = flow_fixture(warehouse="shipstation-v2", split_every=0, void_every=0)
 
 
 def shipment_of(flow, reference: str) -> dict:
@@ -66,18 +41,8 @@ async def test_orders_are_created_once_and_a_second_run_sends_nothing(flow, runt
 
 @pytest.mark.parametrize("fault", [{"status": 500, "after": True}, {"status": "reset", "after": True}])
 async def test_a_create_whose_reply_is_lost_is_looked_up_not_sent_twice(flow, runtime, fault):
-    flow.uc.queue("DFLT", orders(3))
-    await runtime.run_once(service="order_download")
-    flow.sb.faults.script = [{"method": "POST", "path": "/v2/shipments", **fault}]
-    await runtime.run_once(service="order_delivery")
-    assert await states(runtime) == {"at_warehouse": 2, "in_doubt": 1}
-    [doubt] = [r for r in await runtime.store.list_orders() if r.state == "in_doubt"]
-    await runtime.run_once(service="order_delivery")
-    assert await states(runtime) == {"at_warehouse": 3}
-    assert flow.sb.create_count == 3 and flow.sb.create_attempts[f"acme-{doubt.order_id}"] == 1
-    [row] = await runtime.store.find_orders(doubt.order_id)
-    assert row.warehouse_order_id == flow.sb.by_external[f"acme-{doubt.order_id}"]
-    assert any("found at the warehouse by reference" in e.reason for e in await runtime.store.timeline(row.id))
+    row = await lose_a_create_reply(flow, runtime, "/v2/shipments", fault)
+    assert row.warehouse_order_id == flow.sb.by_external[f"acme-{row.order_id}"]
 
 
 async def test_labels_become_tracking_confirmed_at_ultracart(flow, runtime):

@@ -29,7 +29,7 @@ class Flow:
     """Sandboxes + config for one or more merchants; `runtime()` opens the connector on them."""
 
     def __init__(self, tmp_path: Path, *, merchants: tuple[str, ...] = ("acme",), database_url: str | None = None,
-                 warehouse: str = "shipbob", **sandbox_kw: Any):
+                 warehouse: str = "shipbob", own_warehouses: bool = False, **sandbox_kw: Any):
         n = next(_keys)
         self.tmp = tmp_path
         # Fresh credentials per Flow: rate-limiter state is per credential and process-wide.
@@ -40,11 +40,23 @@ class Flow:
         if warehouse != "files":  # files plans its shipments itself
             sandbox_kw.setdefault("split_every", 0)
             sandbox_kw.setdefault("void_every", 0)
-        self.kit = make_kit(warehouse, products=sandbox_kw.pop("products", PRODUCTS),
-                            ship_methods=sandbox_kw.pop("ship_methods", ("Standard", "Expedited", "2-Day")), credential=self.sb_token, **sandbox_kw)
+        products = sandbox_kw.pop("products", PRODUCTS)
+        methods = sandbox_kw.pop("ship_methods", ("Standard", "Expedited", "2-Day"))
+
+        def new_kit() -> Any:
+            return make_kit(warehouse, products=products, ship_methods=methods, credential=self.sb_token, **sandbox_kw)
+
+        self.kit = new_kit()
         self.sb = getattr(self.kit, "sandbox", None)  # the vendor sandbox itself (ShipBobSandbox, ...)
         self.uc_server = SandboxServer(self.uc.app).start()
         self.sb_server = SandboxServer(self.kit.app).start() if self.kit.app is not None else None
+        # own_warehouses: every merchant after the first gets its own warehouse account (as in life)
+        self.kits = {m: self.kit for m in merchants}
+        self.servers = {m: self.sb_server for m in merchants}
+        if own_warehouses:
+            for m in merchants[1:]:
+                self.kits[m] = new_kit()
+                self.servers[m] = SandboxServer(self.kits[m].app).start() if self.kits[m].app is not None else None
         self.wh_dir = tmp_path / "warehouse"
         self.wh_dir.mkdir(exist_ok=True)
         self.database_url = database_url or f"sqlite:///{tmp_path / 'connector.db'}"
@@ -53,17 +65,18 @@ class Flow:
 
     def close(self) -> None:
         self.uc_server.stop()
-        if self.sb_server is not None:
-            self.sb_server.stop()
-        if hasattr(self.kit, "close"):
-            self.kit.close()
+        for server in {id(s): s for s in self.servers.values() if s is not None}.values():
+            server.stop()
+        for kit in {id(k): k for k in self.kits.values()}.values():
+            if hasattr(kit, "close"):
+                kit.close()
 
     def merchant_dict(self, merchant: str) -> dict[str, Any]:
         m = {
             "id": merchant,
             "ultracart": {"merchant_id": "DEMO", "api_key": self.uc_key, "distribution_center": self.dcs[merchant], "base_url": self.uc_server.url},
-            "warehouse": self.kit.warehouse_config(self.sb_server.url if self.sb_server else "", self.wh_dir),
-            "ship_methods": {cart: self.kit.ship_methods[i] for cart, i in METHODS.items()},
+            "warehouse": self.kits[merchant].warehouse_config(self.servers[merchant].url if self.servers[merchant] else "", self.wh_dir),
+            "ship_methods": {cart: self.kits[merchant].ship_methods[i] for cart, i in METHODS.items()},
             "skus": {"aliases": {"Bone": "BONE-5LB"}, "kits": {"GIFT-SET": {"BONE-5LB": 1, "TREAT": 2}}},
             "retry": {"base_seconds": 1, "max_backoff_minutes": 1},
         }

@@ -1,0 +1,148 @@
+"""Test plumbing shared by the warehouse sandboxes' contract and flow tests.
+
+Contract tests (tests/adapters/test_*_contract.py): `served()` runs a sandbox on loopback with
+fault timings the short client timeouts can afford, `opened()` gives an adapter those timeouts,
+and `SandboxDriver` is the `WarehouseDriver` most HTTP sandboxes need (a vendor names its
+operations' routes and how it spells a warehouse id).
+
+Flow tests (tests/integration/test_*_flow.py): `flow_fixture()` builds the `flow` fixture for a
+warehouse (the `runtime` fixture of tests/conftest.py then runs on it), and `orders`, `states`
+and `deliver` are the steps every flow repeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from connector.sandbox.samples import make_order
+from connector.sandbox.server import SandboxServer
+from tests.support.flow import Flow
+from tests.support.pg import fresh_schema
+
+CLIENT_READ_TIMEOUT_S = 0.75  # the sandbox's "timeout" fault hangs longer than this
+FAULT_HANG_S = 1.5
+
+
+# -- contract tests ---------------------------------------------------------------------------
+
+
+@contextmanager
+def served(sandbox: Any) -> Iterator[Any]:
+    """Serve `sandbox.app` on loopback (its URL as `sandbox.url`) with short fault timings:
+    a 429 asks for a one-second wait and a "timeout" fault outlasts the client's read timeout."""
+    sandbox.faults.retry_after_s = 1
+    sandbox.faults.timeout_s = FAULT_HANG_S
+    with SandboxServer(sandbox.app) as server:
+        sandbox.url = server.url
+        yield sandbox
+
+
+@asynccontextmanager
+async def opened(adapter: Any, transport: Any = None) -> AsyncIterator[Any]:
+    """The adapter with a short read timeout (so "timeout" faults cost under a second each),
+    closed afterwards; a validating `transport` must have seen only valid traffic."""
+    adapter.http.client.timeout = httpx.Timeout(5.0, read=CLIENT_READ_TIMEOUT_S)
+    yield adapter
+    await adapter.aclose()
+    if transport is not None:
+        transport.assert_valid()
+
+
+class SandboxDriver:
+    """`WarehouseDriver` over an HTTP sandbox running in this process.
+
+    A vendor's driver sets `routes` (the contract's operation names -> method and path prefix;
+    an operation missing here is one the adapter never makes, so its tests are skipped), and
+    overrides `warehouse_id()` when the sandbox keys stock by something else than a string.
+    """
+
+    skus = ["SKU-1", "SKU-2"]
+    ship_method: str
+    warehouse_ids: list[str]
+    routes: dict[str, tuple[str, str]] = {}
+    not_shipped = "was not waiting to ship"  # the vendor's word for an order not ready to ship
+
+    def __init__(self, sandbox: Any):
+        self.sandbox = sandbox
+
+    def path(self, path: str) -> str:
+        """The path as the sandbox serves it (ShipBob prefixes its API version)."""
+        return path
+
+    def warehouse_id(self, warehouse_id: str) -> Any:
+        return warehouse_id
+
+    def fail_next(self, operation: str, kind: int | str, *, after: bool = False) -> None:
+        if operation not in self.routes:
+            raise NotImplementedError(operation)
+        method, path = self.routes[operation]
+        self.sandbox.faults.script.append({"method": method, "path": self.path(path), "status": kind, "after": after})
+
+    def ship(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
+        self.sandbox.plan(reference, split=split, void_first=void_first, tracking=tracking)
+        assert self.sandbox.ship(reference), f"{reference} {self.not_shipped}"
+
+    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
+        self.sandbox.set_stock(sku, self.warehouse_id(warehouse_id), available, on_hand)
+
+
+# -- flow tests -------------------------------------------------------------------------------
+
+
+def flow_fixture(*, databases: tuple[str, ...] = ("sqlite",), **flow_kw: Any) -> Callable[..., Any]:
+    """A `flow` fixture: a `Flow` for `flow_kw` (e.g. `warehouse="extensiv"`) per test, on each
+    of `databases` ("postgres" needs CONNECTOR_TEST_POSTGRES_URL, else it is skipped)."""
+
+    @pytest.fixture(name="flow", params=databases if len(databases) > 1 else None)
+    def flow(request, tmp_path) -> Iterator[Flow]:
+        if getattr(request, "param", "sqlite") == "sqlite":
+            f = Flow(tmp_path, **flow_kw)
+            yield f
+            f.close()
+            return
+        with fresh_schema() as url:
+            f = Flow(tmp_path, database_url=url, **flow_kw)
+            yield f
+            f.close()
+
+    return flow
+
+
+def orders(n: int, start: int = 1, **kw: Any) -> list[dict[str, Any]]:
+    """Sample UltraCart orders DEMO-{start:04d} onwards."""
+    return [make_order(f"DEMO-{i:04d}", **kw) for i in range(start, start + n)]
+
+
+async def states(rt: Any, merchant: str = "acme") -> dict[str, int]:
+    """The merchant's orders counted by state."""
+    return {s: n for (_, s), n in (await rt.store.counts_by_state(merchant)).items()}
+
+
+async def deliver(rt: Any) -> None:
+    """Download the queue and deliver to the warehouse; both runs must succeed."""
+    for service in ("order_download", "order_delivery"):
+        [r] = await rt.run_once(service=service)
+        assert r.ok and not r.error, r
+
+
+async def lose_a_create_reply(flow: Flow, rt: Any, path: str, fault: dict[str, Any]) -> Any:
+    """Deliver three orders while the warehouse creates one but its reply to POST `path` is lost
+    (`fault`); the next delivery must find that order by reference, not create it again.
+    Returns the store's row of that order, for the vendor's own checks."""
+    flow.uc.queue("DFLT", orders(3))
+    await rt.run_once(service="order_download")
+    flow.sb.faults.script = [{"method": "POST", "path": path, **fault}]
+    await rt.run_once(service="order_delivery")
+    assert await states(rt) == {"at_warehouse": 2, "in_doubt": 1}
+    [doubt] = [r for r in await rt.store.list_orders() if r.state == "in_doubt"]
+    await rt.run_once(service="order_delivery")
+    assert await states(rt) == {"at_warehouse": 3}
+    assert flow.sb.create_count == 3 and flow.sb.create_attempts[f"acme-{doubt.order_id}"] == 1
+    [row] = await rt.store.find_orders(doubt.order_id)
+    assert any("found at the warehouse by reference" in e.reason for e in await rt.store.timeline(row.id))
+    return row
