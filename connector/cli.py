@@ -377,5 +377,32 @@ def demo(orders_count: int = typer.Option(50, "--orders", help="how many sample 
     raise typer.Exit(0 if summary["ok"] else 1)
 
 
+# ----------------------------------------------------------------------------- bench
+@app.command()
+def bench(
+    orders_count: int = typer.Option(10_000, "--orders", help="orders queued at the UltraCart sandbox"),
+    skus: int = typer.Option(50_000, "--skus", help="SKUs in the warehouse catalog (inventory phases)"),
+    merchants: int = typer.Option(1, "--merchants", help="merchants the orders are spread over"),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", help="added to every sandbox reply"),
+    rate_limit: int = typer.Option(0, "--rate-limit", help="warehouse requests per minute (0 = unlimited)"),
+    rate_minutes: float = typer.Option(2.0, "--rate-minutes", help="with --rate-limit: how long the delivery phase runs"),
+    concurrency: int = typer.Option(8, "--concurrency", help="creates in flight per merchant"),
+    store: Optional[str] = typer.Option(None, "--store", help="database URL (default: a temporary SQLite file)"),
+    soak_minutes: float = typer.Option(0.0, "--soak-minutes", help="also run every merchant on 1-minute schedules this long and report RSS growth"),
+    json_path: Optional[str] = typer.Option(None, "--json", help="also write the figures to this file"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """The performance benchmark: sandboxes in their own processes, figures per phase."""
+    from connector.bench import BenchOptions, print_bench, run_bench, write_json
+
+    logs.configure("console", "error")
+    options = BenchOptions(orders=orders_count, skus=skus, merchants=merchants, latency_ms=latency_ms, rate_limit=rate_limit,
+                           rate_minutes=rate_minutes, concurrency=concurrency, store=store, soak_minutes=soak_minutes, progress=progress)
+    result = run_async(run_bench(options, out))
+    print_bench(result, out)
+    if json_path:
+        write_json(result, json_path)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
