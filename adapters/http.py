@@ -27,6 +27,7 @@ from connector.redact import DEFAULT as DEFAULT_REDACTOR
 from connector.redact import Redactor
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
+RECORD_CHARS = 20_000  # what the event log keeps of a body (connector.runtime._dump cuts there)
 MAX_RATE_WAIT_S = 2.0  # longer waits are not slept: the call raises RateLimitedError instead
 
 
@@ -240,7 +241,7 @@ class HttpClient:
         response_body: Any = None
         if response is not None and response.content:
             try:
-                response_body = response.json()
+                response_body = _keepable(response.json(), len(response.content))
             except ValueError:
                 response_body = response.text[:2000]
         record = CallRecord(
@@ -257,6 +258,26 @@ class HttpClient:
         result = self.on_call(record)
         if asyncio.iscoroutine(result):
             await result
+
+
+def _keepable(body: Any, size: int) -> Any:
+    """The part of a large JSON body the event log can keep: lists cut to the share of their
+    items that fits in RECORD_CHARS, with a note of how many were left out. Redacting and
+    dumping a 500 kB page of orders only to keep its first 20,000 characters cost more CPU than
+    everything else the download does."""
+    if size <= RECORD_CHARS:
+        return body
+    share = RECORD_CHARS / size
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, list) and len(value) > 1:
+            keep = max(1, int(len(value) * share))
+            return [cut(v) for v in value[:keep]] + ([f"... {len(value) - keep} more not recorded"] if keep < len(value) else [])
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        return value
+
+    return cut(body)
 
 
 def _default_error_message(response: httpx.Response) -> str:

@@ -35,6 +35,8 @@ class Redactor:
         for s in self._secrets:
             if s in value:
                 value = value.replace(s, MASK)
+        if len(value) < 13:  # a card number has at least 13 digits: most strings (SKUs, names) stop here
+            return value
         return _PAN.sub(lambda m: MASK if sum(c.isdigit() for c in m.group()) >= 13 else m.group(), value)
 
     def data(self, value: Any) -> Any:
@@ -42,7 +44,7 @@ class Redactor:
         if isinstance(value, dict):
             out = {}
             for k, v in value.items():
-                if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "", [], {}):
+                if isinstance(k, str) and _secret_key(k) and v not in (None, "", [], {}):
                     if isinstance(v, bool | int | float) and not _looks_secret_number(k):
                         out[k] = v
                     else:
@@ -58,6 +60,19 @@ class Redactor:
 
     def headers(self, headers: dict[str, str]) -> dict[str, str]:
         return {k: (MASK if _SECRET_KEY.search(k) else self.text(v)) for k, v in headers.items()}
+
+
+_key_verdicts: dict[str, bool] = {}
+
+
+def _secret_key(key: str) -> bool:
+    """`_SECRET_KEY.search(key)`, remembered: payloads repeat a few hundred key names."""
+    verdict = _key_verdicts.get(key)
+    if verdict is None:
+        verdict = bool(_SECRET_KEY.search(key))
+        if len(_key_verdicts) < 10_000:  # bounded: keys of a hostile body must not grow it for ever
+            _key_verdicts[key] = verdict
+    return verdict
 
 
 def _looks_secret_number(key: str) -> bool:

@@ -244,9 +244,10 @@ async def _record_posted(ctx: ServiceContext, tasks: list[Any], stats: dict[str,
     posted_ids = {sid for p in payloads for sid in p["shipment_ids"]}
     pks = {p["order_pk"] for p in payloads}
     rows = await ctx.store.shipments_of_orders(pks)
+    by_pk = await ctx.store.orders_by_pk(pks)  # one query, not one per order
     transitions = []
     for pk in pks:
-        order = await ctx.store.order_by_pk(pk)
+        order = by_pk.get(pk)
         if order is None or order.state != S.shipped:
             continue
         live = [r for r in rows[pk] if r.state in ("pending", "posted")]
