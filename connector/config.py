@@ -164,28 +164,11 @@ class MerchantConfig(_Strict):
         return SkuMap(aliases={**self._file_aliases, **self.skus.aliases}, kits=self.skus.kits)
 
     def order_rules(self) -> OrderRules:
-        o = self.orders
-        return OrderRules(
-            earliest_order_date=o.earliest_order_date,
-            reject_unmapped_ship_methods=o.reject_unmapped_ship_methods,
-            require_ship_address=o.require_ship_address,
-            skip_test_orders=o.skip_test_orders,
-            hold_minutes=o.hold_minutes,
-            default_ship_method=o.default_ship_method,
-        )
+        return OrderRules(**self.orders.model_dump())  # [merchants.orders] is exactly the rules
 
     def inventory_rules(self) -> InventoryRules:
-        i = self.inventory
-        return InventoryRules(
-            warehouses=i.warehouses,
-            exclude_warehouses=i.exclude_warehouses,
-            push_by_alias=i.push_by_alias,
-            minimum_level=i.minimum_level,
-            buffer=i.buffer,
-            percent=i.percent,
-            max_quantity=i.max_quantity,
-            subtract_in_flight=i.subtract_in_flight,
-        )
+        # [merchants.inventory] is the pipeline's rules plus two keys the service itself reads
+        return InventoryRules(**self.inventory.model_dump(exclude={"enabled", "full_push_hours"}))
 
 
 class Config(_Strict):
