@@ -7,6 +7,8 @@ bodies, paging, ids) stays in its own module and is handed in as a parameter or 
 
 from __future__ import annotations
 
+import functools
+
 import threading
 import time
 from collections import deque
@@ -42,6 +44,21 @@ def parse_time(value: str) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def endpoint(handler):
+    """A sandbox API endpoint: the caller is authenticated first (`self._check_auth`), and a vendor
+    error raised anywhere inside (the sandbox's `api_error` class) becomes that vendor's reply."""
+
+    @functools.wraps(handler)
+    async def wrapped(self, request):
+        try:
+            self._check_auth(request)
+            return await handler(self, request)
+        except self.api_error as exc:
+            return exc.response()
+
+    return wrapped
 
 
 class ApiError(Exception):

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connector.sandbox import common
-from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, halves
+from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, endpoint, halves
 from connector.sandbox.common import now_utc as _now
 from connector.sandbox.common import parse_time as _parse_time
 from connector.sandbox.common import stamp_ms as _stamp
@@ -52,6 +52,8 @@ class ApiError(common.ApiError):
 
 class ShipBobSandbox(Planned):
     """State of one simulated ShipBob account plus its ASGI app (`.app`) and faults (`.faults`)."""
+
+    api_error = ApiError  # what @endpoint turns into a reply
 
     def __init__(
         self,
@@ -315,11 +317,8 @@ class ShipBobSandbox(Planned):
 
     # -- API handlers -------------------------------------------------------------------------
 
+    @endpoint
     async def _channels(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         channel = {"id": self.channel_id, "name": "UltraCart connector", "application_name": "SMA", "scopes": ["orders_write"]}
         return JSONResponse({"items": [channel], "next": None, "prev": None})
 
@@ -474,20 +473,14 @@ class ShipBobSandbox(Planned):
         }
         return JSONResponse(body)
 
+    @endpoint
     async def _list_products(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         with self._lock:
             items = [copy.deepcopy(p) for p in sorted(self.products.values(), key=lambda p: p["id"])]
         return self._cursor_page(request, items)
 
+    @endpoint
     async def _list_methods(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         q = request.query_params
         try:
             page = max(1, int(float(q.get("Page") or 1)))
@@ -522,11 +515,8 @@ class ShipBobSandbox(Planned):
         ok = sum(r["isSuccess"] for r in results)
         return JSONResponse({"results": results, "summary": {"failed": len(results) - ok, "successful": ok, "total": len(results)}})
 
+    @endpoint
     async def _inventory_locations(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         with self._lock:
             items = []
             for sku in sorted(self.stock, key=lambda s: self.products[s]["id"]):

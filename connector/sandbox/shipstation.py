@@ -43,7 +43,7 @@ from starlette.routing import Route
 
 from adapters.shipstation import pacific
 from connector.sandbox import common
-from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, halves
+from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, endpoint, halves
 from connector.sandbox.common import now_utc as _now
 from connector.sandbox.faults import FaultMiddleware, Faults
 
@@ -75,6 +75,8 @@ def _invalid(model_state: dict[str, list[str]]) -> ApiError:
 
 class ShipStationSandbox(Planned):
     """State of one simulated ShipStation account plus its ASGI app (`.app`) and faults (`.faults`)."""
+
+    api_error = ApiError  # what @endpoint turns into a reply
 
     def __init__(
         self,
@@ -470,11 +472,8 @@ class ShipStationSandbox(Planned):
         except ValueError:
             raise _invalid({name: [f"The value '{value}' is not valid for {name}."]}) from None
 
+    @endpoint
     async def _list_carriers(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         with self._lock:
             carriers = [
                 {"name": name, "code": code, "accountNumber": f"ACCT-{i:04d}", "requiresFundedAccount": code == "stamps_com",
@@ -483,11 +482,8 @@ class ShipStationSandbox(Planned):
             ]
         return JSONResponse(carriers)
 
+    @endpoint
     async def _list_services(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         code = request.query_params.get("carrierCode") or ""
         with self._lock:
             if code not in self.carriers:
@@ -496,11 +492,8 @@ class ShipStationSandbox(Planned):
                         for s, name in self.carriers[code][1].items()]
         return JSONResponse(services)
 
+    @endpoint
     async def _get_store(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         raw = request.path_params["store_id"]
         store = int(raw) if raw.isdigit() else None
         with self._lock:

@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, halves
+from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, endpoint, halves
 from connector.sandbox.common import now_utc as _now
 from connector.sandbox.common import parse_time as _parse_time
 from connector.sandbox.common import stamp_ms as _stamp
@@ -85,6 +85,8 @@ class ApiError(Exception):
 
 class ShipStationV2Sandbox(Planned):
     """State of one simulated ShipStation account plus its ASGI app (`.app`) and faults (`.faults`)."""
+
+    api_error = ApiError  # what @endpoint turns into a reply
 
     def __init__(
         self,
@@ -440,11 +442,8 @@ class ShipStationV2Sandbox(Planned):
 
     # -- API ----------------------------------------------------------------------------------
 
+    @endpoint
     async def _list_carriers(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         with self._lock:
             carriers = copy.deepcopy(self.carriers)
         return JSONResponse({"carriers": carriers, "request_id": str(uuid.uuid4()), "errors": []})
@@ -498,11 +497,8 @@ class ShipStationV2Sandbox(Planned):
             return exc.response()
         return JSONResponse(shipment)
 
+    @endpoint
     async def _list_shipments(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         q = request.query_params
         with self._lock:
             found = [self._public(s) for s in self.shipments.values()
@@ -511,11 +507,8 @@ class ShipStationV2Sandbox(Planned):
         found.sort(key=lambda s: s["created_at"], reverse=q.get("sort_dir", "desc") == "desc")
         return self._page(request, "shipments", found)
 
+    @endpoint
     async def _list_labels(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         q = request.query_params
         start = _parse_time(q["created_at_start"]) if q.get("created_at_start") else None
         if q.get("created_at_start") and start is None:
@@ -530,22 +523,16 @@ class ShipStationV2Sandbox(Planned):
         found.sort(key=lambda lb: (lb.get(key) or lb["created_at"], lb["label_id"]), reverse=q.get("sort_dir", "desc") == "desc")
         return self._page(request, "labels", found)
 
+    @endpoint
     async def _list_products(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         q = request.query_params
         with self._lock:
             found = [copy.deepcopy(p) for p in sorted(self.products.values(), key=lambda p: p["product_id"])
                      if (not q.get("sku") or p["sku"] == q["sku"]) and (q.get("active") is None or str(p["active"]).lower() == q["active"])]
         return self._page(request, "products", found)
 
+    @endpoint
     async def _list_inventory(self, request: Request) -> Response:
-        try:
-            self._check_auth(request)
-        except ApiError as exc:
-            return exc.response()
         q = request.query_params
         with self._lock:
             rows = [
