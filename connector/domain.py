@@ -93,7 +93,8 @@ class OrderLine(_Model):
 
     line_no: int = 0  # the cart's item_index (may be 0)
     sku: str
-    quantity: Decimal = Decimal(1)
+    quantity: Decimal | None = Decimal(1)  # None: the cart sent null or nothing (the order is held, never guessed)
+    quantity_refunded: Decimal = Decimal(0)  # units refunded in the cart after the order was placed
     description: str = ""
     unit_price: Decimal | None = None
     weight: Weight | None = None
@@ -145,6 +146,12 @@ class Order(_Model):
     requested_ship_date: date | None = None
     weight: Weight | None = None
     lines: list[OrderLine] = Field(default_factory=list)
+    # What the cart says changed after the order was placed (read from webhooks and re-reads).
+    rejected_at: datetime | None = None
+    reject_reason: str = ""
+    refunded_at: datetime | None = None
+    refund_reason: str = ""
+    on_hold: bool = False  # the cart holds it for review (UltraCart fulfillment_hold / stage "Hold")
 
 
 class WarehouseLine(_Model):
@@ -172,6 +179,26 @@ class CreateResult(_Model):
     warehouse_order_id: str
     reference: str
     already_existed: bool = False  # the warehouse had it: a repeat absorbed, not a new order
+    status: str = ""  # on a lookup, the warehouse's own status word when it gives one ("cancelled", ...)
+    cancelled: bool = False  # on a lookup: the warehouse says the order is cancelled
+
+
+class CancelOutcome(StrEnum):
+    """What a warehouse said to a cancel request."""
+
+    cancelled = "cancelled"  # it will not ship (or was already cancelled: cancels are idempotent)
+    too_late = "too_late"  # picked, packed or shipped: `reason` holds the warehouse's words
+    unknown = "unknown"  # no answer we can trust: look the order up before anything else
+    by_hand = "by_hand"  # the warehouse has no cancel API: a person must cancel it there
+
+
+class CancelResult(_Model):
+    """The warehouse's answer to `cancel_order(reference)`."""
+
+    outcome: CancelOutcome
+    reference: str
+    warehouse_order_id: str = ""
+    reason: str = ""  # the warehouse's own words (why too late, what to do by hand)
 
 
 class ShipmentLine(_Model):

@@ -131,6 +131,9 @@ class LineMapping:
 
 def _whole_quantity(line: OrderLine, problems: list[str]) -> int | None:
     """The line's quantity as a positive int, or None after recording why it is not one."""
+    if line.quantity is None:
+        problems.append(f"no quantity for SKU {line.sku}")
+        return None
     qty = Decimal(line.quantity)
     if not qty.is_finite():
         problems.append(f"invalid quantity {qty} for SKU {line.sku}")

@@ -36,7 +36,7 @@ def bought_units(order_jsons: list[str], skus: SkuMap) -> dict[str, int]:
                 continue
             if ln.kit and ln.line_no not in exploded_parents and ln.line_no in has_components:
                 continue
-            units[ln.sku] += int(ln.quantity)
+            units[ln.sku] += int(ln.quantity or 0)
     return dict(units)
 
 
