@@ -15,7 +15,7 @@ alerts only). Every text passes through the redactor: no secret ever leaves in a
 from __future__ import annotations
 
 import asyncio
-import json
+from uuid import uuid4
 import smtplib
 import ssl
 from collections.abc import Callable, Sequence
@@ -28,11 +28,17 @@ from typing import Any
 import structlog
 
 from connector import metrics
+from connector.clock import utcnow
 from connector.config import AlertsConfig, Config
+from connector.lifecycle import TaskState
 from connector.redact import DEFAULT as REDACT
+from connector.redact import Redactor
 from connector.retry import RetryPolicy
-from connector.store import Store, utcnow
-from connector.store.alerts import EMAIL_MERCHANT, EMAIL_TASK
+from connector.store import Store
+
+EMAIL_TASK = "alert_email"
+EMAIL_MERCHANT = ""  # alert e-mails are the connector's own tasks, not one merchant's
+DIGEST_CURSOR = "alerts.last_digest_at"
 
 log = structlog.get_logger("connector.alerts")
 
@@ -49,30 +55,31 @@ CATEGORIES: dict[str, Category] = {
     "unknown_sku": Category(
         "Unknown SKU",
         "The warehouse does not know this SKU, so the order is held. Add the product at the warehouse, or map the "
-        "store SKU to a warehouse SKU ([merchants.skus] aliases, aliases_file or kits) and reload the config; held "
-        "orders are released automatically once the SKU is known."),
+        "store SKU to a warehouse SKU ([merchants.skus] aliases, aliases_file or kits) and `connector reload`; held "
+        "orders are released by the next delivery pass once the SKU is known."),
     "unmapped_ship_method": Category(
         "Unmapped shipping method",
         "Add the UltraCart shipping method to [merchants.ship_methods] (or set orders.default_ship_method) and "
-        "reload the config; held orders are released automatically."),
+        "`connector reload`; held orders are released by the next delivery pass."),
     "missing_address": Category(
         "Missing or invalid ship-to address",
-        "Correct the ship-to address of the order in UltraCart, then `connector release ORDER`; or ship it by hand "
-        "and `connector skip ORDER`."),
+        "Correct the ship-to address of the order in UltraCart, then `connector refresh ORDER` (it re-reads the order "
+        "and sends it once the address is complete); or ship it by hand and `connector skip ORDER --reason TEXT`."),
     "configuration": Category(
         "Credentials or distribution center rejected",
         "The merchant's service is paused and retried every few minutes; the other merchants go on. Check the "
         "UltraCart API key and distribution center and the warehouse credentials in the config "
-        "(`connector check --online`), then reload."),
+        "(`connector check --online`), then `connector reload`."),
     "order_failed": Category(
         "Order could not be created at the warehouse",
         "Read the warehouse's error in the timeline (`connector order ORDER`), fix the cause (often order data the "
-        "warehouse rejects), then `connector retry ORDER`; or create it by hand and `connector skip ORDER`."),
+        "warehouse rejects: correct it in UltraCart and `connector refresh ORDER`), then `connector retry ORDER`; or "
+        "create it by hand and `connector skip ORDER --reason TEXT`."),
     "order_stuck": Category(
         "Order not moving",
         "Look at the order's timeline (`connector order ORDER`). Not yet at the warehouse: check `connector status` "
-        "for a paused service or repeated errors. At the warehouse but unshipped: ask the warehouse why (stock, "
-        "address check, a hold on their side)."),
+        "for a held order's reason, a paused service or repeated errors. At the warehouse but unshipped: ask the "
+        "warehouse why (stock, address check, a hold on their side)."),
     "tracking_not_posted": Category(
         "Tracking not posted to UltraCart",
         "The order shipped but UltraCart has not accepted its tracking, so the customer has not been told. The post "
@@ -94,8 +101,19 @@ CATEGORIES: dict[str, Category] = {
         "order."),
     "malformed_order": Category(
         "Order could not be read",
-        "The order from UltraCart could not be understood (its payload is in the event log), so it was not sent. "
-        "Create it at the warehouse by hand and `connector skip ORDER`, and report the payload."),
+        "The order from UltraCart could not be read, or carried control characters or nesting the connector will not "
+        "send as they are (the reason names the field), so it was not sent. Correct it in UltraCart and `connector "
+        "refresh ORDER`; or create it at the warehouse by hand and `connector skip ORDER --reason TEXT`."),
+    "invalid_lines": Category(
+        "Order lines that cannot be sent",
+        "An order has no items, or a line with a missing, fractional, zero, negative or implausible quantity (above "
+        "orders.max_line_quantity). Correct the order in UltraCart, then `connector refresh ORDER`; or raise "
+        "max_line_quantity and `connector reload`; or `connector skip ORDER --reason ...`."),
+    "ultracart_acks_ignored": Category(
+        "UltraCart is not accepting acknowledgements",
+        "UltraCart keeps returning orders the connector acknowledged, so the queue does not drain (nothing is sent twice: "
+        "repeats are absorbed). Check the distribution center in UltraCart (Configuration > Shipping > Distribution "
+        "Centers) and the API key's permissions; `connector status` shows when it last happened."),
     "warehouse_data": Category(
         "Bad data from the warehouse",
         "A file or record from the warehouse could not be read (the detail names it). Ask the warehouse to correct and resend it.",
@@ -120,7 +138,8 @@ LINES_PER_CATEGORY = 50  # a digest stays readable when a thousand orders share 
 DETAIL_MAX = 2000
 
 
-async def raise_alert(store: Store, merchant: str, category: str, key: str, detail: str, *, now: datetime | None = None) -> None:
+async def raise_alert(store: Store, merchant: str, category: str, key: str, detail: str, *, now: datetime | None = None,
+                      redactor: Redactor = REDACT) -> None:
     """Tell the administrator about a problem (once; repeats are counted quietly).
 
     `key` makes it distinct within its category: the SKU, the ship method, the order id, the
@@ -128,8 +147,8 @@ async def raise_alert(store: Store, merchant: str, category: str, key: str, deta
     """
     if category not in CATEGORIES:
         log.warning("alert with an unknown category", category=category)
-    detail = REDACT.text(str(detail))[:DETAIL_MAX]
-    if await store.raise_alert(merchant, category, str(key), detail, now=now or utcnow()):
+    detail = redactor.text(str(detail))[:DETAIL_MAX]
+    if await store.alerts.raise_many([(merchant, category, str(key), detail)], now=now or utcnow()):
         log.warning("alert raised", merchant=merchant, category=category, key=key, detail=detail)
 
 
@@ -177,28 +196,75 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-async def send_digests(store: Store, config: Config, *, now: datetime, worker_id: str = "alerts", force: bool = False) -> dict[str, int]:
+async def queue_digest(store: Store, config: Config, *, now: datetime, min_interval: timedelta | None = None,
+                       redactor: Redactor = REDACT) -> int:
+    """In one transaction: take the unsent open alerts, queue one `alert_email` task per group of
+    addresses that should see the same alerts, and mark those alerts sent (queued). A crash either
+    leaves the alerts unsent (queued again next time) or leaves a task retried until the SMTP
+    server accepts it; never neither. With `min_interval`, nothing is queued if the last digest
+    was queued less than that long ago. Returns the number of e-mails queued."""
+    recipients = recipients_for(config)
+    redactor.add(*config.secrets())
+    async with store.atomic() as tx:
+        if min_interval is not None:
+            last = await tx.cursors.get(EMAIL_MERCHANT, DIGEST_CURSOR)
+            if last and now - datetime.fromisoformat(last) < min_interval:
+                return 0
+        rows = await tx.alerts.claim_unsent()
+        groups = _group_by_recipients(rows, recipients)
+        sent: list[int] = []
+        for to, members in groups:
+            payload = dict(render_digest(members, redactor=redactor), to=list(to), alert_ids=[r.id for r in members])
+            await tx.tasks.put(EMAIL_MERCHANT, EMAIL_TASK, uuid4().hex, payload)
+            sent += [r.id for r in members]
+        if not sent:
+            return 0
+        await tx.alerts.mark_sent(sent, now=now)
+        await tx.cursors.set(EMAIL_MERCHANT, DIGEST_CURSOR, now.isoformat())
+        return len(groups)
+
+
+def _group_by_recipients(rows: Sequence[Any], recipients: Callable[[str], Sequence[str]]) -> list[tuple[tuple[str, ...], list[Any]]]:
+    """Addresses that should see exactly the same alerts share one e-mail.
+
+    The 3PL's address sees every merchant; a merchant's own address sees its alerts only; an
+    address in both lists gets one e-mail, not two."""
+    seen_by: dict[str, list[Any]] = {}
+    for r in rows:
+        for addr in dict.fromkeys(a.strip() for a in recipients(r.merchant) if a and a.strip()):
+            seen_by.setdefault(addr, []).append(r)
+    groups: dict[tuple[int, ...], tuple[list[str], list[Any]]] = {}
+    for addr, members in seen_by.items():
+        ids = tuple(r.id for r in members)
+        groups.setdefault(ids, ([], members))[0].append(addr)
+    return [(tuple(addrs), members) for addrs, members in groups.values()]
+
+
+async def send_digests(store: Store, config: Config, *, now: datetime, worker_id: str = "alerts", force: bool = False,
+                       redactor: Redactor = REDACT) -> dict[str, int]:
     """Queue a digest of the unsent alerts (at most one per `digest_minutes`, unless `force`),
-    then send the due digest e-mails. Safe to call every minute: that only makes retries prompt."""
-    REDACT.add(*config.secrets())
+    then send the due digest e-mails. Safe to call every minute: that only makes retries prompt.
+    An alert is marked delivered only when the SMTP server accepted its e-mail."""
     interval = None if force else timedelta(minutes=config.alerts.digest_minutes)
-    queued = await store.queue_digest(recipients_for(config), render_digest, now=now, min_interval=interval)
+    queued = await queue_digest(store, config, now=now, min_interval=interval, redactor=redactor)
     stats = {"queued": queued, "sent": 0, "retrying": 0, "failed": 0}
-    tasks = await store.claim_tasks(EMAIL_MERCHANT, EMAIL_TASK, owner=worker_id, lease_seconds=LEASE_S, limit=SEND_BATCH, now=now)
+    tasks = await store.tasks.claim(EMAIL_MERCHANT, EMAIL_TASK, owner=worker_id, lease_seconds=LEASE_S, limit=SEND_BATCH)
     for i, task in enumerate(tasks):
         try:
-            refused = await asyncio.wait_for(asyncio.to_thread(_deliver, config.alerts, task.key, json.loads(task.payload)), SEND_TIMEOUT_S)
+            refused = await asyncio.wait_for(asyncio.to_thread(_deliver, config.alerts, task.key, task.data), SEND_TIMEOUT_S)
         except Exception as exc:  # any failure leaves the e-mail in the outbox; nothing is dropped
             outage = not _permanent(exc)
-            await _failed(store, task, exc, now=now, outage=outage, stats=stats)
+            await _failed(store, task, exc, now=now, outage=outage, stats=stats, redactor=redactor)
             if outage and tasks[i + 1 :]:
                 # The server is unreachable: the other e-mails wait too, without spending an attempt.
-                await store.finish_tasks([t.id for t in tasks[i + 1 :]], state="pending", next_attempt_at=now + timedelta(seconds=EMAIL_RETRY.base_seconds),
+                await store.tasks.finish([t.id for t in tasks[i + 1 :]], state=TaskState.pending,
+                                         next_attempt_at=now + timedelta(seconds=EMAIL_RETRY.base_seconds),
                                          error="not tried: the SMTP server was unreachable", count_attempt=False)
                 stats["retrying"] += len(tasks) - i - 1
                 break
             continue
-        await store.finish_tasks([task.id], state="done")
+        await store.tasks.finish([task.id], state=TaskState.done)
+        await store.alerts.mark_delivered(list(task.data.get("alert_ids") or ()), now=now)
         metrics.alert_sent("digest")
         stats["sent"] += 1
         if refused:
@@ -206,14 +272,23 @@ async def send_digests(store: Store, config: Config, *, now: datetime, worker_id
     return stats
 
 
-async def _failed(store: Store, task: Any, exc: BaseException, *, now: datetime, outage: bool, stats: dict[str, int]) -> None:
-    error = REDACT.text(f"{type(exc).__name__}: {exc}")
+async def delivery_failing_since(store: Store) -> tuple[datetime | None, str]:
+    """Since when alert e-mails have been failing (and the last error), or (None, "")."""
+    waiting = [t for t in await store.tasks.listing(EMAIL_MERCHANT, EMAIL_TASK) if t.state != TaskState.done and t.failing_since is not None]
+    if not waiting:
+        return None, ""
+    oldest = min(waiting, key=lambda t: t.failing_since)
+    return oldest.failing_since, oldest.last_error
+
+
+async def _failed(store: Store, task: Any, exc: BaseException, *, now: datetime, outage: bool, stats: dict[str, int], redactor: Redactor) -> None:
+    error = redactor.text(f"{type(exc).__name__}: {exc}")
     if not outage and task.attempts >= EMAIL_RETRY.max_attempts:
-        await store.finish_tasks([task.id], state="failed", error=error)
+        await store.tasks.finish([task.id], state=TaskState.failed, error=error)
         stats["failed"] += 1
         log.error("alert e-mail refused for good (re-queue with retry_tasks)", task=task.key, error=error)
         return
-    await store.finish_tasks([task.id], state="pending", next_attempt_at=now + timedelta(seconds=EMAIL_RETRY.backoff(task.attempts)), error=error)
+    await store.tasks.finish([task.id], state=TaskState.pending, next_attempt_at=now + timedelta(seconds=EMAIL_RETRY.backoff(task.attempts)), error=error)
     stats["retrying"] += 1
     log.warning("alert e-mail not sent; will retry", task=task.key, error=error)
 
@@ -251,14 +326,14 @@ def _deliver(cfg: AlertsConfig, task_key: str, payload: dict[str, Any]) -> dict[
 
 async def check_stuck(store: Store, config: Config, *, now: datetime, not_at_warehouse_after: timedelta = STUCK_NOT_AT_WAREHOUSE,
                       unshipped_after: timedelta = STUCK_UNSHIPPED, tracking_after: timedelta = TRACKING_OVERDUE) -> dict[str, int]:
-    """Raise `order_stuck` and `tracking_not_posted` for orders that stopped moving; resolve the
-    ones that moved again (so a later relapse is e-mailed afresh)."""
+    """Raise `order_stuck` and `tracking_not_posted` for orders that stopped moving (held ones
+    included); resolve the ones that moved again (so a later relapse is e-mailed afresh)."""
     merchants = [m.id for m in config.merchants if m.enabled]
     if not merchants:
         return {}
-    late = await store.orders_not_at_warehouse_since(merchants, now - not_at_warehouse_after, limit=STUCK_QUERY_LIMIT)
-    idle = await store.orders_unshipped_since(merchants, now - unshipped_after, limit=STUCK_QUERY_LIMIT)
-    overdue = await store.tracking_posts_overdue(merchants, now - tracking_after, limit=STUCK_QUERY_LIMIT)
+    late = await store.orders.not_at_warehouse_since(merchants, now - not_at_warehouse_after, limit=STUCK_QUERY_LIMIT)
+    idle = await store.orders.unshipped_since(merchants, now - unshipped_after, limit=STUCK_QUERY_LIMIT)
+    overdue = await store.tasks.overdue(merchants, "post_tracking", now - tracking_after, limit=STUCK_QUERY_LIMIT)
     items: list[tuple[str, str, str, str]] = []
     for r in late:
         why = r.last_error or r.reason
@@ -269,11 +344,11 @@ async def check_stuck(store: Store, config: Config, *, now: datetime, not_at_war
         items.append((r.merchant, "order_stuck", f"{r.order_id}:unshipped",
                       f"Order {r.order_id} has been at the warehouse (order {r.warehouse_order_id or '?'}) for "
                       f"{_age(now - r.updated_at)} without {'shipping' if r.state == 'at_warehouse' else 'shipping the rest'}."))
-    for r in overdue:
-        items.append((r.merchant, "tracking_not_posted", r.key,
-                      f"Tracking for order {_order_of(r.payload) or r.key} has waited {_age(now - r.created_at)} for UltraCart "
-                      f"({r.state}, {_plural(r.attempts, 'attempt')}{': ' + r.last_error if r.last_error else ''})."))
-    new = await store.raise_alerts([(m, c, k, REDACT.text(d)[:DETAIL_MAX]) for m, c, k, d in items], now=now)
+    for t in overdue:
+        items.append((t.merchant, "tracking_not_posted", t.key,
+                      f"Tracking for order {_order_of(t.data) or t.key} has waited {_age(now - t.created_at)} for UltraCart "
+                      f"({t.state}, {_plural(t.attempts, 'attempt')}{': ' + t.last_error if t.last_error else ''})."))
+    new = await store.alerts.raise_many([(m, c, k, REDACT.text(d)[:DETAIL_MAX]) for m, c, k, d in items], now=now)
     resolved = 0
     for category, complete in (("order_stuck", len(late) < STUCK_QUERY_LIMIT and len(idle) < STUCK_QUERY_LIMIT),
                                ("tracking_not_posted", len(overdue) < STUCK_QUERY_LIMIT)):
@@ -281,14 +356,14 @@ async def check_stuck(store: Store, config: Config, *, now: datetime, not_at_war
             continue  # a truncated read cannot tell "moved on" from "not read"
         for m in merchants:
             keep = [k for mm, c, k, _ in items if mm == m and c == category]
-            resolved += await store.resolve_alerts(m, category, except_keys=keep, now=now)
+            resolved += await store.alerts.resolve(m, category, except_keys=keep, now=now)
     return {"not_at_warehouse": len(late), "unshipped": len(idle), "tracking_overdue": len(overdue), "new_alerts": new, "resolved": resolved}
 
 
-def _order_of(payload: str) -> str:
+def _order_of(data: Any) -> str:
     try:
-        return str(json.loads(payload)["body"]["order_id"])
-    except (ValueError, KeyError, TypeError):
+        return str(data["body"]["order_id"])
+    except (KeyError, TypeError):
         return ""
 
 

@@ -253,13 +253,13 @@ class Bench:
     async def open(self, schedule: str | None = None) -> None:
         from connector import logs
         from connector.config import from_dict
-        from connector.runtime import Runtime
+        from connector.runtime import build_runtime
 
         logs.configure("console", "error")  # a log line per pass at most: not what is measured
         uc_url, sb_url = await asyncio.gather(self.uc.start(), self.sb.start())
         db_url = self.opts.store or f"sqlite:///{self.workdir / 'bench.db'}"
         cfg = from_dict(bench_config(self.opts, self.run_id, uc_url, sb_url, db_url, schedule), file="<bench>")
-        self.rt = await Runtime.open(cfg, worker_id=f"bench-{os.getpid()}")
+        self.rt = await build_runtime(cfg, worker_id=f"bench-{os.getpid()}")
 
     async def close(self) -> None:
         try:
@@ -307,13 +307,13 @@ class Bench:
         made = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         summaries: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for r in results:
-            for k, v in r.summary.items():
+            for k, v in r.did.items():
                 if isinstance(v, int):
                     summaries[r.merchant][k] += v
         return {"name": name, "unit": unit, "wall_s": m.wall_s, "cpu_s": m.cpu_s, "peak_rss_mb": round(m.peak_rss_kb / 1024, 1),
                 "sandbox_cpu_s": round(sandbox_cpu, 2),
                 "made": made, "summaries": {k: dict(v) for k, v in summaries.items()},
-                "errors": sorted({f"{r.merchant} {r.service}: {r.error}" for r in results if r.error and not r.error.startswith("throttled")})}
+                "errors": sorted({f"{r.merchant} {r.service}: {r.error}" for r in results if r.error and r.outcome != "throttled"})}
 
     @contextmanager
     def progress(self, name: str, spec: tuple[str, int] | None) -> Iterator[None]:
@@ -363,7 +363,7 @@ class Bench:
         watcher = asyncio.get_running_loop().create_task(snapshot())
         while time.monotonic() < deadline:
             results += await self.each_merchant("order_delivery")
-            left = sum(n for (_, state), n in (await self.rt.store.counts_by_state()).items() if state in ("ready", "submitting"))
+            left = sum(n for (_, state), n in (await self.rt.store.orders.counts_by_state()).items() if state in ("ready", "submitting"))
             if not left:
                 break
             await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
@@ -569,8 +569,8 @@ async def soak(bench: Bench) -> dict[str, Any]:
     warm = next((kb for t, kb in samples if t >= warm_up), samples[-1][1])
     end = max(kb for t, kb in samples[-3:])
     counters = await bench.counters()
-    failed = sorted(f"{r.merchant} {r.service}: {r.last_error}" for r in await bench.rt.store.service_runs()
-                    if r.last_error and not r.last_error.startswith("throttled"))
+    failed = sorted(f"{r.merchant} {r.service}: {r.last_error}" for r in await bench.rt.store.runs.listing()
+                    if r.last_error and r.last_outcome != "throttled")
     return {"minutes": opts.soak_minutes, "merchants": opts.merchants, "orders_queued": wave * 5 * opts.merchants, "failed": failed,
             "orders_created": counters["_created"], "rss_after_warm_up_mb": round(warm / 1024, 1), "rss_end_mb": round(end / 1024, 1),
             "growth_pct": round(100 * (end - warm) / warm, 1), "cpu_pct_of_a_core": round(100 * (time.process_time() - cpu0) / (time.monotonic() - started), 1),
@@ -621,7 +621,7 @@ def write_json(result: dict[str, Any], path: str) -> None:
 
 def print_bench(result: dict[str, Any], console: Console) -> None:
     o = result["options"]
-    console.rule("[bold]connector bench")
+    console.rule("connector bench")
     console.print(f"{o['orders']:,} orders, {o['skus']:,} SKUs, {o['merchants']} merchant(s), latency {o['latency_ms']:g} ms, "
                   f"warehouse rate limit {o['rate_limit'] or 'none'}/min, concurrency {o['concurrency']}; "
                   f"sandboxes in their own processes; commit {result['environment']['commit'] or '?'}, "

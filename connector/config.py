@@ -7,14 +7,15 @@ The warehouse block is validated by the adapter's own `Config` model, found by e
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationError, field_validator
 
 from adapters.base import AdapterConfig, UnknownAdapter, WarehouseAdapter, load_adapter
 from connector.errors import ConfigError
@@ -26,6 +27,9 @@ DEFAULT_PATH = "connector.toml"
 SERVICES = ("order_download", "order_delivery", "shipment_upload", "inventory_upload")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_BARE_VAR = re.compile(r"(?<![$\\{])\$([A-Za-z_][A-Za-z0-9_]*)")
+_EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
+Bool = Annotated[bool, Strict()]  # "yes" is not a boolean: a typo must not silently mean true or false
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -46,6 +50,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (an IPv6 host in brackets) -> (host, port); ValueError saying what is wrong."""
+    host, sep, port = listen.strip().rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if not sep or not host or not port.isdigit() or (":" in host and not bracketed):
+        raise ValueError(f"not host:port: {listen!r} (e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")")
+    number = int(port)
+    if number > 65535:
+        raise ValueError(f"port {number} is out of range (0-65535)")
+    return host.strip("[]"), number
+
+
+DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://", "postgres://")
+
+
+def _emails(values: list[str]) -> list[str]:
+    for v in values:
+        if not _EMAIL.match(v.strip()):
+            raise ValueError(f"not an e-mail address: {v!r}")
+    return [v.strip() for v in values]
+
+
 class DaemonConfig(_Strict):
     database_url: str = "sqlite:///connector.db"
     listen: str = "127.0.0.1:8080"
@@ -55,6 +81,19 @@ class DaemonConfig(_Strict):
     delivery_concurrency: int = Field(8, ge=1, le=64)
     lease_seconds: float = Field(300, ge=1)
 
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_listen(v)
+        return v.strip()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, v: str) -> str:
+        if not v.startswith(DATABASE_SCHEMES):
+            raise ValueError(f"unsupported database URL {v.split(':', 1)[0]!r}://...; use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB")
+        return v
+
 
 class AlertsConfig(_Strict):
     email_to: list[str] = Field(default_factory=list)
@@ -63,8 +102,18 @@ class AlertsConfig(_Strict):
     smtp_port: int = 25
     smtp_username: str = ""
     smtp_password: str = ""
-    smtp_starttls: bool = False
+    smtp_starttls: Bool = False
     digest_minutes: int = Field(15, ge=1)
+
+    @field_validator("email_to")
+    @classmethod
+    def _to(cls, v: list[str]) -> list[str]:
+        return _emails(v)
+
+    @field_validator("email_from")
+    @classmethod
+    def _from(cls, v: str) -> str:
+        return _emails([v])[0]
 
 
 class UltraCartConfig(_Strict):
@@ -91,11 +140,12 @@ class ScheduleConfig(_Strict):
 
 class OrdersConfig(_Strict):
     earliest_order_date: date | None = None
-    reject_unmapped_ship_methods: bool = True
-    require_ship_address: bool = True
-    skip_test_orders: bool = False
+    reject_unmapped_ship_methods: Bool = True
+    require_ship_address: Bool = True
+    skip_test_orders: Bool = False
     hold_minutes: int = Field(0, ge=0)
     default_ship_method: str | None = None
+    max_line_quantity: int = Field(1000, ge=1)
 
 
 class RetryConfig(_Strict):
@@ -112,28 +162,29 @@ class SkusConfig(_Strict):
 
 
 class InventoryConfig(_Strict):
-    enabled: bool = True
+    enabled: Bool = True
     warehouses: Literal["all"] | list[str] = "all"
     exclude_warehouses: list[str] = Field(default_factory=list)
-    push_by_alias: bool = True
+    push_by_alias: Bool = True
     minimum_level: int = Field(0, ge=0)
     buffer: int = Field(0, ge=0)
     percent: int = Field(100, ge=0, le=100)
     max_quantity: int = Field(0, ge=0)
-    subtract_in_flight: bool = True
+    subtract_in_flight: Bool = True
     full_push_hours: float = Field(24, gt=0)
 
 
 class ShipmentsConfig(_Strict):
     post_tracking: Literal["when_complete", "each_shipment"] = "when_complete"
-    allow_blank_tracking: bool = False
+    allow_blank_tracking: Bool = False
     overlap_minutes: int = Field(60, ge=0)
     lookback_days: int = Field(14, ge=1)
 
 
 class MerchantConfig(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
-    enabled: bool = True
+    enabled: Bool = True
+    dry_run: Bool = False  # download, evaluate and map, record what would be sent; acknowledge and send nothing
     email_to: list[str] = Field(default_factory=list)
     ultracart: UltraCartConfig
     warehouse: dict[str, Any]
@@ -144,6 +195,21 @@ class MerchantConfig(_Strict):
     skus: SkusConfig = Field(default_factory=SkusConfig)
     inventory: InventoryConfig = Field(default_factory=InventoryConfig)
     shipments: ShipmentsConfig = Field(default_factory=ShipmentsConfig)
+
+    @field_validator("email_to")
+    @classmethod
+    def _to(cls, v: list[str]) -> list[str]:
+        return _emails(v)
+
+    @field_validator("ship_methods")
+    @classmethod
+    def _methods(cls, v: dict[str, str]) -> dict[str, str]:
+        for cart, target in v.items():
+            if not cart.strip():
+                raise ValueError("a ship method name is empty")
+            if not str(target).strip():
+                raise ValueError(f"{cart!r} maps to an empty warehouse method")
+        return v
 
     _adapter: type[WarehouseAdapter] | None = PrivateAttr(None)
     _warehouse_settings: AdapterConfig | None = PrivateAttr(None)
@@ -179,10 +245,16 @@ class Config(_Strict):
     merchants: list[MerchantConfig] = Field(default_factory=list)
 
     _source: str = PrivateAttr("")
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @property
     def source(self) -> str:
         return self._source
+
+    @property
+    def warnings(self) -> list[str]:
+        """Things that are valid but probably not what was meant (e.g. `$VAR` without braces)."""
+        return self._warnings
 
     def merchant(self, merchant_id: str) -> MerchantConfig:
         for m in self.merchants:
@@ -210,22 +282,26 @@ def _path_str(loc: tuple[Any, ...], data: Any = None) -> str:
     return out
 
 
-def _interpolate(value: Any, path: str, file: str, env: dict[str, str]) -> Any:
+def _interpolate(value: Any, path: str, env: dict[str, str], missing: list[tuple[str, str]], warnings: list[str]) -> Any:
     if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else k, file, env) for k, v in value.items()}
+        return {k: _interpolate(v, f"{path}.{k}" if path else k, env, missing, warnings) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", file, env) for i, v in enumerate(value)]
-    if isinstance(value, str) and "${" in value:
+        return [_interpolate(v, f"{path}[{i}]", env, missing, warnings) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        for bare in _BARE_VAR.findall(value):
+            warnings.append(f"{path}: \"${bare}\" is used literally; write \"${{{bare}}}\" to read the environment variable")
+        if "${" in value:
 
-        def sub(m: re.Match) -> str:
-            name, default = m.group(1), m.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            raise ConfigError(file, path, f"environment variable {name} is not set")
+            def sub(m: re.Match) -> str:
+                name, default = m.group(1), m.group(2)
+                if name in env:
+                    return env[name]
+                if default is not None:
+                    return default
+                missing.append((path, name))
+                return ""
 
-        return _ENV.sub(sub, value)
+            return _ENV.sub(sub, value)
     return value
 
 
@@ -251,21 +327,33 @@ def load(path: str | os.PathLike | None = None, env: dict[str, str] | None = Non
 
 
 def from_dict(raw: dict[str, Any], *, file: str = "<config>", base_dir: Path | None = None, env: dict[str, str] | None = None) -> Config:
-    """Validate an already-parsed config (the demo and tests build theirs in code)."""
-    raw = _interpolate(raw, "", file, dict(os.environ) if env is None else env)
+    """Validate an already-parsed config (the demo and tests build theirs in code). Relative
+    paths (the SQLite file, alias CSVs, an adapter's folders) are resolved against `base_dir`,
+    the config file's folder, never the working directory."""
+    missing: list[tuple[str, str]] = []
+    warnings: list[str] = []
+    raw = _interpolate(raw, "", dict(os.environ) if env is None else env, missing, warnings)
+    if missing:
+        names = list(dict.fromkeys(name for _, name in missing))
+        what = f"environment variable {names[0]} is not set" if len(names) == 1 else \
+            f"environment variables {', '.join(names)} are not set"
+        raise ConfigError(file, missing[0][0], f"{what} (used at {', '.join(p for p, _ in missing)})")
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        issues = [(_path_str(e["loc"]), _message(e)) for e in exc.errors()]
+        issues = _issues(exc.errors())
         raise ConfigError(file, issues[0][0], "; ".join(f"{p}: {m}" if i else m for i, (p, m) in enumerate(issues))) from None
     config._source = file
+    config._warnings = warnings
+    if base_dir is not None:
+        config.daemon.database_url = _resolve_sqlite(config.daemon.database_url, base_dir)
     seen: dict[str, int] = {}
     for i, m in enumerate(config.merchants):
         where = f"merchants[{i}]"
         if m.id in seen:
             raise ConfigError(file, f"{where}.id", f"duplicate merchant id {m.id!r} (also merchants[{seen[m.id]}])")
         seen[m.id] = i
-        _resolve_warehouse(m, f"{where}.warehouse", file)
+        _resolve_warehouse(m, f"{where}.warehouse", file, base_dir)
         if m.skus.aliases_file:
             alias_path = Path(m.skus.aliases_file)
             if not alias_path.is_absolute() and base_dir is not None:
@@ -276,10 +364,51 @@ def from_dict(raw: dict[str, Any], *, file: str = "<config>", base_dir: Path | N
                 raise ConfigError(file, f"{where}.skus.aliases_file", f"cannot read {alias_path}: {exc.strerror}") from None
             except AliasFileError as exc:
                 raise ConfigError(file, f"{where}.skus.aliases_file", str(exc)) from None
+    _refuse_double_shipping(config, file)
     return config
 
 
-def _resolve_warehouse(m: MerchantConfig, where: str, file: str) -> None:
+def _resolve_sqlite(url: str, base_dir: Path) -> str:
+    if not url.startswith("sqlite:///"):
+        return url
+    path = url[len("sqlite:///"):]
+    if not path or path == ":memory:" or Path(path).is_absolute():
+        return url
+    return "sqlite:///" + str((base_dir / path).resolve())
+
+
+def _refuse_double_shipping(config: Config, file: str) -> None:
+    """Two merchants on one UltraCart distribution center would each download and send every
+    order: every order would reach the warehouse twice. Two merchants sharing one warehouse
+    account must not be able to make the same reference (`acme` + order `b-1` is `acme-b-1`, as
+    is `acme-b` + order `1`), or shipments would be matched to the wrong one."""
+    by_dc: dict[tuple[str, str], int] = {}
+    for i, m in enumerate(config.merchants):
+        if not m.enabled:
+            continue
+        key = (m.ultracart.merchant_id.strip().upper(), m.ultracart.distribution_center.strip().upper())
+        if key in by_dc:
+            j = by_dc[key]
+            raise ConfigError(file, f"merchants[{i}].ultracart.distribution_center",
+                              f"merchants {config.merchants[j].id!r} and {m.id!r} both use UltraCart merchant {key[0]} distribution center "
+                              f"{key[1]}: each would download and send every order (every order twice). Keep one of them, or disable it.")
+        by_dc[key] = i
+    accounts: dict[tuple[str, ...], list[int]] = {}
+    for i, m in enumerate(config.merchants):
+        if m.enabled and m._warehouse_settings is not None:
+            account = (m.warehouse["adapter"], *sorted(m._warehouse_settings.secrets()))
+            accounts.setdefault(account, []).append(i)
+    for members in accounts.values():
+        for i in members:
+            for j in members:
+                a, b = config.merchants[i].id, config.merchants[j].id
+                if i != j and b.startswith(a + "-"):
+                    raise ConfigError(file, f"merchants[{j}].id",
+                                      f"merchants {a!r} and {b!r} share a warehouse account and {b!r} starts with {a!r}-: their order "
+                                      f"references can collide ({a}-{b[len(a) + 1:]}-1 is both). Rename one of them.")
+
+
+def _resolve_warehouse(m: MerchantConfig, where: str, file: str, base_dir: Path | None = None) -> None:
     name = m.warehouse.get("adapter")
     if not isinstance(name, str) or not name:
         raise ConfigError(file, f"{where}.adapter", "missing: name the warehouse adapter, e.g. adapter = \"shipbob\"")
@@ -288,17 +417,41 @@ def _resolve_warehouse(m: MerchantConfig, where: str, file: str) -> None:
     except UnknownAdapter as exc:
         raise ConfigError(file, f"{where}.adapter", str(exc)) from None
     try:
-        settings = cls.Config.model_validate(m.warehouse)
+        settings = cls.Config.model_validate(m.warehouse, context={"base_dir": base_dir})
     except ValidationError as exc:
-        e = exc.errors()[0]
-        key = _path_str(e["loc"])
-        raise ConfigError(file, f"{where}.{key}" if key else where, _message(e)) from None
+        issues = _issues(exc.errors())
+        key = issues[0][0]
+        raise ConfigError(file, f"{where}.{key}" if key else where,
+                          "; ".join(f"{where}.{p}: {msg}" if i else msg for i, (p, msg) in enumerate(issues))) from None
     m._adapter = cls
     m._warehouse_settings = settings
 
 
+def _issues(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Every validation error as (key path, message). A missing required key next to an unknown
+    one in the same block is most likely a typo: each names the other."""
+    issues = [(_path_str(e["loc"]), _message(e)) for e in errors]
+    missing = {p for p, m in issues if m == "required key is missing"}
+    unknown = {p for p, m in issues if m == "unknown key"}
+    out = []
+    for path, msg in issues:
+        parent, _, name = path.rpartition(".")
+        if msg == "unknown key":
+            near = difflib.get_close_matches(name, [m.rpartition(".")[2] for m in missing if m.rpartition(".")[0] == parent], n=1, cutoff=0.6)
+            if near:
+                msg = f"unknown key (did you mean {near[0]}?)"
+        elif msg == "required key is missing":
+            near = difflib.get_close_matches(name, [u.rpartition(".")[2] for u in unknown if u.rpartition(".")[0] == parent], n=1, cutoff=0.6)
+            if near:
+                msg = f"required key is missing (is {near[0]} a misspelling of it?)"
+        out.append((path, msg))
+    return out
+
+
 def _message(error: dict[str, Any]) -> str:
     kind = error.get("type", "")
+    if kind == "bool_type":
+        return f"must be true or false (got {error.get('input')!r})"
     if kind == "value_error":
         return str(error.get("msg", "invalid")).removeprefix("Value error, ")
     if kind == "extra_forbidden":

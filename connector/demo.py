@@ -16,14 +16,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from connector.config import from_dict
-from connector.runtime import Runtime
+from connector.runtime import build_runtime
+from connector.sandbox.kits import WarehouseKit, make_kit
 from connector.sandbox.samples import demo_orders
 from connector.sandbox.server import SandboxServer
-from connector.sandbox.kits import WarehouseKit, make_kit
 from connector.sandbox.ultracart import UltraCartSandbox
 from connector.store import Store
 
@@ -52,8 +49,11 @@ def demo_config(uc_url: str, warehouse: dict[str, Any], methods: tuple[str, ...]
     }
 
 
-async def run_demo(count: int = 50, warehouse: str = "shipbob") -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="connector-demo-"))
+async def run_demo(count: int = 50, warehouse: str = "shipbob", keep: Path | None = None) -> dict[str, Any]:
+    """Run the demo; with `keep`, its config (`connector.toml`) and database stay in that folder
+    so `connector status`, `orders`, `order` and `events` can be explored afterwards."""
+    tmp = keep or Path(tempfile.mkdtemp(prefix="connector-demo-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     uc = UltraCartSandbox(api_key=UC_KEY, merchant_id="DEMO", distribution_centers=("DFLT",))
     kit = make_kit(warehouse, products=PRODUCTS, ship_methods=("Standard", "Expedited", "2-Day"), credential=SB_TOKEN)
     for sku, per_fc in STOCK.items():
@@ -62,20 +62,42 @@ async def run_demo(count: int = 50, warehouse: str = "shipbob") -> dict[str, Any
     try:
         with SandboxServer(uc.app) as ucs, _serve(kit.app) as wh_url:
             uc.queue("DFLT", demo_orders("DEMO", count))
-            raw = demo_config(ucs.url, kit.warehouse_config(wh_url, tmp), kit.ship_methods, f"sqlite:///{tmp / 'demo.db'}")
+            db = tmp / "demo.db"
+            for old in tmp.glob("demo.db*"):
+                old.unlink()
+            raw = demo_config(ucs.url, kit.warehouse_config(wh_url, tmp), kit.ship_methods, f"sqlite:///{db}")
             cfg = from_dict(raw, file="<demo>")
-            rt = Runtime(cfg, await Store.open(cfg.daemon.database_url), worker_id="demo")
+            rt = await build_runtime(cfg, store=await Store.open(cfg.daemon.database_url), worker_id="demo")
             try:
                 results = await rt.run_once(service="order_download")
                 results += await rt.run_once(service="order_delivery")
                 kit.ship_all()
                 results += await rt.run_once(service="shipment_upload")
                 results += await rt.run_once(service="inventory_upload")
-                return await _summary(rt.store, results, uc, kit, ucs.url, wh_url)
+                summary = await _summary(rt.store, results, uc, kit, ucs.url, wh_url)
             finally:
                 await rt.aclose()
+            if keep is not None:
+                (tmp / "connector.toml").write_text(config_toml(raw))
+                summary["kept"] = str(tmp)
+            return summary
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def config_toml(raw: dict[str, Any]) -> str:
+    """The demo's config as a TOML file (its sandboxes' URLs included: they stop with the demo)."""
+    import tomlkit
+
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("Written by `connector demo --keep`: the demo's merchant and its sandboxes (stopped now)."))
+    doc["daemon"] = raw["daemon"]
+    merchants = tomlkit.aot()
+    for m in raw["merchants"]:
+        merchants.append(tomlkit.item(m))
+    doc["merchants"] = merchants
+    return tomlkit.dumps(doc)
 
 
 @contextmanager
@@ -89,20 +111,21 @@ def _serve(app: Any) -> Iterator[str]:
 
 
 async def _summary(store: Store, results, uc: UltraCartSandbox, kit: WarehouseKit, uc_url: str, wh_url: str) -> dict[str, Any]:
-    states = {s: n for (_, s), n in (await store.counts_by_state("demo")).items()}
-    rows = await store.list_orders(merchant="demo", limit=10_000)
+    states = {s: n for (_, s), n in (await store.orders.counts_by_state("demo")).items()}
+    rows = await store.orders.listing(merchant="demo", limit=10_000)
     held = [(r.order_id, r.reason) for r in rows if r.state == "held"]
     skipped = [(r.order_id, r.reason) for r in rows if r.state == "skipped"]
     failed = [(r.order_id, r.last_error) for r in rows if r.state == "failed"]
-    shipments = Counter(s.state for s in await store.list_shipments("demo", limit=10_000))
+    shipments = Counter(s.state for s in await store.shipments.listing("demo", limit=10_000))
     pushed = uc.inventory_posts
     last_push = {i["itemId"]: i["quantity"] for post in pushed for i in post}
-    by_service = {r.service: r.summary for r in results}
+    by_service = {r.service: r.did for r in results}
     return {
         "ok": all(r.ok and not r.error for r in results) and not failed,
         "warehouse": kit.name,
         "sandboxes": {"ultracart": uc_url, kit.name: wh_url or "(files)"},
-        "services": {r.service: {"ok": r.ok, "error": r.error, "seconds": r.seconds, **r.summary} for r in results},
+        "services": {r.service: {"outcome": str(r.outcome), "ok": r.ok, "error": r.error, "stopped_because": r.stopped_because,
+                                 "seconds": r.seconds, **r.did} for r in results},
         "orders_by_state": states,
         "held": held,
         "skipped": skipped,
@@ -121,42 +144,47 @@ async def _summary(store: Store, results, uc: UltraCartSandbox, kit: WarehouseKi
     }
 
 
-def print_summary(s: dict[str, Any], out: Console) -> None:
-    out.rule("[bold]UltraCart order-flow connector: demo")
+def print_summary(s: dict[str, Any], say) -> None:
+    """The demo's story, in plain lines (`say` prints one)."""
     wh = s["warehouse"]
-    out.print(f"Sandboxes on loopback: UltraCart {s['sandboxes']['ultracart']}, warehouse ({wh}) {s['sandboxes'][wh]}")
+    say("== UltraCart order-flow connector: demo ==")
+    say(f"Sandboxes on loopback: UltraCart {s['sandboxes']['ultracart']}, warehouse ({wh}) {s['sandboxes'][wh]}")
     d = s["download"]
-    out.print(f"Downloaded {d.get('fetched', 0)} orders from the DC queue in {d.get('rounds', 0)} round(s); "
-              f"stored {d.get('new', 0)}, acknowledged {s['acknowledged']}; left in the queue: {s['queued_left']}")
-    out.print(f"Created at the warehouse ({wh}): {s['warehouse_orders']} order(s), each exactly once (reference demo-<order id>)")
-    t = Table("state", "orders", box=None, title="Orders by state", title_justify="left")
-    for state, n in sorted(s["orders_by_state"].items(), key=lambda kv: -kv[1]):
-        t.add_row(state, str(n))
-    out.print(t)
+    say(f"Downloaded {d.get('fetched', 0)} orders from the DC queue in {d.get('rounds', 0)} round(s); "
+        f"stored {d.get('new', 0)}, acknowledged {s['acknowledged']}; left in the queue: {s['queued_left']}")
+    say(f"Created at the warehouse ({wh}): {s['warehouse_orders']} order(s), each exactly once (reference demo-<order id>)")
+    say("Orders by state: " + ", ".join(f"{state} {n}" for state, n in sorted(s["orders_by_state"].items(), key=lambda kv: -kv[1])))
     if s["held"]:
-        out.print("[bold]Held[/] (released automatically once the cause is fixed in the config, or by `connector release ID`):")
+        say("Held (released automatically once the cause is fixed in the config, or by `connector release ID`):")
         for oid, why in s["held"]:
-            out.print(f"  {oid}  {why}")
+            say(f"  {oid}  {why}")
     if s["skipped"]:
-        out.print("[bold]Skipped[/] (acknowledged, never sent):")
+        say("Skipped (acknowledged, never sent):")
         for oid, why in s["skipped"]:
-            out.print(f"  {oid}  {why}")
+            say(f"  {oid}  {why}")
     for oid, why in s["failed"]:
-        out.print(f"  FAILED {oid}  {why}")
+        say(f"  FAILED {oid}  {why}")
     ships = s["shipments"]
-    out.print(f"Tracking: {sum(ships.values())} warehouse shipment(s) read ({ships.get('ignored', 0)} voided label ignored); "
-              f"{s['orders_with_tracking']} order(s) sent tracking to UltraCart in {s['tracking_posts']} post(s); "
-              f"confirmed: {s['orders_by_state'].get('confirmed', 0)}")
-    if s["services"].get("inventory_upload", {}).get("disabled"):
-        out.print("Inventory: disabled (the warehouse adapter has no inventory capability)")
-    clamped = ", ".join(f"{sku} ({sum(STOCK[sku])} available < minimum 5 -> 0)" for sku in s["clamped"]) or "none"
-    if not s["services"].get("inventory_upload", {}).get("disabled"):
-        out.print(f"Inventory: {len(s['inventory_pushed'])} item(s) pushed in {s['inventory_posts']} post(s): "
-              + ", ".join(f"{k}={v}" for k, v in sorted(s["inventory_pushed"].items())) + f"; clamped: {clamped}")
+    say(f"Tracking: {sum(ships.values())} warehouse shipment(s) read ({ships.get('ignored', 0)} voided label ignored); "
+        f"{s['orders_with_tracking']} order(s) sent tracking to UltraCart in {s['tracking_posts']} post(s); "
+        f"confirmed: {s['orders_by_state'].get('confirmed', 0)}")
+    inv = s["services"].get("inventory_upload", {})
+    if inv.get("outcome") == "disabled":
+        say(f"Inventory: {inv.get('stopped_because') or 'disabled'}")
+    else:
+        clamped = ", ".join(f"{sku} ({sum(STOCK[sku])} available < minimum 5 -> 0)" for sku in s["clamped"]) or "none"
+        say(f"Inventory: {len(s['inventory_pushed'])} item(s) pushed in {s['inventory_posts']} post(s): "
+            + ", ".join(f"{k}={v}" for k, v in sorted(s["inventory_pushed"].items())) + f"; clamped: {clamped}")
     req = s["requests"]
-    out.print("Requests: UltraCart " + ", ".join(f"{k} {v}" for k, v in sorted(req["ultracart"].items()))
-              + f"; {wh} " + (", ".join(f"{k} {v}" for k, v in sorted(req[wh].items())) or "(files, no HTTP)"))
+    say("Requests: UltraCart " + ", ".join(f"{k} {v}" for k, v in sorted(req["ultracart"].items()) if v)
+        + f"; {wh} " + (", ".join(f"{k} {v}" for k, v in sorted(req[wh].items())) or "(files, no HTTP)"))
     for name, r in s["services"].items():
         if r["error"]:
-            out.print(f"[red]{name}: {r['error']}[/]")
-    out.print("[bold green]demo finished: nothing lost, nothing sent twice[/]" if s["ok"] else "[bold red]demo finished with problems (see above)[/]")
+            say(f"{name}: {r['error']}")
+    say("demo finished: nothing lost, nothing sent twice" if s["ok"] else "demo finished with problems (see above)")
+    if s.get("kept"):
+        say(f"Kept in {s['kept']}: explore with `connector status -c {s['kept']}/connector.toml`, `connector orders -c ...`, "
+            f"`connector order DEMO-0014 -c ...`, `connector events -c ...`")
+    else:
+        say("Next: `connector demo --keep DIR` keeps the demo's config and database to explore with `connector status`, "
+            "`orders`, `order ID`, `events`; `connector sandbox` serves the simulators with a ready config until Ctrl-C.")

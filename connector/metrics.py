@@ -22,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from connector.domain import OrderState
+from connector.lifecycle import OrderState
 
 if TYPE_CHECKING:  # at run time only the web layer hands a Store in; adapters may import this module
     from connector.store import Store
@@ -67,24 +67,32 @@ class StoreSnapshot:
     last_success: dict[tuple[str, str], float] = field(default_factory=dict)  # (merchant, service) -> unix s
     paused: dict[tuple[str, str], bool] = field(default_factory=dict)
     oldest_pending_age: dict[str, float] = field(default_factory=dict)  # merchant -> seconds
+    outcome: dict[tuple[str, str], str] = field(default_factory=dict)  # (merchant, service) -> how the last pass ended
+    alert_delivery_failing_since: float | None = None  # unix s; None while e-mails go through
+    database_fault: bool = False
 
 
 async def read_store(store: Store, merchants: Iterable[str]) -> StoreSnapshot:
     """Query the Store for the gauges. Raises what the database raises; the caller decides."""
     now = datetime.now(timezone.utc)
     merchants = list(merchants)
-    counts = await store.counts_by_state()
+    counts = await store.orders.counts_by_state()
     # Configured merchants get every state, zeros included, so a series never vanishes mid-graph.
     orders = {(m, s.value): 0 for m in merchants for s in OrderState}
     orders.update(counts)
     snap = StoreSnapshot(orders=orders)
-    for run in await store.service_runs():
+    for run in await store.runs.listing():
         if run.last_success_at is not None:
             snap.last_success[(run.merchant, run.service)] = run.last_success_at.timestamp()
-        snap.paused[(run.merchant, run.service)] = run.paused_until is not None and run.paused_until > now
+        snap.paused[(run.merchant, run.service)] = run.paused(now)
+        snap.outcome[(run.merchant, run.service)] = run.last_outcome
     for m in sorted(set(merchants) | {m for m, _ in counts}):
-        oldest = await store.oldest_pending(m)
+        oldest = await store.orders.oldest_pending(m)
         snap.oldest_pending_age[m] = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+    from connector.alerts import delivery_failing_since
+
+    since, _ = await delivery_failing_since(store)
+    snap.alert_delivery_failing_since = since.timestamp() if since else None
     return snap
 
 
@@ -113,6 +121,17 @@ class _StoreGauges(Collector):
         for (m, s), p in sorted(snap.paused.items()):
             g.add_metric([m, s], int(p))
         yield g
+        g = GaugeMetricFamily("connector_service_last_outcome", "1 for how the last pass of each service ended "
+                              "(done, throttled, paused, failed, interrupted)", labels=["merchant", "service", "outcome"])
+        for (m, s), o in sorted(snap.outcome.items()):
+            if o:
+                g.add_metric([m, s, o], 1)
+        yield g
+        yield GaugeMetricFamily("connector_alert_delivery_failing_since_timestamp_seconds",
+                                "Unix time since which alert e-mails have been failing (0 while they go through)",
+                                value=snap.alert_delivery_failing_since or 0)
+        yield GaugeMetricFamily("connector_database_fault", "1 while the database refuses writes or its file was replaced",
+                                value=int(snap.database_fault))
         g = GaugeMetricFamily("connector_oldest_pending_order_age_seconds",
                               "Age of the oldest order not yet at the warehouse (0 when none)", labels=["merchant"])
         for m, age in sorted(snap.oldest_pending_age.items()):

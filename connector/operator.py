@@ -1,22 +1,22 @@
-"""Operator actions on orders (release, retry, skip, hold, resend tracking), each a recorded
-transition. The CLI is a thin shell over these; tests call them directly.
+"""Operator actions on orders (release, retry, skip, unskip, hold, resend tracking, refresh),
+each a lifecycle move recorded on the order's timeline with who asked. The command line and the
+console are thin shells over these; tests call them directly.
 """
 
 from __future__ import annotations
 
-import json
+import getpass
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from connector.domain import OrderState, Shipment
-from connector.pipeline.orders import RELEASED
+from connector.lifecycle import LIVE_SHIPMENTS, NOT_SENT, Actor, HoldKind, OrderState, SkipKind
+from connector.lifecycle import hold as hold_reason
+from connector.lifecycle import skip as skip_reason
 from connector.pipeline.shipments import TASK, _post
-from connector.store import Store, Transition, utcnow
+from connector.store import Move, OrderRecord, Store
 
 S = OrderState
-ACTOR = "operator"
-RETRYABLE = (S.failed, S.cancel_failed)
-SKIPPABLE = (S.received, S.held, S.ready, S.failed)
-HOLDABLE = (S.received, S.held, S.ready, S.failed)
+A = Actor.operator
 
 
 @dataclass
@@ -31,94 +31,139 @@ class AmbiguousOrder(LookupError):
     pass
 
 
-async def find_one(store: Store, order_id: str, merchant: str | None) -> list:
-    rows = await store.find_orders(order_id, merchant)
+def who_am_i() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name (a container): say so rather than guess
+        return "unknown user"
+
+
+async def find_one(store: Store, order_id: str, merchant: str | None) -> list[OrderRecord]:
+    rows = await store.orders.find(order_id, merchant)
     if len({r.merchant for r in rows}) > 1:
         raise AmbiguousOrder(f"order {order_id} exists for several merchants ({', '.join(sorted({r.merchant for r in rows}))}); add --merchant")
     return rows
 
 
-async def _act(store: Store, order_id: str, merchant: str | None, build) -> list[ActionResult]:
+Build = Callable[[OrderRecord], tuple[Move | None, str, str]]
+
+
+async def _act(store: Store, order_id: str, merchant: str | None, build: Build) -> list[ActionResult]:
     rows = await find_one(store, order_id, merchant)
     if not rows:
         return [ActionResult(merchant or "", order_id, False, "no such order")]
     out = []
     for row in rows:
-        t, ok_msg, refusal = build(row)
-        if t is None:
+        move, ok_msg, refusal = build(row)
+        if move is None:
             out.append(ActionResult(row.merchant, row.order_id, False, refusal))
             continue
-        done = await store.transition(t, actor=ACTOR)
+        done = await store.orders.move(move, actor=A)
         out.append(ActionResult(row.merchant, row.order_id, done, ok_msg if done else "changed meanwhile; try again"))
     return out
 
 
-async def release(store: Store, order_id: str, merchant: str | None = None) -> list[ActionResult]:
-    def build(row):
+def _by(text: str, who: str) -> str:
+    return f"{text} (by {who})" if who else text
+
+
+async def release(store: Store, order_id: str, merchant: str | None = None, *, who: str = "") -> list[ActionResult]:
+    def build(row: OrderRecord):
         if row.state != S.held:
             return None, "", f"not held (state {row.state})"
-        return release_transition(row)
+        return release_move(row, who, store)
     return await _act(store, order_id, merchant, build)
 
 
-async def retry(store: Store, order_id: str, merchant: str | None = None) -> list[ActionResult]:
-    def build(row):
+def release_move(row: OrderRecord, who: str, store: Store) -> tuple[Move | None, str, str]:
+    if row.hold_kind in (HoldKind.malformed, HoldKind.unsafe_text):
+        return None, "", f"cannot release: {row.reason}; correct it in UltraCart and `connector refresh {row.order_id}`, or skip it"
+    if row.hold_kind == HoldKind.cart_hold:
+        return None, "", "held in UltraCart: release it there (the connector follows)"
+    return (Move(row.id, S.received, (S.held,), _by(f"released by operator (was: {row.reason})", who), dict(released_at=store.clock.now())),
+            "released: re-checked and sent on the next delivery pass", "")
+
+
+async def retry(store: Store, order_id: str, merchant: str | None = None, *, who: str = "") -> list[ActionResult]:
+    def build(row: OrderRecord):
         if row.state == S.held:
-            return release_transition(row)
-        if row.state not in RETRYABLE:
+            return release_move(row, who, store)
+        if row.state != S.failed:
             return None, "", f"not failed (state {row.state})"
-        return (Transition(row.id, S.ready, RETRYABLE, f"retry requested by operator (last error: {row.last_error[:200]})",
-                           dict(attempts=0, next_attempt_at=None, first_attempt_at=None)),
+        return (Move(row.id, S.ready, (S.failed,), _by(f"retry requested by operator (last error: {row.last_error[:200]})", who),
+                     dict(attempts=0, next_attempt_at=None, first_attempt_at=None)),
                 "queued: sent on the next delivery pass", "")
     return await _act(store, order_id, merchant, build)
 
 
-def release_transition(row):
-    if row.hold_kind == "malformed":
-        return None, "", f"cannot release: {row.reason}; fix it in UltraCart or skip it"
-    return (Transition(row.id, S.received, (S.held,), f"released by operator (was: {row.reason})", dict(hold_kind=RELEASED)),
-            "released: re-checked and sent on the next delivery pass", "")
-
-
-async def retry_all_failed(store: Store, merchant: str | None = None) -> list[ActionResult]:
+async def retry_all_failed(store: Store, merchant: str | None = None, *, who: str = "") -> list[ActionResult]:
     out = []
-    for row in await store.list_orders(state=S.failed, merchant=merchant, limit=100_000):
-        out += await retry(store, row.order_id, row.merchant)
+    for row in await store.orders.listing(state=S.failed, merchant=merchant, limit=100_000):
+        out += await retry(store, row.order_id, row.merchant, who=who)
     return out
 
 
-async def skip(store: Store, order_id: str, merchant: str | None = None, reason: str = "") -> list[ActionResult]:
-    def build(row):
-        if row.state not in SKIPPABLE:
+async def skip(store: Store, order_id: str, merchant: str | None = None, *, reason: str, who: str = "") -> list[ActionResult]:
+    if not reason.strip():
+        raise ValueError("a reason is required to skip an order")
+
+    def build(row: OrderRecord):
+        if row.state not in NOT_SENT:
             return None, "", f"cannot skip an order in state {row.state}"
-        why = f"skipped by operator: {reason or 'no reason given'}"
-        return Transition(row.id, S.skipped, SKIPPABLE, why, dict(reason=why)), "skipped", ""
+        return Move(row.id, S.skipped, tuple(NOT_SENT), skip_reason(SkipKind.operator, note=reason.strip(), by=who)), "skipped: it will never be sent", ""
     return await _act(store, order_id, merchant, build)
 
 
-async def hold(store: Store, order_id: str, merchant: str | None = None, reason: str = "") -> list[ActionResult]:
-    def build(row):
-        if row.state not in HOLDABLE:
+async def unskip(store: Store, order_id: str, merchant: str | None = None, *, who: str = "") -> list[ActionResult]:
+    def build(row: OrderRecord):
+        if row.state != S.skipped:
+            return None, "", f"not skipped (state {row.state})"
+        return (Move(row.id, S.received, (S.skipped,), _by(f"unskipped by operator (was: {row.reason})", who)),
+                "back to evaluation: the next delivery pass applies the rules again", "")
+    return await _act(store, order_id, merchant, build)
+
+
+async def hold(store: Store, order_id: str, merchant: str | None = None, *, reason: str = "", who: str = "") -> list[ActionResult]:
+    def build(row: OrderRecord):
+        if row.state not in NOT_SENT:
             return None, "", f"cannot hold an order in state {row.state}"
-        why = f"manual hold: {reason or 'held by operator'}"
-        return Transition(row.id, S.held, HOLDABLE, why, dict(reason=why, hold_kind="manual_hold")), "held", ""
+        return Move(row.id, S.held, tuple(NOT_SENT), hold_reason(HoldKind.manual_hold, note=reason or "held by operator", by=who)), "held until released", ""
     return await _act(store, order_id, merchant, build)
 
 
-async def resend_tracking(store: Store, order_id: str, merchant: str | None = None) -> list[ActionResult]:
+async def resend_tracking(store: Store, order_id: str, merchant: str | None = None, *, who: str = "") -> list[ActionResult]:
     """Queue one more tracking post with every live shipment of the order."""
     rows = await find_one(store, order_id, merchant)
     if not rows:
         return [ActionResult(merchant or "", order_id, False, "no such order")]
     out = []
     for row in rows:
-        ships = [r for r in (await store.shipments_of_orders([row.id]))[row.id] if r.state in ("pending", "posted")]
+        ships = [r for r in (await store.shipments.of_orders([row.id]))[row.id] if r.state in LIVE_SHIPMENTS]
         if not ships:
             out.append(ActionResult(row.merchant, row.order_id, False, "no shipments with tracking recorded for this order"))
             continue
-        payload = _post(row, [Shipment.model_validate_json(r.shipment_json) for r in ships])
-        await store.put_task(row.merchant, TASK, f"resend:{row.reference}:{utcnow().isoformat()}", payload)
-        await store.transition(Transition(row.id, row.state, (row.state,), "tracking resend requested by operator"), actor=ACTOR)
+        payload = _post(row, [r.shipment for r in ships])
+        await store.tasks.put(row.merchant, TASK, f"resend:{row.reference}:{store.clock.now().isoformat()}", payload)
+        await store.orders.move(Move(row.id, S(row.state), (S(row.state),), _by("tracking resend requested by operator", who)), actor=A)
         out.append(ActionResult(row.merchant, row.order_id, True,
-                                f"queued: {len(json.loads(json.dumps(payload))['body']['tracking_numbers'])} tracking number(s) posted on the next shipment pass"))
+                                f"queued: {len(payload['body']['tracking_numbers'])} tracking number(s) posted on the next shipment pass"))
+    return out
+
+
+Refresher = Callable[[OrderRecord], Awaitable[str]]
+
+
+async def refresh(store: Store, order_id: str, merchant: str | None, refresher: Refresher) -> list[ActionResult]:
+    """Re-read orders from UltraCart (`refresher` does it for one stored order and says what it did)."""
+    rows = await find_one(store, order_id, merchant)
+    if not rows:
+        return [ActionResult(merchant or "", order_id, False, "no such order")]
+    out = []
+    for row in rows:
+        try:
+            message = await refresher(row)
+        except Exception as exc:  # noqa: BLE001 - one order's trouble is reported, the others go on
+            out.append(ActionResult(row.merchant, row.order_id, False, f"{type(exc).__name__}: {exc}"))
+            continue
+        out.append(ActionResult(row.merchant, row.order_id, not message.startswith("!"), message.lstrip("!")))
     return out

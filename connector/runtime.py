@@ -1,7 +1,8 @@
-"""The running connector: the store, one context per merchant, and `run_service` that runs one
-pass of one service with its bookkeeping (last run, pause on configuration errors, event log).
+"""The running connector: the store, one context per merchant (its UltraCart client and its
+warehouse adapter), the pass runner, the clock, the redactor and the rate limiters.
 
-The CLI (`run --once`, `demo`), the scheduler and the web listener all drive this one object.
+`build_runtime()` is the one way to assemble it: `connector run`, `run --once`, `check --online`,
+`demo` and `bench` all use it, so what they test is what runs.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ import asyncio
 import json
 import os
 import socket
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,230 +19,234 @@ import httpx
 import structlog
 
 from adapters.base import AdapterContext
-from adapters.http import CallRecord
 from adapters.ultracart import UltraCartClient, parse_order
-from connector import metrics
-from connector.alerts import check_stuck, raise_alert, send_digests
-from connector.breaker import Breaker
+from connector.calls import EventSink
+from connector.clock import SYSTEM, Clock
 from connector.config import SERVICES, Config, MerchantConfig
-from connector.pipeline.context import ServiceContext, ServicePaused, ServiceThrottled
-from connector.pipeline.inventory import upload_inventory
-from connector.pipeline.orders import deliver_orders, download_orders
-from connector.pipeline.shipments import upload_shipments
-from connector.errors import VendorError
-from connector.redact import DEFAULT as REDACT
-from connector.store import Store, utcnow
+from connector.health import Health, database_fault
+from connector.pipeline.context import ServiceContext
+from connector.pipeline.services import SERVICES as SERVICE_TABLE
+from connector.redact import DEFAULT as PROCESS_REDACTOR
+from connector.redact import Redactor
+from connector.runner import PassReport, PassRunner
+from connector.store import Store, WorkerRecord
 from connector.store.engine import SqliteLock, sqlite_path
 
-ServiceFn = Callable[[ServiceContext], Awaitable[dict[str, Any]]]
-SERVICE_FUNCTIONS: dict[str, ServiceFn] = {
-    "order_download": download_orders,
-    "order_delivery": deliver_orders,
-    "shipment_upload": upload_shipments,
-    "inventory_upload": upload_inventory,
-}
-PAUSE_MINUTES = 5
-
-
-@dataclass
-class ServiceResult:
-    """What one pass did: `ok`, its counters, and the error in words when it did not finish."""
-
-    merchant: str
-    service: str
-    ok: bool
-    summary: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    skipped: str = ""
-    seconds: float = 0.0
+log = structlog.get_logger("connector")
 
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class EventSink:
-    """Buffers redacted vendor-call records and writes them to the event log in batches."""
+@dataclass
+class Reloaded:
+    """What applying a new config changed."""
 
-    def __init__(self, store: Store, merchant: str):
-        self.store, self.merchant = store, merchant
-        self.buffer: list[dict[str, Any]] = []
-        self.calls: dict[str, int] = {}
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
 
-    def __call__(self, rec: CallRecord) -> None:
-        key = f"{rec.vendor} {rec.method}"
-        self.calls[key] = self.calls.get(key, 0) + 1
-        metrics.vendor_call(rec.vendor, rec.status)
-        self.buffer.append(dict(
-            at=utcnow(), merchant=self.merchant, kind="vendor_call", vendor=rec.vendor, order_id=rec.extra.get("order_id", ""),
-            method=rec.method, url=rec.url, status=rec.status, request_id=rec.request_id, duration_ms=rec.duration_ms,
-            request_body=_dump(rec.request_body), response_body=_dump(rec.response_body), error=rec.error,
-        ))
-
-    async def flush(self) -> None:
-        rows, self.buffer = self.buffer, []
-        await self.store.log_events(rows)
-
-
-def _dump(body: Any) -> str:
-    if body is None:
-        return ""
-    text = body if isinstance(body, str) else json.dumps(body, default=str)
-    return text[:20_000]
+    def line(self) -> str:
+        parts = [f"{what} {', '.join(ids)}" for what, ids in (("added", self.added), ("removed", self.removed), ("changed", self.changed)) if ids]
+        return "; ".join(parts) or "no merchant changed"
 
 
 class Runtime:
-    """The connector, assembled from a config: open it, run services, close it."""
+    """The connector, assembled from a config (see `build_runtime`)."""
 
-    def __init__(self, config: Config, store: Store, *, worker_id: str | None = None,
-                 transports: dict[str, httpx.AsyncBaseTransport] | None = None):
+    def __init__(self, config: Config, store: Store, *, clock: Clock = SYSTEM, worker_id: str | None = None,
+                 transports: dict[str, httpx.AsyncBaseTransport] | None = None, redactor: Redactor | None = None):
         self.config = config
         self.store = store
+        self.clock = clock
         self.worker_id = worker_id or default_worker_id()
         self.transports = transports or {}
+        self.redactor = redactor or Redactor()
+        self.health = Health()
+        self.stopping = asyncio.Event()
+        self.runner = PassRunner(store, clock, self.health, worker_id=self.worker_id, lease_seconds=config.daemon.lease_seconds)
         self.contexts: dict[str, ServiceContext] = {}
-        self._lock: SqliteLock | None = None
-        self.breakers: dict[tuple[str, str], Breaker] = {}
-        self._heartbeat: asyncio.Task | None = None
         self.sinks: dict[str, EventSink] = {}
-        self.log = structlog.get_logger("connector")
-        REDACT.add(*config.secrets())
+        self._retired: list[ServiceContext] = []
+        self._lock: SqliteLock | None = None
+        self._heartbeat: asyncio.Task | None = None
+        self.running: dict[tuple[str, str], int] = {}
+        self._use_secrets(config)
         for m in config.merchants:
             if m.enabled:
                 self.contexts[m.id] = self._context(m)
 
-    @classmethod
-    async def open(cls, config: Config, **kw: Any) -> Runtime:
-        """Open the store (migrating it) and, on SQLite, take the one-daemon lock and recover the
-        claims a killed process left behind."""
+    def owned_dcs(self) -> dict[str, str]:
+        """merchant id -> "ULTRACART-MERCHANT/DC": what this process downloads from."""
+        return {m.id: f"{m.ultracart.merchant_id.upper()}/{m.ultracart.distribution_center.upper()}" for m in self.config.merchants if m.enabled}
+
+    def _use_secrets(self, config: Config) -> None:
+        secrets = config.secrets()
+        self.redactor.add(*secrets)
+        PROCESS_REDACTOR.add(*secrets)  # the log processors are process-wide
+
+    def _context(self, m: MerchantConfig) -> ServiceContext:
+        sink = self.sinks[m.id] = EventSink(self.store, m.id, self.clock)
+        uc = m.ultracart
+        cart = UltraCartClient(uc.base_url, uc.api_key, uc.distribution_center, on_call=sink, redactor=self.redactor,
+                               transport=self.transports.get("ultracart"), rate_per_minute=uc.rate_per_minute)
+        actx = AdapterContext(merchant=m.id, on_call=sink, redactor=self.redactor, transport=self.transports.get("warehouse"))
+        warehouse = m.adapter_class(m.warehouse_settings, actx)
+        return ServiceContext(merchant=m, store=self.store, cart=cart, warehouse=warehouse, parse_order=parse_order,
+                              worker_id=self.worker_id, concurrency=self.config.daemon.delivery_concurrency,
+                              lease_seconds=self.config.daemon.lease_seconds, clock=self.clock, redactor=self.redactor,
+                              stopping=self.stopping)
+
+    # ------------------------------------------------------------------ running passes
+    async def run_service(self, merchant: str, service: str, *, honour_pause: bool = True) -> PassReport:
+        """One pass of one service; never raises for vendor or database trouble (it is reported)."""
+        ctx = self.contexts[merchant]
+        key = (merchant, service)
+        self.running[key] = self.running.get(key, 0) + 1
+        try:
+            return await self.runner.run(ctx, SERVICE_TABLE[service], self.sinks[merchant], honour_pause=honour_pause)
+        finally:
+            self.running[key] -= 1
+
+    async def run_once(self, merchant: str | None = None, service: str | None = None) -> list[PassReport]:
+        """Every (or the chosen) service of every (or the chosen) merchant, once, in flow order."""
+        merchants = [merchant] if merchant else list(self.contexts)
+        services = [service] if service else list(SERVICES)
+        reports: list[PassReport] = []
+        for s in services:
+            if self.stopping.is_set():
+                break
+            reports += await asyncio.gather(*(self.run_service(m, s, honour_pause=False) for m in merchants))
+        if not self.stopping.is_set():
+            await self.housekeeping()
+            await self.alerts_pass(force=True)
+        return reports
+
+    async def housekeeping(self) -> int:
+        """Drop event-log rows older than `event_log_days`, close retired adapters; returns rows dropped."""
+        await self._close_retired()
+        try:
+            return await self.store.events.prune(self.clock.now() - timedelta(days=self.config.daemon.event_log_days))
+        except Exception as exc:  # noqa: BLE001 - a database fault is reported by the health checks
+            log.error("housekeeping failed", error=database_fault(exc) or f"{type(exc).__name__}: {exc}")
+            return 0
+
+    async def alerts_pass(self, *, force: bool = False) -> dict[str, int]:
+        """Look for stuck orders, then queue and send due alert digests. Never raises."""
+        from connector.alerts import check_stuck, send_digests
+
+        try:
+            stuck = await check_stuck(self.store, self.config, now=self.clock.now())
+            sent = await send_digests(self.store, self.config, now=self.clock.now(), worker_id=self.worker_id, force=force,
+                                      redactor=self.redactor)
+            return {**stuck, **sent}
+        except Exception as exc:  # noqa: BLE001 - alerting trouble must not stop the flow
+            fault = database_fault(exc)
+            if fault:
+                log.error("alerts pass failed: database fault", error=fault)
+            else:
+                log.exception("alerts pass failed", error=str(exc))
+            return {"error": 1}
+
+    # ------------------------------------------------------------------ config reload
+    async def apply_config(self, new: Config) -> Reloaded:
+        """Use a new (already validated) config without losing work in hand: new merchants start,
+        removed ones stop taking passes, changed ones get fresh adapters; passes running with the
+        old ones finish with them, and those are closed once idle."""
+        old = {m.id: m for m in self.config.merchants if m.enabled}
+        fresh = {m.id: m for m in new.merchants if m.enabled}
+        result = Reloaded()
+        self._use_secrets(new)
+        self.config = new
+        for mid in old.keys() - fresh.keys():
+            self._retired.append(self.contexts.pop(mid))
+            result.removed.append(mid)
+        for mid, m in fresh.items():
+            if mid not in old:
+                self.contexts[mid] = self._context(m)
+                result.added.append(mid)
+            elif m.model_dump() != old[mid].model_dump() or m._file_aliases != old[mid]._file_aliases:
+                self._retired.append(self.contexts[mid])
+                self.contexts[mid] = self._context(m)
+                result.changed.append(mid)
+        await self._close_retired()
+        return result
+
+    async def _close_retired(self) -> None:
+        busy = {m for (m, _), n in self.running.items() if n > 0}
+        keep = []
+        for ctx in self._retired:
+            if ctx.id in busy:
+                keep.append(ctx)
+                continue
+            await _close_context(ctx)
+        self._retired = keep
+
+    # ------------------------------------------------------------------ lifetime
+    async def start(self, *, config_path: str = "", config_mtime: Any = None, listen: str = "") -> None:
+        """Register this process (status shows which config and database it runs with) and start
+        the lease heartbeat."""
+        from connector import __version__
+
+        now = self.clock.now()
+        await self.store.workers.register(WorkerRecord(self.worker_id, now, now, config_path=config_path, config_mtime=config_mtime,
+                                                       config_loaded_at=now, database=self.store.url, listen=listen, version=__version__,
+                                                       merchants=json.dumps(self.owned_dcs(), sort_keys=True)))
+        self._heartbeat = asyncio.create_task(self._beat(), name="lease heartbeat")
+
+    async def _beat(self) -> None:
+        """Renew this worker's leases every third of their length while the process lives."""
+        seconds = self.config.daemon.lease_seconds
+        while True:
+            await asyncio.sleep(seconds / 3)
+            try:
+                await self.store.renew_leases(self.worker_id, seconds)
+                await self.store.workers.seen(self.worker_id)
+            except Exception as exc:  # noqa: BLE001 - a missed beat is retried; leases outlast two misses
+                log.warning("could not renew leases", error=database_fault(exc) or str(exc))
+
+    async def aclose(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        for ctx in list(self.contexts.values()) + self._retired:
+            await _close_context(ctx)
+        try:
+            await self.store.orders.release_claims(self.worker_id)
+            await self.store.workers.seen(self.worker_id, stopped=True)
+        except Exception as exc:  # noqa: BLE001 - claims left behind are recovered on the next start
+            log.error("could not release claims at stop", error=database_fault(exc) or str(exc))
+        await self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+
+
+async def _close_context(ctx: ServiceContext) -> None:
+    await ctx.cart.aclose()
+    await ctx.warehouse.aclose()
+
+
+async def build_runtime(config: Config, *, store: Store | None = None, clock: Clock = SYSTEM, worker_id: str | None = None,
+                        transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> Runtime:
+    """Open the store (migrating it) unless one is given and, on SQLite, take the one-daemon lock
+    and recover the claims a killed process left behind."""
+    lock = None
+    if store is None:
         url = config.daemon.database_url
-        lock = None
         path = sqlite_path(url)
         if path is not None:
             lock = SqliteLock(path)
             lock.acquire()
         try:
-            store = await Store.open(url)
+            store = await Store.open(url, clock=clock)
         except BaseException:
             if lock:
                 lock.release()
             raise
-        rt = cls(config, store, **kw)
-        rt._lock = lock
-        rt._heartbeat = asyncio.create_task(rt._beat(), name="lease heartbeat")
-        if lock is not None:
-            orders_back, tasks_back = await store.recover_all_leases()
-            if orders_back or tasks_back:
-                rt.log.warning("recovered work left by a stopped process", orders_in_doubt=orders_back, tasks_due=tasks_back)
-        return rt
-
-    def _context(self, m: MerchantConfig) -> ServiceContext:
-        sink = self.sinks[m.id] = EventSink(self.store, m.id)
-        uc = m.ultracart
-        cart = UltraCartClient(uc.base_url, uc.api_key, uc.distribution_center, on_call=sink, redactor=REDACT,
-                               transport=self.transports.get("ultracart"), rate_per_minute=uc.rate_per_minute)
-        actx = AdapterContext(merchant=m.id, on_call=sink, redactor=REDACT, transport=self.transports.get("warehouse"))
-        warehouse = m.adapter_class(m.warehouse_settings, actx)
-        return ServiceContext(merchant=m, store=self.store, cart=cart, warehouse=warehouse, parse_order=parse_order,
-                              worker_id=self.worker_id, concurrency=self.config.daemon.delivery_concurrency,
-                              lease_seconds=self.config.daemon.lease_seconds)
-
-    async def _beat(self) -> None:
-        """Renew this worker's leases every third of their length while the process lives."""
-        interval = self.config.daemon.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.store.renew_leases(self.worker_id, self.config.daemon.lease_seconds)
-            except Exception as exc:  # noqa: BLE001 - a missed beat is retried; leases outlast two misses
-                self.log.warning("could not renew leases", error=str(exc))
-
-    async def aclose(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-        for ctx in self.contexts.values():
-            await ctx.cart.aclose()
-            await ctx.warehouse.aclose()
-        await self.store.release_own_leases(self.worker_id)
-        await self.store.close()
-        if self._lock is not None:
-            self._lock.release()
-
-    async def run_service(self, merchant: str, service: str, *, honour_pause: bool = True) -> ServiceResult:
-        """One pass of one service; never raises for vendor trouble (it is recorded instead)."""
-        ctx = self.contexts[merchant]
-        log = self.log.bind(merchant=merchant, service=service)
-        breaker = self.breakers.setdefault((merchant, service), Breaker())
-        if honour_pause and not breaker.allows(utcnow()):
-            return ServiceResult(merchant, service, ok=False, skipped=f"circuit open until {breaker.open_until:%H:%M:%S}Z after {breaker.failures} failed passes")
-        if honour_pause:
-            run = next((r for r in await self.store.service_runs(merchant) if r.service == service), None)
-            if run is not None and run.paused_until is not None and run.paused_until > utcnow():
-                return ServiceResult(merchant, service, ok=False, skipped=f"paused until {run.paused_until:%H:%M:%S}Z: {run.pause_reason}")
-        if not await self.store.lease_service(merchant, service, self.worker_id, self.config.daemon.lease_seconds):
-            return ServiceResult(merchant, service, ok=True, skipped="running on another replica")
-        started = time.perf_counter()
-        await self.store.service_started(merchant, service)
-        result = ServiceResult(merchant, service, ok=True)
-        try:
-            result.summary = await SERVICE_FUNCTIONS[service](ctx)
-        except ServicePaused as exc:
-            until = exc.until or utcnow() + timedelta(minutes=PAUSE_MINUTES)
-            await self.store.pause_service(merchant, service, until, exc.reason)
-            await raise_alert(self.store, merchant, "configuration", service, f"{service} paused until {until:%Y-%m-%d %H:%M}Z: {exc.reason}")
-            log.error("service paused: configuration problem", reason=exc.reason, until=until.isoformat())
-            result.ok, result.error = False, f"paused: {exc.reason}"
-        except ServiceThrottled as exc:
-            log.warning("vendor rate limit reached; the next pass resumes", reason=exc.reason, retry_after=exc.retry_after)
-            result.error = f"throttled: {exc.reason}"
-        except asyncio.CancelledError:
-            raise
-        except VendorError as exc:
-            result.ok, result.error = False, str(exc)
-            until = breaker.failure(utcnow())
-            log.error("service pass failed", error=str(exc), consecutive_failures=breaker.failures,
-                      circuit_open_until=until.isoformat() if until else None)
-        except Exception as exc:  # noqa: BLE001 - one merchant's failure must not stop the others
-            log.exception("service pass failed", error=str(exc))
-            result.ok, result.error = False, f"{type(exc).__name__}: {exc}"
-        else:
-            breaker.success()
-            await self.store.pause_service(merchant, service, None, "")
-            await self.store.resolve_alerts(merchant, "configuration", service)
-            if service == "inventory_upload":
-                await self.store.resolve_alerts(merchant, "inventory_failing", service)
-        finally:
-            result.seconds = round(time.perf_counter() - started, 3)
-            await self.sinks[merchant].flush()
-            await self.store.service_finished(merchant, service, ok=result.ok, summary=result.summary, error=result.error)
-            await self.store.release_service(merchant, service, self.worker_id)
-        if not result.ok and service == "inventory_upload" and not result.error.startswith("paused"):
-            await raise_alert(self.store, merchant, "inventory_failing", service, f"inventory upload failed: {result.error}")
-        if result.ok:
-            log.info("service pass done", seconds=result.seconds, **{k: v for k, v in result.summary.items() if v})
-        return result
-
-    async def housekeeping(self) -> int:
-        """Drop event-log rows older than `event_log_days`; returns how many went."""
-        return await self.store.prune_event_log(utcnow() - timedelta(days=self.config.daemon.event_log_days))
-
-    async def alerts_pass(self, *, force: bool = False) -> dict[str, int]:
-        """Look for stuck orders, then queue and send due alert digests. Never raises."""
-        try:
-            stuck = await check_stuck(self.store, self.config, now=utcnow())
-            sent = await send_digests(self.store, self.config, now=utcnow(), worker_id=self.worker_id, force=force)
-            return {**stuck, **sent}
-        except Exception as exc:  # noqa: BLE001 - alerting trouble must not stop the flow
-            self.log.exception("alerts pass failed", error=str(exc))
-            return {"error": 1}
-
-    async def run_once(self, merchant: str | None = None, service: str | None = None) -> list[ServiceResult]:
-        """Every (or the chosen) service of every (or the chosen) merchant, once, in flow order."""
-        merchants = [merchant] if merchant else list(self.contexts)
-        services = [service] if service else list(SERVICES)
-        results = []
-        for s in services:
-            results += await asyncio.gather(*(self.run_service(m, s, honour_pause=False) for m in merchants))
-        await self.housekeeping()
-        await self.alerts_pass(force=True)
-        return results
+    rt = Runtime(config, store, clock=clock, worker_id=worker_id, transports=transports)
+    rt._lock = lock
+    if lock is not None:
+        orders_back, tasks_back = await store.recover_all()
+        if orders_back or tasks_back:
+            log.warning("recovered work left by a stopped process", orders_in_doubt=orders_back, tasks_due=tasks_back)
+    return rt

@@ -1,24 +1,30 @@
-"""The HTTP listener on `[daemon].listen`: the UltraCart webhook receiver, probes and metrics.
+"""The HTTP listener on `[daemon].listen`: the UltraCart webhook receiver, probes, metrics and
+the daemon's control endpoint.
 
 - `POST /webhooks/ultracart/{merchant}`: orders pushed by UltraCart (`fulfillment_transmit`,
-  `order_create`) enter the same intake as polling: stored once (the store absorbs repeats) and
-  acknowledged by the next order-download pass, never from the request. UltraCart wants an
-  answer within 30 s, so nothing here calls a vendor. Other events are only written to the event log.
+  `order_create`) enter the same intake as polling (stored once; the store absorbs repeats);
+  acknowledged to UltraCart by the next download pass. UltraCart wants an answer within 30 s, so
+  nothing here calls a vendor, and a locked database fails fast (503) so UltraCart retries.
+  Refusals (401 for a wrong password or an unknown merchant alike, 413, 400) are counted in the
+  metrics, never written to the database: a stranger cannot grow it.
 - `/healthz` answers while the process serves; `/readyz` also checks that the database answers
-  and the scheduler runs (503 otherwise, with the reason).
+  and takes writes, and that the scheduler runs (503 otherwise, with the reason).
 - `/metrics`: Prometheus exposition (see `connector.metrics`).
+- `POST /control/reload` (from loopback only): reload the config, as SIGHUP does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import binascii
 import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,15 +38,19 @@ from starlette.routing import Route
 
 from adapters.ultracart.parse import WebhookParseError, parse_webhook
 from connector import metrics
+from connector.health import database_fault
+from connector.lifecycle import Actor
 from connector.pipeline.context import ServiceContext
-from connector.pipeline.orders import prepare_orders
-from connector.redact import DEFAULT as REDACT
+from connector.pipeline.intake import prepare_orders, take_in
 from connector.runtime import Runtime
-from connector.store import NewOrder, utcnow
+from connector.untrusted import UntrustedInput, check_shape, loads_bounded
 
 MAX_BODY = 10 * 1024 * 1024  # UltraCart caps a delivery at 900 KB; ten times that is plainly wrong
+MAX_EVENTS = 10_000  # UltraCart batches tens of events; a delivery of millions is an attack
+MAX_DEPTH = 64
 BODY_SECONDS = 30.0  # a body trickling in longer than UltraCart waits for our answer is not UltraCart
 LOG_BODY_CHARS = 20_000  # per event in the event log; the full redacted order is kept on the order row
+LOG_ROWS = 50  # event-log rows per delivery at most; the rest are summarised in one row
 INTAKE_EVENTS = frozenset({"fulfillment_transmit", "order_create"})
 SHIPPING_STAGE = "Shipping Department"
 PROBE_SECONDS = 5.0
@@ -48,24 +58,64 @@ PROBE_SECONDS = 5.0
 log = structlog.get_logger("connector.web")
 
 
-def build_app(runtime: Runtime, scheduler_running: Callable[[], bool]) -> Starlette:
+class Refusals:
+    """One log line per kind of refusal per minute, with how many there were: a flood of bad
+    requests must not become a flood of log lines."""
+
+    def __init__(self, every: float = 60.0):
+        self.every = every
+        self.counts: Counter[str] = Counter()
+        self.last: dict[str, float] = {}
+
+    def note(self, kind: str, **detail: Any) -> None:
+        self.counts[kind] += 1
+        now = time.monotonic()
+        if now - self.last.get(kind, -self.every) >= self.every:
+            n, self.counts[kind] = self.counts[kind], 0
+            self.last[kind] = now
+            log.warning("webhook rejected", outcome=kind, refused_since_last_line=n, **detail)
+
+
+@dataclass
+class Daemon:
+    """What the listener needs to know of the daemon around it."""
+
+    healthy: Callable[[], bool] = lambda: True
+    reload: Callable[[], Awaitable[str]] | None = None
+    kick: Callable[[str, str], None] | None = None  # start a merchant's service pass now (work arrived)
+
+
+def build_app(runtime: Runtime, daemon: Daemon | Callable[[], bool] | None = None) -> Starlette:
+    if daemon is None or callable(daemon) and not isinstance(daemon, Daemon):
+        daemon = Daemon(healthy=daemon or (lambda: True))
     exposition = metrics.MetricsExposition()
-    receiver = WebhookReceiver(runtime)
+    receiver = WebhookReceiver(runtime, daemon.kick)
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> JSONResponse:
-        problems = []
+        health = runtime.health
         try:
             await asyncio.wait_for(runtime.store.ping(), PROBE_SECONDS)
+            await asyncio.wait_for(runtime.store.probe_write(), PROBE_SECONDS)
         except Exception as exc:  # noqa: BLE001 - any database failure means not ready
-            problems.append(f"database: {_brief(exc)}")
-        if not scheduler_running():
+            if health.database_failed(database_fault(exc) or type(exc).__name__, runtime.clock.now()):
+                log.error("database fault", error=health.database.what)
+            await runtime.store.reset()
+        else:
+            if health.database_ok() is not None:
+                log.warning("database works again")
+        problems = health.problems()
+        if not daemon.healthy():
             problems.append("scheduler: not running")
+        body: dict[str, Any] = {"merchants": sorted(runtime.contexts)}
+        notes = await _notes(runtime)
+        if notes:
+            body["warnings"] = notes
         if problems:
-            return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ready", "merchants": sorted(runtime.contexts)})
+            return JSONResponse({"status": "not ready", "problems": problems, **body}, status_code=503)
+        return JSONResponse({"status": "ready", **body})
 
     async def metrics_page(_: Request) -> Response:
         # The database is read here, in the event loop, before rendering: prometheus collectors
@@ -73,42 +123,64 @@ def build_app(runtime: Runtime, scheduler_running: Callable[[], bool]) -> Starle
         try:
             snapshot = await metrics.read_store(runtime.store, runtime.contexts)
         except Exception as exc:  # noqa: BLE001 - counters are still worth serving; store_up says 0
-            log.warning("metrics: the database could not be read", error=_brief(exc))
+            log.warning("metrics: the database could not be read", error=database_fault(exc) or type(exc).__name__)
             snapshot = metrics.StoreSnapshot(ok=False)
+        snapshot.database_fault = runtime.health.database is not None
         return Response(exposition.render(snapshot), media_type=CONTENT_TYPE_LATEST)
+
+    async def reload(request: Request) -> JSONResponse:
+        if request.client is None or request.client.host not in ("127.0.0.1", "::1", "localhost"):
+            return JSONResponse({"error": "reload is accepted from this machine only"}, status_code=403)
+        if daemon.reload is None:
+            return JSONResponse({"error": "this process does not reload"}, status_code=404)
+        message = await daemon.reload()
+        ok = not message.startswith("config error")
+        return JSONResponse({"reloaded": ok, "message": message}, status_code=200 if ok else 422)
 
     return Starlette(routes=[
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_page),
+        Route("/control/reload", reload, methods=["POST"]),
         Route("/webhooks/ultracart/{merchant}", receiver.handle, methods=["POST"]),
     ])
 
 
-def _brief(exc: BaseException) -> str:
-    """An error in one line: database errors carry the SQL and its parameters (order payloads)
-    on the lines after the first, which have no place in a log or a probe answer."""
-    first = (str(exc).splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {REDACT.text(first)[:200]}"
+async def _notes(runtime: Runtime) -> list[str]:
+    """Conditions worth showing that do not make the process unready."""
+    from connector.alerts import delivery_failing_since
+
+    try:
+        since, error = await delivery_failing_since(runtime.store)
+    except Exception:  # noqa: BLE001 - the database problem is reported on its own
+        return []
+    return [f"alert e-mails failing since {since:%Y-%m-%d %H:%M:%S}Z: {error[:200]}"] if since else []
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return (host or "127.0.0.1").strip("[]"), int(port)
+    """`host:port` (an IPv6 host in brackets) -> (host, port); ValueError saying what is wrong."""
+    host, sep, port = listen.strip().rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if not sep or not host or not port.isdigit() or (":" in host and not bracketed):
+        raise ValueError(f"not host:port: {listen!r} (e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")")
+    number = int(port)
+    if number > 65535:
+        raise ValueError(f"port {number} is out of range (0-65535)")
+    return host.strip("[]"), number
 
 
 # ------------------------------------------------------------------------------ webhooks
 class Rejected(Exception):
     """A delivery refused before its events were looked at: HTTP status, metric outcome, reason."""
 
-    def __init__(self, status: int, outcome: str, reason: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, outcome: str, reason: str, headers: dict[str, str] | None = None, *, record: bool = False):
         super().__init__(reason)
-        self.status, self.outcome, self.reason, self.headers = status, outcome, reason, headers
+        self.status, self.outcome, self.reason, self.headers, self.record = status, outcome, reason, headers, record
 
 
 @dataclass
 class EventOutcome:
-    """What became of one event of a delivery: stored, duplicate or ignored (with the reason)."""
+    """What became of one event of a delivery: stored, duplicate, changed or ignored (with the reason)."""
 
     event: str
     order_id: str
@@ -131,87 +203,101 @@ class Delivery:
         return round((time.perf_counter() - self.started) * 1000, 1)
 
 
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="connector webhooks", charset="UTF-8"'}
+
+
 class WebhookReceiver:
     """`POST /webhooks/ultracart/{merchant}`: authenticate, bound, parse, store, record, answer."""
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, kick: Callable[[str, str], None] | None = None):
         self.runtime = runtime
+        self.kick = kick
+        self.refusals = Refusals()
 
     async def handle(self, request: Request) -> JSONResponse:
         d = Delivery(merchant=request.path_params["merchant"][:64], path=request.url.path)
-        client = request.client.host if request.client else ""
+        ctx = self.runtime.contexts.get(d.merchant)
         try:
-            ctx = self._context(d)
-            _authenticate(request, ctx, d)
+            _authenticate(request, ctx)  # an unknown merchant is refused exactly like a wrong password
+            assert ctx is not None
             body = await _read_body(request)
             d.size = len(body)
-            outcomes, rows = await anyio.to_thread.run_sync(_digest, ctx, body)
+            outcomes, prepared = await anyio.to_thread.run_sync(_digest, ctx, body)
         except Rejected as r:
-            return await self._reject(d, r, client)
-        except Exception as exc:  # noqa: BLE001 - a bug must still leave its trace in the event log
-            log.exception("webhook: the delivery could not be read", merchant=d.merchant, delivery=d.id)
-            return await self._reject(d, Rejected(500, "error", f"internal error: {type(exc).__name__}"), client)
+            return await self._reject(d, r, request, ctx)
+        except Exception as exc:  # noqa: BLE001 - a bug must still leave its trace, bounded
+            log.error("webhook: the delivery could not be read", merchant=d.merchant, delivery=d.id, error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            return await self._reject(d, Rejected(500, "error", f"internal error: {type(exc).__name__}", record=True), request, ctx)
         try:
-            new = set(await ctx.store.ingest_orders(ctx.id, ctx.dc, rows, source="webhook", actor="webhook"))
-        except Exception as exc:  # noqa: BLE001 - the sender retries a 503; polling catches up anyway
-            log.error("webhook: the orders could not be stored", merchant=ctx.id, delivery=d.id, error=_brief(exc))
-            return await self._reject(d, Rejected(503, "error", "the orders could not be stored; retry later"), client)
+            # A locked database fails within a couple of seconds: UltraCart retries a 503, and
+            # polling catches up anyway; holding the request for a minute helps nobody.
+            fast = dataclasses.replace(ctx, store=self.runtime.store.with_deadline())
+            taken = await take_in(fast, prepared, source="webhook", actor=Actor.webhook)
+        except Exception as exc:  # noqa: BLE001
+            log.error("webhook: the orders could not be stored", merchant=ctx.id, delivery=d.id, error=database_fault(exc) or type(exc).__name__)
+            return await self._reject(d, Rejected(503, "error", "the orders could not be stored; retry later", record=False), request, ctx)
         for o in outcomes:
             if o.outcome == "intake":
-                # The first copy of an order in this delivery is the stored one; any repeat is a duplicate.
-                o.outcome = "stored" if o.order_id in new else "duplicate"
-                new.discard(o.order_id)
-        counts = {k: sum(o.outcome == k for o in outcomes) for k in ("stored", "duplicate", "ignored")}
-        reply = {"delivery_id": d.id, "received": len(outcomes), "stored": counts["stored"],
+                o.outcome = "stored" if o.order_id in taken.new else "changed" if o.order_id in taken.replaced else "duplicate"
+                taken.new.discard(o.order_id)
+        counts = Counter(o.outcome for o in outcomes)
+        reply = {"delivery_id": d.id, "received": len(outcomes), "stored": counts["stored"], "changed": counts["changed"],
                  "duplicates": counts["duplicate"], "ignored": counts["ignored"]}
-        await self._record(d, 200, [
-            _log_row(d, 200, order_id=o.order_id, request_body=o.log_body, response_body=f"{o.event}: {o.outcome}", error=o.reason)
-            for o in outcomes
-        ] or [_log_row(d, 200, response_body=json.dumps(reply))])
+        await self._record(d, 200, _event_rows(d, outcomes, reply))
         metrics.webhook(ctx.id, "accepted")
+        if self.kick is not None and (counts["stored"] or counts["changed"]):
+            # Seconds, not a minute: deliver now, and acknowledge to UltraCart just as fast.
+            self.kick(ctx.id, "order_delivery")
+            self.kick(ctx.id, "order_download")
         log.info("webhook received", merchant=ctx.id, delivery=d.id, bytes=d.size, ms=d.ms(),
-                 **{k: reply[k] for k in ("received", "stored", "duplicates", "ignored")})
+                 **{k: reply[k] for k in ("received", "stored", "changed", "duplicates", "ignored")})
         return JSONResponse(reply, headers={"X-Request-Id": d.id})
 
-    def _context(self, d: Delivery) -> ServiceContext:
-        ctx = self.runtime.contexts.get(d.merchant)
-        if ctx is None:
-            raise Rejected(404, "unknown_merchant", "unknown merchant")
-        return ctx
-
-    async def _reject(self, d: Delivery, r: Rejected, client: str) -> JSONResponse:
-        known = d.merchant in self.runtime.contexts
+    async def _reject(self, d: Delivery, r: Rejected, request: Request, ctx: ServiceContext | None) -> JSONResponse:
         # The merchant label only for configured merchants: a stranger must not mint new series.
-        metrics.webhook(d.merchant if known else "", r.outcome)
-        log.warning("webhook rejected", merchant=d.merchant if known else "(unknown)", delivery=d.id, status=r.status,
-                    reason=r.reason, bytes=d.size, client=client)
-        await self._record(d, r.status, [_log_row(d, r.status, response_body=json.dumps({"error": r.reason}), error=r.reason)])
+        metrics.webhook(d.merchant if ctx is not None else "", r.outcome)
+        client = request.client.host if request.client else ""
+        self.refusals.note(r.outcome, status=r.status, client=client, reason=r.reason[:200], bytes=d.size, merchant=d.merchant if ctx else "(unknown)")
+        if r.record and ctx is not None:
+            await self._record(d, r.status, [_log_row(d, r.status, response_body=json.dumps({"error": r.reason}), error=r.reason)])
         return JSONResponse({"error": r.reason, "delivery_id": d.id}, status_code=r.status, headers=r.headers)
 
     async def _record(self, d: Delivery, status: int, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             row["duration_ms"] = d.ms()
+            row["at"] = self.runtime.clock.now()
         try:
-            await self.runtime.store.log_events(rows)
+            await self.runtime.store.with_deadline().events.log(rows)
         except Exception as exc:  # noqa: BLE001 - the orders are stored; a lost audit row must not fail the delivery
-            log.error("webhook: the event log could not be written", merchant=d.merchant, delivery=d.id, error=_brief(exc))
+            log.error("webhook: the event log could not be written", merchant=d.merchant, delivery=d.id, error=database_fault(exc) or type(exc).__name__)
+
+
+def _event_rows(d: Delivery, outcomes: list[EventOutcome], reply: dict[str, Any]) -> list[dict[str, Any]]:
+    """The event-log rows of an accepted delivery: one per event for the first LOG_ROWS, then one
+    summary row (a delivery of a million events must not write a million rows)."""
+    rows = [_log_row(d, 200, order_id=o.order_id, request_body=o.log_body, response_body=f"{o.event}: {o.outcome}", error=o.reason)
+            for o in outcomes[:LOG_ROWS]]
+    rest = outcomes[LOG_ROWS:]
+    if rest:
+        kinds = Counter(f"{o.event}: {o.outcome}" for o in rest)
+        rows.append(_log_row(d, 200, response_body=json.dumps({"not_recorded_one_by_one": dict(kinds.most_common(50))})[:LOG_BODY_CHARS],
+                             error=f"{len(rest)} more event(s) summarised"))
+    return rows or [_log_row(d, 200, response_body=json.dumps(reply))]
 
 
 def _log_row(d: Delivery, status: int, **kw: Any) -> dict[str, Any]:
-    row = dict(at=utcnow(), merchant=REDACT.text(d.merchant), kind="webhook", vendor="ultracart", order_id="", method="POST", url=d.path,
+    row = dict(merchant=d.merchant, kind="webhook", vendor="ultracart", order_id="", method="POST", url=d.path,
                status=status, request_id=d.id, duration_ms=None, request_body="", response_body="", error="")
     row.update(kw)
     return row
 
 
-def _authenticate(request: Request, ctx: ServiceContext, d: Delivery) -> None:
-    """HTTP Basic against the merchant's webhook credentials, compared in constant time."""
-    uc = ctx.merchant.ultracart
-    challenge = {"WWW-Authenticate": 'Basic realm="connector webhooks", charset="UTF-8"'}
-    if not uc.webhook_password:
-        log.warning("webhook refused: no ultracart.webhook_password is configured for this merchant; "
-                    "set webhook_username and webhook_password to accept webhooks", merchant=ctx.id, delivery=d.id)
-        raise Rejected(401, "not_configured", "unauthorized", challenge)
+def _authenticate(request: Request, ctx: ServiceContext | None) -> None:
+    """HTTP Basic against the merchant's webhook credentials, compared in constant time. An
+    unknown merchant gets the same 401 as a wrong password: no one learns which ids exist."""
+    uc = ctx.merchant.ultracart if ctx is not None else None
+    expected_user = uc.webhook_username.encode() if uc else b"\0unknown"
+    expected_password = uc.webhook_password.encode() if uc and uc.webhook_password else b"\0unset"
     user = password = b""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "basic":
@@ -220,10 +306,16 @@ def _authenticate(request: Request, ctx: ServiceContext, d: Delivery) -> None:
         except (binascii.Error, ValueError):
             pass
     # Both comparisons always run, so the timing tells nothing about which half was wrong.
-    ok_user = hmac.compare_digest(user, uc.webhook_username.encode())
-    ok_password = hmac.compare_digest(password, uc.webhook_password.encode())
+    ok_user = hmac.compare_digest(user, expected_user)
+    ok_password = hmac.compare_digest(password, expected_password)
+    if ctx is None:
+        raise Rejected(401, "unknown_merchant", "unauthorized", CHALLENGE)
+    if not uc.webhook_password:
+        log.warning("webhook refused: no ultracart.webhook_password is configured for this merchant; "
+                    "set webhook_username and webhook_password to accept webhooks", merchant=ctx.id)
+        raise Rejected(401, "not_configured", "unauthorized", CHALLENGE)
     if not (ok_user & ok_password):
-        raise Rejected(401, "unauthorized", "unauthorized", challenge)
+        raise Rejected(401, "unauthorized", "unauthorized", CHALLENGE)
 
 
 async def _read_body(request: Request) -> bytes:
@@ -251,13 +343,17 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], list[NewOrder]]:
+def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], Any]:
     """Parse a delivery and sort its events (CPU only, run off the event loop): the orders for
-    the intake become store rows, everything else is `ignored` with the reason."""
+    the intake are prepared like polled ones, everything else is `ignored` with the reason."""
     try:
-        events = parse_webhook(body)
-    except WebhookParseError as exc:
-        raise Rejected(400, "malformed", REDACT.text(str(exc))[:300]) from None
+        events = parse_webhook(loads_bounded(body, max_depth=MAX_DEPTH, max_bytes=MAX_BODY))
+    except (UntrustedInput, WebhookParseError) as exc:
+        raise Rejected(400, "malformed", ctx.redactor.text(str(exc))[:300], record=True) from None
+    except RecursionError:  # compressed events inflate into JSON parsed on its own
+        raise Rejected(400, "malformed", f"events nested too deeply (more than {MAX_DEPTH} levels)", record=True) from None
+    if len(events) > MAX_EVENTS:
+        raise Rejected(413, "too_many_events", f"{len(events)} events in one delivery; at most {MAX_EVENTS}", record=True)
     outcomes: list[EventOutcome] = []
     intake: list[tuple[EventOutcome, dict]] = []
     for name, obj in events:
@@ -266,15 +362,25 @@ def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], list[
         o = EventOutcome(name[:100], order_id, "ignored" if reason else "intake", reason)
         outcomes.append(o)
         if reason:
-            o.log_body = json.dumps({name: REDACT.data(obj)}, default=str)[:LOG_BODY_CHARS]
+            if len(outcomes) <= LOG_ROWS:
+                o.log_body = _safe_dump(ctx, {name: obj})
         else:
             intake.append((o, obj))
-    rows, _ = prepare_orders(ctx, [obj for _, obj in intake])  # redacts each raw payload before it becomes a row
+    prepared = prepare_orders(ctx, [obj for _, obj in intake])
     # Every intake order has an id, so rows and intake pair up one to one. Redacting is the
     # costly step of a large delivery: the event log reuses the row's redacted payload.
-    for (o, _), row in zip(intake, rows, strict=True):
+    for (o, _), row in zip(intake, prepared.rows, strict=True):
+        o.order_id = row.order_id
         o.log_body = f"{{{json.dumps(o.event)}: {row.raw_json}}}"[:LOG_BODY_CHARS]
-    return outcomes, rows
+    return outcomes, prepared
+
+
+def _safe_dump(ctx: ServiceContext, value: Any) -> str:
+    try:
+        check_shape(value, max_depth=MAX_DEPTH)
+    except UntrustedInput as exc:
+        return json.dumps({"not_kept": str(exc)[:200]})
+    return json.dumps(ctx.redactor.data(value), default=str)[:LOG_BODY_CHARS]
 
 
 def _not_for_intake(ctx: ServiceContext, name: str, order: dict, order_id: str) -> str:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connector.domain import Address, Order, WarehouseLine
+from connector.domain import Address, Order, OrderLine, WarehouseLine
+from connector.lifecycle import HoldKind, Reason, SkipKind, hold, skip
 from mappings.ship_methods import map_ship_method
 from mappings.skus import SkuMap, map_lines, unknown_skus
 
@@ -23,17 +23,6 @@ COUNTRIES_WITHOUT_POSTAL_CODES = frozenset(
     "KI KM KN KP LC ML MO MR MS MW NR NU QA RW SB SC SL SO SR ST SY TD TF TG TK TL TO TT TV UG VU "
     "YE ZW".split()
 )
-
-
-class HoldKind(StrEnum):
-    """Stable codes for why an order is held, so the engine and `connector status` can count them."""
-
-    unmapped_ship_method = "unmapped_ship_method"  # no map entry, or the warehouse lacks the method
-    unknown_sku = "unknown_sku"  # the warehouse does not know a (mapped) SKU
-    missing_address = "missing_address"  # ship-to cannot be delivered to
-    timed_hold = "timed_hold"  # `hold_minutes` after receipt have not passed yet
-    manual_hold = "manual_hold"  # an operator (or the cart's hold stage) holds it
-    invalid_lines = "invalid_lines"  # fractional, zero or negative quantities; no lines at all
 
 
 class OrderRules(BaseModel):
@@ -47,22 +36,31 @@ class OrderRules(BaseModel):
     skip_test_orders: bool = False
     hold_minutes: int = Field(default=0, ge=0)
     default_ship_method: str | None = None
+    max_line_quantity: int = Field(default=1000, ge=1)
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one order. `hold_kind` is set only for holds; `hold_until` only for timed holds.
+    """What to do with one order: skip it or hold it (`why`, a typed reason with its details), or
+    send it. `hold_until` is set only for timed holds.
 
     `ship_method` is the warehouse's method (None: let the warehouse use its default) and `lines`
     the mapped warehouse lines; both are filled whenever the rules got far enough to compute them.
     """
 
     outcome: Literal["skip", "hold", "ready"]
-    reason: str = ""
-    hold_kind: HoldKind | None = None
+    why: Reason | None = None
     ship_method: str | None = None
     lines: list[WarehouseLine] = field(default_factory=list)
     hold_until: datetime | None = None
+
+    @property
+    def reason(self) -> str:
+        return self.why.text if self.why else ""
+
+    @property
+    def hold_kind(self) -> HoldKind | None:
+        return HoldKind(self.why.kind) if self.outcome == "hold" and self.why else None
 
 
 def missing_address_fields(address: Address) -> list[str]:
@@ -84,8 +82,7 @@ def _resolve_ship_method(order: Order, rules: OrderRules, table: dict[str, str])
     if mapped is not None:
         return mapped, None
     if rules.reject_unmapped_ship_methods:
-        shown = order.ship_method.strip() or "(none)"
-        return None, Decision("hold", f"unmapped ship method: {shown}", HoldKind.unmapped_ship_method)
+        return None, Decision("hold", hold(HoldKind.unmapped_ship_method, method=order.ship_method.strip() or "(none)"))
     # Not rejecting: send the cart's own method through, as Integration Manager does.
     return rules.default_ship_method or order.ship_method.strip() or None, None
 
@@ -96,6 +93,14 @@ def _known_spelling(method: str, known: set[str]) -> str | None:
         return method
     folded = [k for k in known if k.casefold() == method.casefold()]
     return folded[0] if len(folded) == 1 else None
+
+
+def lines_for_dc(lines: list[OrderLine], dc: str | None) -> list[OrderLine]:
+    """The lines this distribution center ships: those naming it, and those naming none (an
+    expansion without DC codes). Lines for other DCs belong to another fulfillment house."""
+    if not dc:
+        return list(lines)
+    return [ln for ln in lines if not ln.distribution_center.strip() or ln.distribution_center.strip().upper() == dc.strip().upper()]
 
 
 def decide(
@@ -109,51 +114,59 @@ def decide(
     received_at: datetime,
     now: datetime,
     manual_hold: str | None = None,
+    dc: str | None = None,
+    released: bool = False,
 ) -> Decision:
-    """Apply the order rules in a fixed order: skips, manual hold, invalid lines, ship method,
-    SKUs known to the warehouse, ship-to address, timed hold; the first that applies wins.
+    """Apply the order rules in a fixed order: skips, other DCs, manual hold, invalid lines, ship
+    method, SKUs known to the warehouse, ship-to address, timed hold; the first that applies wins.
 
     `known_skus` / `known_ship_methods` are what the warehouse reports (None: it cannot tell,
-    so that check is skipped). `received_at` and `now` must both be timezone-aware.
+    so that check is skipped). `received_at` and `now` must both be timezone-aware. `dc`: only
+    lines for this distribution center are sent. `released`: an operator released the order, so
+    a timed hold no longer applies.
     """
     created = order.created_at.date() if order.created_at else None
     # An order without a creation date cannot be shown to be too old, so it is not skipped.
     if rules.earliest_order_date and created and created < rules.earliest_order_date:
-        earliest = rules.earliest_order_date.isoformat()
-        return Decision("skip", f"before earliest order date {earliest} (created {created.isoformat()})")
+        return Decision("skip", skip(SkipKind.before_earliest_date, earliest=rules.earliest_order_date.isoformat(), created=created.isoformat()))
     if rules.skip_test_orders and order.test_order:
-        return Decision("skip", "test order")
+        return Decision("skip", skip(SkipKind.test_order))
+    ours = lines_for_dc(order.lines, dc)
+    if order.lines and not ours:
+        others = sorted({ln.distribution_center.strip() for ln in order.lines})
+        return Decision("skip", skip(SkipKind.other_distribution_center, dcs=others))
     if manual_hold is not None:
-        reason = f"manual hold: {manual_hold}" if manual_hold.strip() else "manual hold"
-        return Decision("hold", reason, HoldKind.manual_hold)
+        return Decision("hold", hold(HoldKind.manual_hold, note=manual_hold))
 
-    mapping = map_lines(order.lines, skus)
-    if mapping.problems:
-        return Decision("hold", "; ".join(mapping.problems), HoldKind.invalid_lines, lines=mapping.lines)
+    mapping = map_lines(ours, skus)
+    problems = list(mapping.problems)
+    problems += [f"quantity {ln.quantity} for SKU {ln.sku} is more than max_line_quantity {rules.max_line_quantity}"
+                 for ln in mapping.lines if ln.quantity > rules.max_line_quantity]
+    if problems:
+        return Decision("hold", hold(HoldKind.invalid_lines, problems=problems), lines=mapping.lines)
     lines = mapping.lines
 
     method, held = _resolve_ship_method(order, rules, ship_methods)
     if held is not None:
-        return Decision(held.outcome, held.reason, held.hold_kind, lines=lines)
+        return Decision(held.outcome, held.why, lines=lines)
     if known_ship_methods is not None and method is not None:
         spelled = _known_spelling(method, known_ship_methods)
         if spelled is None:
-            reason = f"warehouse does not know ship method: {method}"
-            return Decision("hold", reason, HoldKind.unmapped_ship_method, method, lines)
+            return Decision("hold", hold(HoldKind.unmapped_ship_method, method=method, at_warehouse=True), method, lines)
         method = spelled
 
     unknown = unknown_skus(lines, known_skus)
     if unknown:
-        return Decision("hold", f"unknown SKU: {', '.join(unknown)}", HoldKind.unknown_sku, method, lines)
+        return Decision("hold", hold(HoldKind.unknown_sku, skus=list(unknown)), method, lines)
 
     if rules.require_ship_address:
         missing = missing_address_fields(order.ship_to)
         if missing or not order.ship_to.is_complete():
-            return Decision("hold", f"missing ship-to address: {', '.join(missing)}", HoldKind.missing_address, method, lines)
+            return Decision("hold", hold(HoldKind.missing_address, fields=missing), method, lines)
 
-    if rules.hold_minutes > 0:
+    if rules.hold_minutes > 0 and not released:
         until = received_at + timedelta(minutes=rules.hold_minutes)
         if now < until:
-            return Decision("hold", f"timed hold until {until.isoformat()}", HoldKind.timed_hold, method, lines, until)
+            return Decision("hold", hold(HoldKind.timed_hold, until=until.isoformat()), method, lines, until)
 
-    return Decision("ready", "", None, method, lines)
+    return Decision("ready", None, method, lines)

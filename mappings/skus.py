@@ -218,6 +218,11 @@ def map_lines(lines: list[OrderLine], skus: SkuMap) -> LineMapping:
     for line, fate in zip(lines, _fates(lines, skus)):
         if fate == "drop":
             continue
+        if line.quantity is not None and line.quantity_refunded > 0:
+            # Refunded units stay on the cart's line but are not to be shipped.
+            if line.quantity - line.quantity_refunded <= 0:
+                continue
+            line = line.model_copy(update={"quantity": line.quantity - line.quantity_refunded, "quantity_refunded": Decimal(0)})
         qty = _whole_quantity(line, problems)
         if qty is None:
             continue

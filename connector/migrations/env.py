@@ -3,9 +3,9 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from connector.store.models import SQLModel
+from connector.store.tables import metadata
 
-target_metadata = SQLModel.metadata
+target_metadata = metadata
 
 
 def run() -> None:

@@ -1,7 +1,14 @@
-"""What a service function is given: one merchant's config, the store and its two adapters."""
+"""What a service function is given: one merchant's config, the store, its adapters and the clock.
+
+Services are plain async functions `fn(ctx) -> None`. They count what they do in `ctx.stats`
+(so a pass that stops early still reports what it did) and raise the error taxonomy's errors
+(`connector.errors`); the pass runner (`connector.runner`) decides what a failure means.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,26 +18,15 @@ from typing import Any
 import structlog
 
 from adapters.base import CartAdapter, WarehouseAdapter
+from connector.clock import SYSTEM, Clock
 from connector.config import MerchantConfig
 from connector.domain import Order
+from connector.redact import DEFAULT as DEFAULT_REDACTOR
+from connector.redact import Redactor
 from connector.retry import RetryPolicy
-from connector.store import Store, utcnow
+from connector.store import Store
 
-
-class ServicePaused(Exception):
-    """A configuration problem (bad credentials, unknown DC): stop this merchant's service, alert once."""
-
-    def __init__(self, reason: str, until: datetime | None = None):
-        super().__init__(reason)
-        self.reason, self.until = reason, until
-
-
-class ServiceThrottled(Exception):
-    """The vendor said slow down: end the pass now, the next one resumes (never sleep in a job)."""
-
-    def __init__(self, reason: str, retry_after: float | None):
-        super().__init__(reason)
-        self.reason, self.retry_after = reason, retry_after
+Alert = tuple[str, str, str, str]  # merchant, category, key, detail
 
 
 @dataclass
@@ -45,8 +41,21 @@ class ServiceContext:
     worker_id: str = "worker"
     concurrency: int = 8
     lease_seconds: float = 300.0
-    now: Callable[[], datetime] = utcnow
+    clock: Clock = SYSTEM
+    redactor: Redactor = DEFAULT_REDACTOR
+    stopping: asyncio.Event | None = None  # set when the daemon is asked to stop: claim no new work
     stats: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)  # why this pass stopped early (besides an error)
+
+    def for_pass(self) -> ServiceContext:
+        """A copy for one pass: fresh counters and notes, the same merchant, store and adapters."""
+        return dataclasses.replace(self, stats=Counter(), notes=[])
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def stop_requested(self) -> bool:
+        return self.stopping is not None and self.stopping.is_set()
 
     @property
     def id(self) -> str:
@@ -64,3 +73,9 @@ class ServiceContext:
     @property
     def log(self) -> structlog.stdlib.BoundLogger:
         return structlog.get_logger("connector").bind(merchant=self.merchant.id)
+
+    async def alert(self, items: list[Alert]) -> int:
+        """Raise alerts (deduplicated by the store); details are redacted first."""
+        if not items:
+            return 0
+        return await self.store.alerts.raise_many([(m, c, k, self.redactor.text(d)[:2000]) for m, c, k, d in items], now=self.now())

@@ -11,9 +11,8 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from connector.domain import Order
-from connector.errors import ErrorClass, VendorError
 from connector.failpoints import failpoint
-from connector.pipeline.context import ServiceContext, ServicePaused, ServiceThrottled
+from connector.pipeline.context import ServiceContext
 from connector.pipeline.shipments import warehouse_problems
 from mappings.inventory import changes, compute
 from mappings.skus import SkuMap
@@ -40,25 +39,16 @@ def bought_units(order_jsons: list[str], skus: SkuMap) -> dict[str, int]:
     return dict(units)
 
 
-async def upload_inventory(ctx: ServiceContext) -> dict[str, int]:
-    cfg = ctx.merchant.inventory
+def inventory_disabled(ctx: ServiceContext) -> str:
+    """Why the inventory upload does not run for this merchant ("" when it does)."""
     if not ctx.warehouse.capabilities.inventory:
-        await ctx.store.set_service_note(ctx.id, "inventory_upload", NO_INVENTORY)
-        return {"disabled": 1}
-    if not cfg.enabled:
-        await ctx.store.set_service_note(ctx.id, "inventory_upload", "disabled in the config ([merchants.inventory] enabled = false)")
-        return {"disabled": 1}
-    try:
-        return await _upload(ctx)
-    except VendorError as exc:
-        if exc.error_class is ErrorClass.configuration:
-            raise ServicePaused(str(exc)) from exc
-        if exc.error_class is ErrorClass.rate_limited:
-            raise ServiceThrottled(str(exc), exc.retry_after) from exc
-        raise
+        return NO_INVENTORY
+    if not ctx.merchant.inventory.enabled:
+        return "disabled in the config ([merchants.inventory] enabled = false)"
+    return ""
 
 
-async def _upload(ctx: ServiceContext) -> dict[str, int]:
+async def upload_inventory(ctx: ServiceContext) -> None:
     cfg = ctx.merchant.inventory
     skus = ctx.merchant.sku_map()
     snapshot_started = ctx.now()
@@ -66,20 +56,21 @@ async def _upload(ctx: ServiceContext) -> dict[str, int]:
     await warehouse_problems(ctx)
     # A file-based warehouse's snapshot may be older than this pass: count from its own time.
     as_of = min(getattr(ctx.warehouse, "snapshot_at", None) or snapshot_started, snapshot_started)
-    in_flight = bought_units(await ctx.store.in_flight_orders(ctx.id, since=as_of), skus) if cfg.subtract_in_flight else {}
+    in_flight = bought_units(await ctx.store.orders.in_flight_json(ctx.id, since=as_of), skus) if cfg.subtract_in_flight else {}
     result = compute(levels, ctx.merchant.inventory_rules(), skus, in_flight)
-    last_full = await ctx.store.get_cursor(ctx.id, FULL_PUSH_CURSOR)
+    last_full = await ctx.store.cursors.get(ctx.id, FULL_PUSH_CURSOR)
     full = last_full is None or datetime.fromisoformat(last_full) < snapshot_started - timedelta(hours=cfg.full_push_hours)
-    todo = changes(result.quantities, await ctx.store.inventory_pushed(ctx.id), full=full)
-    stats = {"stock_rows": len(levels), "skus": len(result.quantities), "changed": len(todo), "inventory_posts": 0,
-             "clamped": sum(1 for t in result.traces.values() if t.clamped), "full_push": int(full)}
+    todo = changes(result.quantities, await ctx.store.inventory.pushed(ctx.id), full=full)
+    st = ctx.stats
+    st.update(stock_rows=len(levels), skus=len(result.quantities), changed=len(todo), full_push=int(full),
+              clamped=sum(1 for t in result.traces.values() if t.clamped))
     items = sorted(todo.items())
     for i in range(0, len(items), POST_BATCH):
         chunk = dict(items[i : i + POST_BATCH])
         await ctx.cart.post_inventory([{"itemId": sku, "quantity": q} for sku, q in chunk.items()])
         failpoint("after_inventory_post_before_record")
-        await ctx.store.record_pushed(ctx.id, chunk)
-        stats["inventory_posts"] += 1
+        await ctx.store.inventory.record_pushed(ctx.id, chunk)
+        st["inventory_posts"] += 1
+        st["pushed"] += len(chunk)
     if full:
-        await ctx.store.set_cursor(ctx.id, FULL_PUSH_CURSOR, snapshot_started.isoformat())
-    return stats
+        await ctx.store.cursors.set(ctx.id, FULL_PUSH_CURSOR, snapshot_started.isoformat())

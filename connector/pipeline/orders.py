@@ -7,73 +7,46 @@ commit and the acknowledgement only means UltraCart sends the order again; the u
 
 Delivery promise: each order is created at most once per warehouse. Sends are claim (commit) ->
 call (no transaction open) -> record (commit); an unknown outcome leaves the order `in_doubt`,
-resolved by looking its reference up before anything is sent again.
+resolved by looking its reference up before anything is sent again. A steady window of creates
+is kept in flight (claiming as each one finishes), so a slow warehouse drains at its budget.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import order_reference
 from connector import metrics
-from connector.domain import Order, OrderState, WarehouseOrder
+from connector.domain import WarehouseOrder
 from connector.errors import ErrorClass, TransientError, VendorError
 from connector.failpoints import failpoint
-from connector.pipeline.context import ServiceContext, ServicePaused, ServiceThrottled
-from connector.redact import DEFAULT as REDACT
-from connector.store import NewOrder, Transition
+from connector.lifecycle import Actor, HoldKind, OrderState
+from connector.pipeline.context import ServiceContext
+from connector.pipeline.intake import hold_alerts, prepare_orders, resolve_hold_alerts, take_in
+from connector.store import Move, OrderRecord
 from mappings.rules import decide
 
 S = OrderState
+A = Actor
 ACK_BATCH = 100
-MAX_ROUNDS = 10_000
-FREE_TEXT = ("customer_notes", "internal_notes", "special_instructions", "gift_message")
-RELEASED = "operator_release"  # hold_kind of an order an operator released: a timed hold is lifted  # a queue of a million orders; past that something is wrong with the loop
+MAX_ROUNDS = 10_000  # a queue of a million orders; past that something is wrong with the loop
+QUEUE_IGNORES_ACKS = "ultracart_acks_ignored"
+# Held orders the rules do not release: the cart's own hold, an operator's, and payloads that
+# cannot be sent as they are (an operator re-reads them from UltraCart, or skips them).
+NOT_REEVALUATED = (HoldKind.cart_hold, HoldKind.malformed, HoldKind.unsafe_text)
 
 
-def _vendor_stop(ctx: ServiceContext, exc: VendorError) -> Exception:
-    """The pass-level reaction to an error that is not one record's fault."""
-    if exc.error_class is ErrorClass.configuration:
-        return ServicePaused(str(exc))
-    if exc.error_class is ErrorClass.rate_limited:
-        return ServiceThrottled(str(exc), exc.retry_after)
-    return exc
+async def acknowledge(ctx: ServiceContext, ids: list[str], as_sent: dict[str, str] | None = None) -> int:
+    """Acknowledge stored orders to UltraCart, 100 ids per call, then note that we did.
 
-
-def prepare_orders(ctx: ServiceContext, raws: Sequence[Any]) -> tuple[list[NewOrder], int]:
-    """Raw UltraCart orders -> rows to store. A malformed order with an id is stored `held` with
-    the parser's reason (so it is acknowledged and listed); one without an id cannot be stored."""
-    out: list[NewOrder] = []
-    unidentifiable = 0
-    for raw in raws:
-        order_id = str(raw.get("order_id") or "").strip() if isinstance(raw, dict) else ""
-        if not order_id:
-            unidentifiable += 1
-            ctx.log.error("order without order_id in the queue; cannot store or acknowledge it", payload=str(REDACT.data(raw))[:300])
-            continue
-        raw_json = json.dumps(REDACT.data(raw), default=str)
-        reference = order_reference(ctx.id, order_id)
-        try:
-            order = ctx.parse_order(raw)
-        except ValueError as exc:
-            out.append(NewOrder(order_id, reference, "", raw_json, S.held, f"malformed order: {exc}", "malformed"))
-            continue
-        # Customers type card numbers into notes: mask free text in the parsed order too.
-        order = order.model_copy(update={f: REDACT.text(getattr(order, f)) for f in FREE_TEXT})
-        out.append(NewOrder(order_id, reference, order.model_dump_json(), raw_json))
-    return out, unidentifiable
-
-
-async def acknowledge(ctx: ServiceContext, ids: list[str]) -> int:
-    """Acknowledge stored orders to UltraCart, 100 ids per call, then note that we did."""
+    `as_sent`: stored id -> the id UltraCart sent, where they differ (control characters removed)."""
     for i in range(0, len(ids), ACK_BATCH):
         chunk = ids[i : i + ACK_BATCH]
-        await ctx.cart.acknowledge(chunk)
+        ctx.store.check_file()  # committed to a deleted file is not committed: never acknowledge that
+        await ctx.cart.acknowledge([(as_sent or {}).get(x, x) for x in chunk])
         failpoint("after_ack_before_record")
-        await ctx.store.mark_acked(ctx.id, ctx.dc, chunk)
+        await ctx.store.orders.mark_acked(ctx.id, ctx.dc, chunk)
     return len(ids)
 
 
@@ -81,76 +54,79 @@ async def acknowledge_pending(ctx: ServiceContext) -> int:
     """Acknowledge every stored order UltraCart has not yet been told about (crash leftovers and
     webhook arrivals)."""
     total = 0
-    while ids := await ctx.store.unacked_order_ids(ctx.id, ctx.dc, ACK_BATCH):
+    while ids := await ctx.store.orders.unacked_ids(ctx.id, ctx.dc, ACK_BATCH):
         total += await acknowledge(ctx, ids)
     return total
 
 
-async def download_orders(ctx: ServiceContext) -> dict[str, int]:
+async def download_orders(ctx: ServiceContext) -> None:
     """Drain the DC queue: fetch <= 100, store them in one transaction, commit, acknowledge, repeat."""
-    stats = {"fetched": 0, "new": 0, "repeats": 0, "acknowledged": 0, "unidentifiable": 0, "rounds": 0}
-    try:
-        stats["acknowledged"] += await acknowledge_pending(ctx)
-        previous: frozenset[str] | None = None
-        for _ in range(MAX_ROUNDS):
-            raws = await ctx.cart.fetch_orders()
-            if not raws:
-                break
-            stats["rounds"] += 1
-            stats["fetched"] += len(raws)
-            rows, bad = prepare_orders(ctx, raws)
-            stats["unidentifiable"] += bad
-            new = await ctx.store.ingest_orders(ctx.id, ctx.dc, rows, source="poll", actor="order_download")
-            await ctx.store.raise_alerts([a for r in rows if r.order_id in new and r.hold_kind
-                                          for a in hold_alerts(ctx.id, r.order_id, r.hold_kind, r.reason)], now=ctx.now())
-            stats["new"] += len(new)
-            stats["repeats"] += len(rows) - len(new)
-            failpoint("after_commit_before_ack")
-            # The whole batch, repeats included: a repeat means UltraCart did not get (or keep)
-            # our earlier acknowledgement, and it will keep sending the order until it does.
-            stats["acknowledged"] += await acknowledge(ctx, [r.order_id for r in rows])
-            batch = frozenset(r.order_id for r in rows)
-            if batch == previous or (not rows and bad):
-                # UltraCart handed back the same orders after they were acknowledged (or only
-                # orders we cannot identify): stop rather than spin; the next pass tries again.
-                ctx.log.warning("queue returned the same orders after acknowledgement; stopping this pass", count=len(raws))
-                break
-            previous = batch
-    except VendorError as exc:
-        raise _vendor_stop(ctx, exc) from exc
-    return stats
+    st = ctx.stats
+    st["acknowledged"] += await acknowledge_pending(ctx)
+    previous: frozenset[str] | None = None
+    for _ in range(MAX_ROUNDS):
+        if ctx.stop_requested():
+            ctx.notes.append("the daemon is stopping")
+            return
+        raws = await ctx.cart.fetch_orders()
+        if not raws:
+            break
+        st["rounds"] += 1
+        st["fetched"] += len(raws)
+        prepared = prepare_orders(ctx, raws)
+        st["unidentifiable"] += prepared.unidentifiable
+        taken = await take_in(ctx, prepared, source="poll", actor=A.order_download)
+        st["new"] += len(taken.new)
+        st["repeats"] += taken.repeats
+        st["changed"] += len(taken.replaced)
+        st["held_at_intake"] += taken.held
+        failpoint("after_commit_before_ack")
+        # The whole batch, repeats included: a repeat means UltraCart did not get (or keep) our
+        # earlier acknowledgement, and it will keep sending the order until it does.
+        ids = [r.order_id for r in prepared.rows]
+        st["acknowledged"] += await acknowledge(ctx, ids, prepared.ack_ids)
+        batch = frozenset(ids)
+        if batch and batch == previous:
+            # UltraCart handed back the same orders right after acknowledging them: it is not
+            # accepting acknowledgements. Stop rather than spin; alert once; the next pass retries.
+            st["queue_ignores_acks"] = 1
+            ctx.notes.append(f"UltraCart returned the same {len(batch)} order(s) after they were acknowledged")
+            await ctx.alert([(ctx.id, QUEUE_IGNORES_ACKS, ctx.dc, f"Distribution center {ctx.dc}: UltraCart returned the same "
+                              f"{len(batch)} order(s) right after they were acknowledged (e.g. {sorted(batch)[0]}).")])
+            return
+        if not prepared.rows:
+            ctx.notes.append("the queue holds only orders without an order_id")
+            return
+        previous = batch
+    await ctx.store.alerts.resolve(ctx.id, QUEUE_IGNORES_ACKS, now=ctx.now())
 
 
 # ---------------------------------------------------------------------------- delivery
-async def deliver_orders(ctx: ServiceContext) -> dict[str, int]:
+async def deliver_orders(ctx: ServiceContext) -> None:
     """One delivery pass: recover stale claims, resolve doubts, apply rules, send what is ready."""
-    stats: dict[str, int] = {}
-    try:
-        stats["recovered"] = await ctx.store.expire_leases(ctx.id, ctx.now())
-        stats.update(await resolve_in_doubt(ctx))
-        stats.update(await evaluate_orders(ctx))
-        stats.update(await send_ready(ctx))
-    except VendorError as exc:
-        raise _vendor_stop(ctx, exc) from exc
-    return stats
+    ctx.stats["recovered"] += await ctx.store.orders.expire_claims(ctx.id)
+    await resolve_in_doubt(ctx)
+    await evaluate_orders(ctx)
+    if ctx.merchant.dry_run:
+        ctx.notes.append("dry run: nothing is sent")
+        return
+    await send_ready(ctx)
 
 
-async def evaluate_orders(ctx: ServiceContext) -> dict[str, int]:
+async def evaluate_orders(ctx: ServiceContext) -> None:
     """Apply the order rules to new and held orders with the current config.
 
     Held orders are re-evaluated on every pass, so adding the missing mapping (and reloading)
     releases them without anyone touching the order.
     """
-    counts = {"ready": 0, "held": 0, "skipped": 0, "released": 0}
+    st = ctx.stats
     rules, skus, methods = ctx.merchant.order_rules(), ctx.merchant.sku_map(), ctx.merchant.ship_methods
-    released_rules = rules.model_copy(update={"hold_minutes": 0})
     caps = ctx.warehouse.capabilities
     catalog_loaded = False
     known_skus = known_methods = None
-    alerts: list[tuple[str, str, str, str]] = []
     after = 0
     while True:
-        rows = await ctx.store.orders_in_states(ctx.id, (S.received, S.held), limit=500, after_pk=after)
+        rows = await ctx.store.orders.in_states(ctx.id, (S.received, S.held), limit=500, after_pk=after)
         if not rows:
             break
         after = rows[-1].id
@@ -160,136 +136,186 @@ async def evaluate_orders(ctx: ServiceContext) -> dict[str, int]:
             known_methods = await ctx.warehouse.known_ship_methods() if caps.ship_method_catalog else None
             catalog_loaded = True
         now = ctx.now()
-        transitions: list[Transition] = []
+        moves: list[Move] = []
+        alerts = []
         for row in rows:
-            if row.hold_kind == "malformed":
+            held = row.hold if row.state == S.held else None
+            if held is not None and held.kind in NOT_REEVALUATED or row.order is None:
                 continue
-            order = Order.model_validate_json(row.order_json)
-            manual = row.reason.removeprefix("manual hold: ") if row.hold_kind == "manual_hold" else None
-            d = decide(order, rules=released_rules if row.hold_kind == RELEASED else rules, skus=skus, ship_methods=methods, known_skus=known_skus,
-                       known_ship_methods=known_methods, received_at=row.received_at, now=now, manual_hold=manual)
+            manual = str(held.details.get("note") or "") if held is not None and held.kind == HoldKind.manual_hold else None
+            d = decide(row.order, rules=rules, skus=skus, ship_methods=methods, known_skus=known_skus, known_ship_methods=known_methods,
+                       received_at=row.received_at, now=now, manual_hold=manual, dc=ctx.dc, released=row.released_at is not None)
             if d.outcome == "ready":
-                wo = WarehouseOrder(reference=row.reference, order=order, ship_method=d.ship_method or "", lines=d.lines)
+                wo = WarehouseOrder(reference=row.reference, order=row.order, ship_method=d.ship_method or "", lines=d.lines)
                 why = f"mapped {len(d.lines)} line(s), ship method {d.ship_method!r}"
                 if row.state == S.held:
                     why = f"released ({row.reason} no longer applies); {why}"
-                    counts["released"] += 1
-                transitions.append(Transition(row.id, S.ready, (S.received, S.held), why,
-                                              dict(warehouse_json=wo.model_dump_json(), hold_kind="", reason="", next_attempt_at=None)))
-                counts["ready"] += 1
+                    st["released"] += 1
+                moves.append(Move(row.id, S.ready, (S.received, S.held), why, dict(warehouse_json=wo.model_dump_json(), next_attempt_at=None)))
+                st["ready"] += 1
             elif d.outcome == "hold":
-                if row.state == S.held and row.reason == d.reason and row.hold_kind == d.hold_kind:
+                if row.state == S.held and row.hold_detail == d.why.to_json():
                     continue  # still held for the same reason: nothing to write
-                transitions.append(Transition(row.id, S.held, (S.received, S.held), d.reason, dict(hold_kind=d.hold_kind, reason=d.reason)))
-                alerts += hold_alerts(ctx.id, row.order_id, d.hold_kind, d.reason)
-                counts["held"] += 1
+                moves.append(Move(row.id, S.held, (S.received, S.held), d.why))
+                alerts += hold_alerts(ctx.id, row.order_id, d.why)
+                st["held"] += 1
             else:
-                transitions.append(Transition(row.id, S.skipped, (S.received, S.held), d.reason, dict(reason=d.reason)))
-                counts["skipped"] += 1
-        await ctx.store.transition_many(transitions, actor="order_delivery")
-        await ctx.store.raise_alerts(alerts, now=now)
-        alerts = []
-    return counts
+                moves.append(Move(row.id, S.skipped, (S.received, S.held), d.why))
+                st["skipped"] += 1
+        await ctx.store.orders.move_many(moves, actor=A.order_delivery)
+        await ctx.alert(alerts)
+    await resolve_hold_alerts(ctx)
 
 
-def hold_alerts(merchant: str, order_id: str, hold_kind: str, reason: str) -> list[tuple[str, str, str, str]]:
-    """The alerts a hold raises, keyed so that a hundred orders with one cause are one alert."""
-    text = REDACT.text(f"order {order_id}: {reason}")
-    if hold_kind == "unknown_sku":
-        return [(merchant, "unknown_sku", sku.strip(), text) for sku in reason.split(":", 1)[1].split(",")]
-    if hold_kind == "unmapped_ship_method":
-        return [(merchant, "unmapped_ship_method", reason.split(":", 1)[1].strip(), text)]
-    if hold_kind in ("missing_address", "malformed"):
-        return [(merchant, "missing_address" if hold_kind == "missing_address" else "malformed_order", order_id, text)]
-    return []
-
-
-async def resolve_in_doubt(ctx: ServiceContext) -> dict[str, int]:
-    """Look every in-doubt order up by reference: found -> at the warehouse; absent -> ready."""
-    counts = {"doubt_found": 0, "doubt_absent": 0}
-    rows = await ctx.store.orders_in_states(ctx.id, (S.in_doubt,), limit=10_000)
+async def resolve_in_doubt(ctx: ServiceContext) -> None:
+    """Look every in-doubt order up by reference: found -> at the warehouse; absent -> ready (or
+    cancelled, when the cart cancelled it meanwhile). A lookup that fails leaves the order in
+    doubt for the next pass; a vendor error that concerns the whole pass stops it."""
+    rows = await ctx.store.orders.in_states(ctx.id, (S.in_doubt,), limit=10_000)
     sem = asyncio.Semaphore(ctx.concurrency)
 
-    async def one(row) -> Transition:
+    async def one(row: OrderRecord) -> Move | None:
         async with sem:
             found = await ctx.warehouse.find_order(row.reference)
         if found is not None:
-            counts["doubt_found"] += 1
-            return Transition(row.id, S.at_warehouse, (S.in_doubt,), f"found at the warehouse by reference {row.reference} (id {found.warehouse_order_id})",
-                              dict(warehouse_order_id=found.warehouse_order_id, lease_owner="", lease_until=None, last_error=""))
-        counts["doubt_absent"] += 1
-        return Transition(row.id, S.ready, (S.in_doubt,), f"not at the warehouse (reference {row.reference}); will send again",
-                          dict(lease_owner="", lease_until=None))
+            ctx.stats["doubt_found"] += 1
+            return Move(row.id, S.at_warehouse, (S.in_doubt,), f"found at the warehouse by reference {row.reference} (id {found.warehouse_order_id})",
+                        dict(warehouse_order_id=found.warehouse_order_id, lease_owner="", lease_until=None, last_error=""))
+        ctx.stats["doubt_absent"] += 1
+        cancel = row.cancel_requested
+        if cancel is not None:
+            return Move(row.id, S.cancelled, (S.in_doubt,), cancel, dict(lease_owner="", lease_until=None, cancel_reason=""))
+        return Move(row.id, S.ready, (S.in_doubt,), f"not at the warehouse (reference {row.reference}); will send again", dict(lease_owner="", lease_until=None))
 
     for i in range(0, len(rows), 100):
         results = await asyncio.gather(*(one(r) for r in rows[i : i + 100]), return_exceptions=True)
-        ok = [r for r in results if isinstance(r, Transition)]
-        await ctx.store.transition_many(ok, actor="order_delivery")
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
-    return counts
+        await ctx.store.orders.move_many([r for r in results if isinstance(r, Move)], actor=A.order_delivery)
+        stop = None
+        for row, r in zip(rows[i : i + 100], results):
+            if isinstance(r, BaseException):
+                ctx.stats["doubt_unresolved"] += 1
+                if isinstance(r, VendorError) and r.error_class in (ErrorClass.configuration, ErrorClass.rate_limited):
+                    stop = stop or r
+                elif not isinstance(r, VendorError):
+                    ctx.log.error("looking an in-doubt order up failed; it stays in doubt", order=row.order_id, error=f"{type(r).__name__}: {r}")
+        if stop is not None:
+            raise stop
 
 
-async def send_ready(ctx: ServiceContext) -> dict[str, int]:
-    """Claim ready orders in chunks and create them at the warehouse, several at a time."""
-    counts = {"created": 0, "already_existed": 0, "retry": 0, "failed": 0, "in_doubt": 0}
-    sem = asyncio.Semaphore(ctx.concurrency)
-    adapter = ctx.warehouse.name
-    stop: Exception | None = None
+async def send_ready(ctx: ServiceContext) -> None:
+    """Create ready orders at the warehouse, keeping up to `concurrency` creates in flight: as
+    each one finishes its result is recorded and the next order claimed (in one transaction).
 
-    async def one(row) -> tuple[Transition, VendorError | None]:
-        wo = WarehouseOrder.model_validate_json(row.warehouse_json)
-        try:
-            async with sem:
-                result = await ctx.warehouse.create_order(wo)
-        except VendorError as exc:
-            return _after_failure(ctx, row, exc), exc
-        key = "already_existed" if result.already_existed else "created"
-        counts[key] += 1
-        why = f"created at {adapter} as {result.warehouse_order_id}" if not result.already_existed else \
-            f"{adapter} already had reference {row.reference} (id {result.warehouse_order_id}); not created again"
-        return Transition(row.id, S.at_warehouse, (S.submitting,), why,
-                          dict(warehouse_order_id=result.warehouse_order_id, lease_owner="", lease_until=None, last_error="", next_attempt_at=None)), None
+    A create's trouble is that order's alone (retry, fail, or in doubt), except rate limits and
+    configuration errors, which stop claiming; calls already in flight are finished and
+    recorded before the pass ends. Nothing claimed is ever left without a live call."""
+    window = max(1, ctx.concurrency)
+    flying: dict[asyncio.Task, OrderRecord] = {}
+    finished: list[Created] = []
+    stop: VendorError | None = None
+    transient_run = attempted = 0
+    last_transient: VendorError | None = None
 
-    while stop is None:
-        rows = await ctx.store.claim_ready(ctx.id, owner=ctx.worker_id, lease_seconds=ctx.lease_seconds, limit=max(ctx.concurrency * 4, 20), now=ctx.now())
-        if not rows:
+    while True:
+        claim = 0 if stop is not None or ctx.stop_requested() else window - len(flying)
+        claimed = await _record_and_claim(ctx, finished, claim)
+        finished = []
+        for row in claimed:
+            flying[asyncio.create_task(_create(ctx, row))] = row
+        attempted += len(claimed)
+        if claimed:
+            failpoint("after_claim_before_send")
+        if not flying:
             break
-        failpoint("after_claim_before_send")
-        results = await asyncio.gather(*(one(r) for r in rows))
+        done, _ = await asyncio.wait(flying, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            flying.pop(task)
+            created = task.result()  # _create never raises
+            finished.append(created)
+            error = created.error
+            if error is None:
+                transient_run = 0
+            elif isinstance(error, VendorError) and error.error_class in (ErrorClass.configuration, ErrorClass.rate_limited):
+                stop = stop or error
+            elif isinstance(error, VendorError) and error.error_class is ErrorClass.transient:
+                transient_run += 1
+                last_transient = error
+                if transient_run >= window and stop is None:
+                    # Every create in a window failed the same way: the warehouse is down, not
+                    # these orders. Stop instead of burning every queued order's attempts.
+                    stop = _down(ctx, transient_run, error)
         failpoint("after_send_before_record")
-        await ctx.store.transition_many([t for t, _ in results], actor="order_delivery")
-        failed = [(ctx.id, "order_failed", row.order_id, REDACT.text(f"order {row.order_id}: {t.reason}"))
-                  for row, (t, _) in zip(rows, results) if t.to_state == S.failed]
-        await ctx.store.raise_alerts(failed, now=ctx.now())
-        errors = [e for _, e in results if e is not None]
-        for t, e in results:
-            if e is not None:
-                counts[{S.ready: "retry", S.failed: "failed", S.in_doubt: "in_doubt"}[t.to_state]] += 1
-        for e in errors:
-            if e.error_class in (ErrorClass.configuration, ErrorClass.rate_limited):
-                stop = _vendor_stop(ctx, e)
-                break
-        if stop is None and errors and len(errors) == len(results) and all(e.error_class is ErrorClass.transient for e in errors):
-            # The whole chunk failed the same way: the warehouse is down, not these orders.
-            # Stop the pass instead of burning every queued order's attempts.
-            # Raised so the runtime's circuit breaker counts it.
-            raise TransientError(f"every create in a chunk of {len(results)} failed; stopping this pass: {errors[0]}", vendor=ctx.warehouse.name)
+    if stop is None and attempted and transient_run == attempted and last_transient is not None:
+        stop = _down(ctx, attempted, last_transient)  # raised so the circuit breaker counts the pass
+    if ctx.stop_requested() and stop is None:
+        ctx.notes.append("the daemon is stopping: no new orders were claimed")
     if stop is not None:
         raise stop
-    return counts
 
 
-def _after_failure(ctx: ServiceContext, row, exc: VendorError) -> Transition:
+def _down(ctx: ServiceContext, n: int, error: VendorError) -> TransientError:
+    return TransientError(f"every create of the last {n} failed; stopping this pass: {error}", vendor=ctx.warehouse.name)
+
+
+@dataclass
+class Created:
+    """How one create ended: the order's next move, the error if it failed."""
+
+    row: OrderRecord
+    move: Move
+    error: BaseException | None = None
+    existed: bool = False  # the warehouse already had the reference
+
+    @property
+    def outcome(self) -> str:
+        if self.existed:
+            return "already_existed"
+        return {S.at_warehouse: "created", S.ready: "retry", S.failed: "failed", S.in_doubt: "in_doubt"}[self.move.to]
+
+
+async def _record_and_claim(ctx: ServiceContext, finished: list[Created], claim: int) -> list[OrderRecord]:
+    if not finished and claim <= 0:
+        return []
+    async with ctx.store.atomic() as tx:
+        if finished:
+            await tx.orders.move_many([c.move for c in finished], actor=A.order_delivery)
+        claimed = await tx.orders.claim_ready(ctx.id, owner=ctx.worker_id, lease_seconds=ctx.lease_seconds, limit=claim) if claim > 0 else []
+    for c in finished:
+        ctx.stats[c.outcome] += 1
+    await ctx.alert([(ctx.id, "order_failed", c.row.order_id, f"order {c.row.order_id}: {c.move.reason}") for c in finished if c.move.to == S.failed])
+    return claimed
+
+
+async def _create(ctx: ServiceContext, row: OrderRecord) -> Created:
+    """One create, never raising: the order's next move, and the error if it failed."""
+    adapter = ctx.warehouse.name
+    try:
+        wo = row.warehouse_order
+        result = await ctx.warehouse.create_order(wo)
+    except VendorError as exc:
+        return Created(row, _after_failure(ctx, row, exc), exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a 200 with a body we cannot read: the create may have happened
+        why = f"unexpected error during the create, outcome unknown: {type(exc).__name__}: {ctx.redactor.text(str(exc))[:300]}"
+        ctx.log.error("create failed unexpectedly; the order is in doubt and will be looked up", order=row.order_id, error=why)
+        return Created(row, Move(row.id, S.in_doubt, (S.submitting,), why, dict(lease_owner="", lease_until=None, last_error=why)), exc)
+    why = (f"created at {adapter} as {result.warehouse_order_id}" if not result.already_existed else
+           f"{adapter} already had reference {row.reference} (id {result.warehouse_order_id}); not created again")
+    fields: dict[str, Any] = dict(warehouse_order_id=result.warehouse_order_id, lease_owner="", lease_until=None, last_error="", next_attempt_at=None)
+    return Created(row, Move(row.id, S.at_warehouse, (S.submitting,), why, fields), existed=result.already_existed)
+
+
+def _after_failure(ctx: ServiceContext, row: OrderRecord, exc: VendorError) -> Move:
     decision = ctx.retry.decide(exc, attempts=row.attempts, first_attempt_at=row.first_attempt_at, now=ctx.now())
     fields: dict[str, Any] = dict(lease_owner="", lease_until=None, last_error=str(exc)[:2000])
     if decision.action == "in_doubt":
-        return Transition(row.id, S.in_doubt, (S.submitting,), decision.reason, fields, exc.request_id)
+        return Move(row.id, S.in_doubt, (S.submitting,), decision.reason, fields, exc.request_id)
     if decision.action == "fail":
-        return Transition(row.id, S.failed, (S.submitting,), decision.reason, fields, exc.request_id)
+        return Move(row.id, S.failed, (S.submitting,), decision.reason, fields, exc.request_id)
     metrics.retry(ctx.id, "order_delivery")
     fields["next_attempt_at"] = decision.next_attempt_at
     if not decision.count_attempt:
         fields["attempts"] = max(0, row.attempts - 1)
-    return Transition(row.id, S.ready, (S.submitting,), f"will retry at {decision.next_attempt_at:%Y-%m-%d %H:%M:%S}Z: {decision.reason}", fields, exc.request_id)
+    return Move(row.id, S.ready, (S.submitting,), f"will retry at {decision.next_attempt_at:%Y-%m-%d %H:%M:%S}Z: {decision.reason}", fields, exc.request_id)
+

@@ -13,24 +13,26 @@ at the warehouse.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from connector import metrics
-from connector.domain import OrderState, Shipment, WarehouseOrder
+from connector.domain import Shipment, WarehouseOrder
 from connector.errors import ErrorClass, VendorError
 from connector.failpoints import failpoint
-from connector.pipeline.context import ServiceContext, ServicePaused, ServiceThrottled
-from connector.store import Transition
+from connector.lifecycle import LIVE_SHIPMENTS, Actor, OrderState, ShipmentState, TaskState
+from connector.pipeline.context import ServiceContext
+from connector.store import Move
 
 S = OrderState
+SH = ShipmentState
+A = Actor
 CURSOR = "shipments_since"
 TASK = "post_tracking"
 POST_BATCH = 100
-SHIPPABLE = (S.at_warehouse, S.partially_shipped, S.in_doubt)
+SHIPPABLE = (S.at_warehouse, S.partially_shipped, S.in_doubt, S.cancelling, S.cancel_failed)  # it shipped: a cancel came too late
 # The create may be in flight: delivery runs beside this service and records a create only
 # after the call returns, while the warehouse can already report the parcel.
 SENDING = (S.ready, S.submitting)
@@ -39,7 +41,7 @@ SENDING = (S.ready, S.submitting)
 async def warehouse_problems(ctx: ServiceContext) -> None:
     """Alert on the data problems an adapter reports (e.g. a malformed row in a partner's file)."""
     problems = getattr(ctx.warehouse, "problems", None) or ()
-    await ctx.store.raise_alerts([(ctx.id, "warehouse_data", str(p)[:200], str(p)) for p in problems], now=ctx.now())
+    await ctx.alert([(ctx.id, "warehouse_data", str(p)[:200], str(p)) for p in problems])
 
 
 def clean(shipment: Shipment) -> Shipment:
@@ -52,52 +54,44 @@ def clean(shipment: Shipment) -> Shipment:
     return shipment.model_copy(update={"tracking_numbers": seen})
 
 
-async def upload_shipments(ctx: ServiceContext) -> dict[str, int]:
-    stats: dict[str, int] = {}
-    try:
-        stats.update(await read_shipments(ctx))
-        failpoint("after_shipments_commit")
-        stats.update(await post_tracking(ctx))
-        stats.update(await acknowledge_at_warehouse(ctx))
-    except VendorError as exc:
-        if exc.error_class is ErrorClass.configuration:
-            raise ServicePaused(str(exc)) from exc
-        if exc.error_class is ErrorClass.rate_limited:
-            raise ServiceThrottled(str(exc), exc.retry_after) from exc
-        raise
-    return stats
+async def upload_shipments(ctx: ServiceContext) -> None:
+    await read_shipments(ctx)
+    failpoint("after_shipments_commit")
+    await post_tracking(ctx)
+    await acknowledge_at_warehouse(ctx)
 
 
-async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
+async def read_shipments(ctx: ServiceContext) -> None:
     cfg = ctx.merchant.shipments
     started = ctx.now()
-    cursor = await ctx.store.get_cursor(ctx.id, CURSOR)
+    cursor = await ctx.store.cursors.get(ctx.id, CURSOR)
     since = datetime.fromisoformat(cursor) - timedelta(minutes=cfg.overlap_minutes) if cursor else started - timedelta(days=cfg.lookback_days)
     found = [clean(s) for s in await ctx.warehouse.shipments_since(since)]
     await warehouse_problems(ctx)
-    stats = {"shipments_read": len(found), "shipments_new": 0, "voided": 0, "orphans": 0, "no_tracking": 0, "order_not_recorded": 0}
-    existing = await ctx.store.shipment_rows(ctx.id, [s.shipment_id for s in found])
-    orders = await ctx.store.orders_by_reference(ctx.id, [s.reference for s in found])
+    stats = ctx.stats
+    stats["shipments_read"] += len(found)
+    existing = await ctx.store.shipments.by_ids(ctx.id, [s.shipment_id for s in found])
+    orders = await ctx.store.orders.by_reference(ctx.id, [s.reference for s in found])
     upserts: list[dict[str, Any]] = []
     batch: dict[int, list[Shipment]] = defaultdict(list)  # order pk -> shipments now counting
     fresh: set[str] = set()  # shipments new or changed since they were stored
     orphans: list[tuple[str, str, str, str]] = []
     for s in found:
         old = existing.get(s.shipment_id)
-        if old is not None and old.state == "posted":
+        if old is not None and old.state == SH.posted:
             if s.voided:
                 ctx.log.warning("a shipment whose tracking was already posted is now voided", shipment=s.shipment_id, reference=s.reference)
             continue
         order = orders.get(s.reference)
-        state, reason = "pending", ""
+        state, reason = SH.pending, ""
         if s.voided:
-            state, reason = "ignored", "voided label"
+            state, reason = SH.ignored, "voided label"
             stats["voided"] += 1
         elif not s.tracking_numbers and not cfg.allow_blank_tracking:
-            state, reason = "waiting", "no tracking number yet"
+            state, reason = SH.waiting, "no tracking number yet"
             stats["no_tracking"] += 1
         elif order is None:
-            state, reason = "orphan", f"no order with reference {s.reference} is known to the connector"
+            state, reason = SH.orphan, f"no order with reference {s.reference} is known to the connector"
             stats["orphans"] += 1
             ctx.log.error("shipment for an unknown order; recorded, not posted", shipment=s.shipment_id, reference=s.reference)
             orphans.append((ctx.id, "orphan_shipment", s.shipment_id, f"shipment {s.shipment_id} (tracking {', '.join(s.tracking_numbers) or 'none'}) "
@@ -105,7 +99,7 @@ async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
         elif order.state in SENDING:
             # Posting now would leave the order at_warehouse for ever once the create is
             # recorded (nothing moves it on after its tracking is posted): wait a pass.
-            state, reason = "waiting", f"order not yet recorded at the warehouse (state {order.state})"
+            state, reason = SH.waiting, f"order not yet recorded at the warehouse (state {order.state})"
             stats["order_not_recorded"] += 1
         if old is None:
             stats["shipments_new"] += 1
@@ -115,37 +109,41 @@ async def read_shipments(ctx: ServiceContext) -> dict[str, int]:
         # reset its task, wiping the retry backoff and turning a permanent failure into a loop.
         if old is None or old.state != state or old.shipment_json != shipment_json:
             fresh.add(s.shipment_id)
-            upserts.append(dict(shipment_id=s.shipment_id, reference=s.reference, order_pk=order.id if order else None, state=state,
+            upserts.append(dict(shipment_id=s.shipment_id, reference=s.reference, order_pk=order.id if order else None, state=str(state),
                                 reason=reason, tracking=",".join(s.tracking_numbers), shipment_json=shipment_json))
-        if order is not None and state == "pending":
+        if order is not None and state == SH.pending:
             batch[order.id].append(s)
-    transitions, tasks = await _order_progress(ctx, orders, batch, fresh)
-    await ctx.store.save_shipments(ctx.id, upserts, transitions, tasks, cursor=(CURSOR, started.isoformat()), actor="shipment_upload")
-    await ctx.store.raise_alerts(orphans, now=ctx.now())
-    stats["orders_shipped"] = sum(1 for t in transitions if t.to_state == S.shipped)
-    return stats
+    moves, tasks = await _order_progress(ctx, orders, batch, fresh)
+    # One transaction: the shipments, the order moves and tracking posts they cause, and the read
+    # cursor, which therefore never passes uncommitted work.
+    async with ctx.store.atomic() as tx:
+        await tx.shipments.upsert(ctx.id, upserts)
+        await tx.orders.move_many(moves, actor=A.shipment_upload)
+        await tx.tasks.put_many(ctx.id, tasks)
+        await tx.cursors.set(ctx.id, CURSOR, started.isoformat())
+    await ctx.alert(orphans)
+    stats["orders_shipped"] += sum(1 for m in moves if m.to == S.shipped)
 
 
 async def _order_progress(ctx: ServiceContext, orders: dict[str, Any], batch: dict[int, list[Shipment]],
-                          fresh: set[str]) -> tuple[list[Transition], list[dict[str, Any]]]:
+                          fresh: set[str]) -> tuple[list[Move], list[dict[str, Any]]]:
     """Which orders are now partially or fully shipped, and which tracking posts are now due
     (only for orders with a shipment in `fresh`: the others' posts are already queued)."""
     by_pk = {o.id: o for o in orders.values()}
-    earlier = await ctx.store.shipments_of_orders(batch)
+    earlier = await ctx.store.shipments.of_orders(batch)
     each = ctx.merchant.shipments.post_tracking == "each_shipment"
-    transitions: list[Transition] = []
+    transitions: list[Move] = []
     tasks: list[dict[str, Any]] = []
     for pk, new in batch.items():
         order = by_pk[pk]
         new_ids = {s.shipment_id for s in new}
-        counted = [Shipment.model_validate_json(r.shipment_json) for r in earlier.get(pk, [])
-                   if r.state in ("pending", "posted") and r.shipment_id not in new_ids] + new
+        counted = [r.shipment for r in earlier.get(pk, []) if r.state in LIVE_SHIPMENTS and r.shipment_id not in new_ids] + new
         complete = _covers(order.warehouse_json, counted)
         to_state = S.shipped if complete else S.partially_shipped
         if order.state in SHIPPABLE and (order.state != to_state):
             tracking = ", ".join(t for s in new for t in s.tracking_numbers)
-            transitions.append(Transition(pk, to_state, SHIPPABLE, f"{len(counted)} shipment(s); tracking {tracking}",
-                                          dict(reason="", lease_owner="", lease_until=None)))
+            transitions.append(Move(pk, to_state, SHIPPABLE, f"{len(counted)} shipment(s); tracking {tracking}",
+                                    dict(lease_owner="", lease_until=None)))
         changed = [s for s in new if s.shipment_id in fresh]
         if each:
             for s in changed:
@@ -185,10 +183,10 @@ def _post(order: Any, shipments: list[Shipment]) -> dict[str, Any]:
     )
 
 
-async def post_tracking(ctx: ServiceContext) -> dict[str, int]:
-    stats = {"tracking_posts": 0, "tracking_posted": 0, "tracking_failed": 0, "orders_confirmed": 0}
+async def post_tracking(ctx: ServiceContext) -> None:
+    stats = ctx.stats
     while True:
-        tasks = await ctx.store.claim_tasks(ctx.id, TASK, owner=ctx.worker_id, lease_seconds=ctx.lease_seconds, limit=POST_BATCH, now=ctx.now())
+        tasks = await ctx.store.tasks.claim(ctx.id, TASK, owner=ctx.worker_id, lease_seconds=ctx.lease_seconds, limit=POST_BATCH)
         if not tasks:
             break
         good, bad = await _post_isolating(ctx, tasks, stats)
@@ -197,14 +195,13 @@ async def post_tracking(ctx: ServiceContext) -> dict[str, int]:
             await _record_posted(ctx, good, stats)
         if bad is not None:
             raise bad
-    return stats
 
 
 async def _post_isolating(ctx: ServiceContext, tasks: list[Any], stats: dict[str, int]) -> tuple[list[Any], VendorError | None]:
     """Post a batch; when UltraCart rejects it as a whole, post one by one so a single bad record
     fails alone and the others go through."""
     try:
-        await ctx.cart.post_shipments([json.loads(t.payload)["body"] for t in tasks])
+        await ctx.cart.post_shipments([t.data["body"] for t in tasks])
         stats["tracking_posts"] += 1
         return tasks, None
     except VendorError as exc:
@@ -231,44 +228,46 @@ async def _task_failure(ctx: ServiceContext, tasks: list[Any], exc: VendorError,
     ids = [t.id for t in tasks]
     if d.action == "fail":
         stats["tracking_failed"] += len(ids)
-        await ctx.store.finish_tasks(ids, state="failed", error=d.reason)
-        ctx.log.error("tracking post failed for good", orders=[json.loads(t.payload)["body"]["order_id"] for t in tasks], error=d.reason)
+        await ctx.store.tasks.finish(ids, state=TaskState.failed, error=d.reason)
+        ctx.log.error("tracking post failed for good", orders=[t.data["body"]["order_id"] for t in tasks], error=d.reason)
     else:
         metrics.retry(ctx.id, "shipment_upload")
-        await ctx.store.finish_tasks(ids, state="pending", next_attempt_at=d.next_attempt_at or ctx.now(), error=d.reason,
+        await ctx.store.tasks.finish(ids, state=TaskState.pending, next_attempt_at=d.next_attempt_at or ctx.now(), error=d.reason,
                                      count_attempt=count and d.count_attempt)
 
 
 async def _record_posted(ctx: ServiceContext, tasks: list[Any], stats: dict[str, int]) -> None:
-    payloads = [json.loads(t.payload) for t in tasks]
+    """After UltraCart's 204: tasks done, shipments posted, orders confirmed, in one transaction."""
+    payloads = [t.data for t in tasks]
     posted_ids = {sid for p in payloads for sid in p["shipment_ids"]}
     pks = {p["order_pk"] for p in payloads}
-    rows = await ctx.store.shipments_of_orders(pks)
-    by_pk = await ctx.store.orders_by_pk(pks)  # one query, not one per order
-    transitions = []
+    rows = await ctx.store.shipments.of_orders(pks)
+    by_pk = await ctx.store.orders.by_pks(pks)  # one query, not one per order
+    moves = []
     for pk in pks:
         order = by_pk.get(pk)
         if order is None or order.state != S.shipped:
             continue
-        live = [r for r in rows[pk] if r.state in ("pending", "posted")]
-        if all(r.state == "posted" or r.shipment_id in posted_ids for r in live):
+        live = [r for r in rows[pk] if r.state in LIVE_SHIPMENTS]
+        if all(r.state == SH.posted or r.shipment_id in posted_ids for r in live):
             tracking = ", ".join(t for p in payloads if p["order_pk"] == pk for t in p["body"]["tracking_numbers"])
-            transitions.append(Transition(pk, S.confirmed, (S.shipped,), f"UltraCart accepted tracking {tracking}"))
-    await ctx.store.complete_tracking_posts(ctx.id, [t.id for t in tasks], sorted(posted_ids), transitions, actor="shipment_upload")
+            moves.append(Move(pk, S.confirmed, (S.shipped,), f"UltraCart accepted tracking {tracking}"))
+    async with ctx.store.atomic() as tx:
+        await tx.tasks.finish([t.id for t in tasks], state=TaskState.done)
+        await tx.shipments.mark_posted(ctx.id, sorted(posted_ids))
+        await tx.orders.move_many(moves, actor=A.shipment_upload)
     stats["tracking_posted"] += len(tasks)
-    stats["orders_confirmed"] += len(transitions)
+    stats["orders_confirmed"] += len(moves)
 
 
-async def acknowledge_at_warehouse(ctx: ServiceContext) -> dict[str, int]:
+async def acknowledge_at_warehouse(ctx: ServiceContext) -> None:
     """Tell the warehouse which shipments' tracking reached UltraCart (when it supports that)."""
     if not ctx.warehouse.capabilities.shipment_ack:
-        return {}
-    done = 0
+        return
     while True:
-        rows = await ctx.store.shipments_needing_warehouse_ack(ctx.id, limit=100)
+        rows = await ctx.store.shipments.needing_ack(ctx.id, limit=100)
         if not rows:
             break
-        await ctx.warehouse.acknowledge_shipments([Shipment.model_validate_json(r.shipment_json) for r in rows])
-        await ctx.store.mark_warehouse_acked(ctx.id, [r.shipment_id for r in rows])
-        done += len(rows)
-    return {"warehouse_acknowledged": done}
+        await ctx.warehouse.acknowledge_shipments([r.shipment for r in rows])
+        await ctx.store.shipments.mark_acked(ctx.id, [r.shipment_id for r in rows])
+        ctx.stats["warehouse_acknowledged"] += len(rows)

@@ -74,35 +74,40 @@ class SqliteLock:
             self._fh = None
 
 
-def make_engine(url: str) -> AsyncEngine:
+BUSY_MS = 30_000  # how long a writer waits for SQLite's lock before "database is locked"
+READ_ONLY = "connector_read_only"  # execution option: a read needs no write lock
+
+
+def make_engine(url: str, *, busy_ms: int = BUSY_MS) -> AsyncEngine:
     url = async_url(url)
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-        _sqlite_durability(engine)
+        engine = create_async_engine(url, connect_args={"timeout": busy_ms / 1000})
+        _sqlite_durability(engine, busy_ms)
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     return engine
 
 
-def _sqlite_durability(engine: AsyncEngine) -> None:
-    """WAL, synchronous=FULL, busy_timeout, foreign keys, and BEGIN IMMEDIATE for every transaction.
+def _sqlite_durability(engine: AsyncEngine, busy_ms: int) -> None:
+    """WAL, synchronous=FULL, busy_timeout, foreign keys, and BEGIN IMMEDIATE for every write.
 
     pysqlite's own transaction handling is switched off so that SQLAlchemy's BEGIN is the one
     that runs: IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
-    instead of failing with "database is locked" half-way through.
+    instead of failing with "database is locked" half-way through. Reads (marked READ_ONLY)
+    begin deferred: under WAL they never wait for a writer.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000", "foreign_keys=ON"):
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", f"busy_timeout={int(busy_ms)}", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def _upgrade(sync_connection) -> None:

@@ -31,9 +31,11 @@ def created(flow: Flow) -> int:
 async def claims_by_worker(url: str) -> Counter:
     store = await Store.open(url, migrate_schema=False)
     try:
-        async with store.engine.connect() as conn:
-            rows = await conn.execute(text("SELECT actor, count(*) FROM order_events WHERE to_state = 'submitting' GROUP BY actor"))
-            return Counter({actor: n for actor, n in rows})
+        async with store.backend.engine.connect() as conn:
+            # A claim's timeline entry says "attempt N (worker)".
+            rows = await conn.execute(text("SELECT substring(reason FROM '\\(([^()]*)\\)$') AS worker, count(*) FROM order_events "
+                                           "WHERE to_state = 'submitting' GROUP BY worker"))
+            return Counter({worker: n for worker, n in rows})
     finally:
         await store.close()
 

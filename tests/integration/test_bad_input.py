@@ -46,7 +46,7 @@ async def test_each_bad_order_is_held_with_its_reason_and_the_others_flow(flow, 
     flow.uc.queue("DFLT", good[:2] + [payload for payload, _ in cases.values()] + good[2:])
     results = await runtime.run_once(service="order_download") + await runtime.run_once(service="order_delivery")
     assert all(r.ok for r in results), results
-    rows = {r.order_id: r for r in await runtime.store.list_orders(limit=1000)}
+    rows = {r.order_id: r for r in await runtime.store.orders.listing(limit=1000)}
     for order_id, (_, reason) in cases.items():
         row = rows[order_id]
         if reason is None:
@@ -67,7 +67,7 @@ async def test_huge_free_text_still_flows_within_the_warehouse_limits(flow, runt
     flow.uc.queue("DFLT", [make_order("GOOD-1"), big])
     await runtime.run_once(service="order_download")
     await runtime.run_once(service="order_delivery")
-    rows = {r.order_id: r for r in await runtime.store.list_orders()}
+    rows = {r.order_id: r for r in await runtime.store.orders.listing()}
     assert rows["GOOD-1"].state == rows["BIG-1"].state == "at_warehouse"
     sent = flow.sb.orders["acme-BIG-1"]
     assert 0 < len(sent.get("gift_message") or "") <= 500  # ShipBob's documented limit

@@ -46,7 +46,7 @@ async def test_parcels_become_tracking_confirmed_at_ultracart(flow, runtime):
     flow.sb.plan("acme-DEMO-0003", void_first=True)
     packages = flow.sb.ship_all()
     [r] = await runtime.run_once(service="shipment_upload")
-    assert r.ok and r.summary["shipments_new"] == 4 and r.summary["orders_confirmed"] == 3, r
+    assert r.ok and r.did["shipments_new"] == 4 and r.did["orders_confirmed"] == 3, r
     assert await states(runtime) == {"confirmed": 3}
     live = {p["PackageId"]: p["TrackingNumber"] for p in packages if p["TrackingNumber"]}
     assert len(flow.uc.tracking("DEMO-0002")) == 2  # both parcels of the split order
@@ -55,7 +55,7 @@ async def test_parcels_become_tracking_confirmed_at_ultracart(flow, runtime):
     assert sorted(t for o in ("DEMO-0001", "DEMO-0002", "DEMO-0003") for t in flow.uc.tracking(o)) == sorted(live.values())
     # The next pass reads the same closed orders again (overlapping window) and posts nothing.
     [again] = await runtime.run_once(service="shipment_upload")
-    assert again.ok and again.summary["shipments_new"] == 0 and len(flow.uc.shipment_posts) == 1
+    assert again.ok and again.did["shipments_new"] == 0 and len(flow.uc.shipment_posts) == 1
 
 
 async def test_stock_per_facility_is_pushed_to_the_store(flow, runtime):

@@ -47,15 +47,15 @@ async def test_orders_become_files_exactly_once_and_tracking_and_stock_come_back
         wh.plan("acme-DEMO-0002", void_first=True)
         wh.ship_all()
         [r] = await rt.run_once(service="shipment_upload")
-        assert r.ok and r.summary["voided"] == 1 and r.summary["orders_confirmed"] == 6, r
+        assert r.ok and r.did["voided"] == 1 and r.did["orders_confirmed"] == 6, r
         assert await states(rt) == {"confirmed": 6}
         assert flow.uc.tracking("DEMO-0001") == ["1ZFX0000000101", "1ZFX0000000102"]  # both parcels of the split
         assert flow.uc.tracking("DEMO-0002") == ["1ZFX0000000202"]  # the voided label's number is not posted
-        assert r.summary["warehouse_acknowledged"] == 7
+        assert r.did["warehouse_acknowledged"] == 7
         out = wh.root / "out"
         assert not list(out.glob("shp_*.csv")) and len(list((out / "archive").glob("shp_*.csv"))) == 1
         [again] = await rt.run_once(service="shipment_upload")
-        assert again.summary["shipments_read"] == 0 and len(flow.uc.shipment_posts) == 1
+        assert again.did["shipments_read"] == 0 and len(flow.uc.shipment_posts) == 1
 
         wh.set_stock("BONE-5LB", "east", 7)
         wh.set_stock("BONE-5LB", "west", 5)
@@ -83,12 +83,12 @@ async def test_a_lost_rename_reply_is_looked_up_not_sent_twice(sftp_flow, fault)
         # flight unknown, so one or more orders are in doubt (never failed, never resent blindly).
         first = await states(rt)
         assert first.get("in_doubt", 0) >= 1 and sum(first.values()) == 3 and set(first) <= {"in_doubt", "at_warehouse"}
-        doubts = [row for row in await rt.store.list_orders() if row.state == "in_doubt"]
+        doubts = [row for row in await rt.store.orders.listing() if row.state == "in_doubt"]
         [r] = await rt.run_once(service="order_delivery")
         # The faulted rename happened: found by reference. A rename cut off with it did not: the
         # temp file says so, and that order is sent (once) now.
-        assert r.summary.get("doubt_found", 0) >= 1
-        assert r.summary.get("doubt_found", 0) + r.summary.get("doubt_absent", 0) == len(doubts)
+        assert r.did.get("doubt_found", 0) >= 1
+        assert r.did.get("doubt_found", 0) + r.did.get("doubt_absent", 0) == len(doubts)
         assert await states(rt) == {"at_warehouse": 3}
         assert wh.created() == 3 and set(wh.create_attempts.values()) == {1}
     finally:
@@ -106,9 +106,9 @@ async def test_bad_rows_are_reported_and_the_rest_of_the_file_flows(tmp_path):
                                        "acme-DEMO-0001,M1,1ZGOOD,BONE-5LB,1\n"
                                        "acme-DEMO-0002,M2,1ZBAD,TREAT,some\n")
         [r] = await rt.run_once(service="shipment_upload")
-        assert r.ok and r.summary["shipments_read"] == 1
+        assert r.ok and r.did["shipments_read"] == 1
         assert flow.uc.tracking("DEMO-0001") == ["1ZGOOD"] and flow.uc.tracking("DEMO-0002") == []
-        problems = [e for e in await rt.store.events_log(merchant="acme", limit=500) if e.method == "PARSE"]
+        problems = [e for e in await rt.store.events.listing(merchant="acme", limit=500) if e.method == "PARSE"]
         assert [p.error for p in problems] == ["shp_manual.csv line 3: quantity 'some' is not a number; row skipped"]
         assert rt.contexts["acme"].warehouse.problems[0].line == 3
     finally:

@@ -9,9 +9,10 @@ import pytest
 
 from connector.config import from_dict
 from connector.pipeline.inventory import FULL_PUSH_CURSOR
-from connector.runtime import Runtime
+from connector.runtime import Runtime, build_runtime
 from connector.sandbox.samples import make_order
-from connector.store import Store, utcnow
+from connector.clock import utcnow
+from connector.store import Store
 
 pytestmark = pytest.mark.asyncio
 
@@ -39,7 +40,7 @@ async def configured(flow, inventory: dict, **merchant):
     data["merchants"][0]["inventory"] = inventory
     data["merchants"][0].update(merchant)
     cfg = from_dict(data, file="<test>")
-    return Runtime(cfg, await Store.open(cfg.daemon.database_url), worker_id="test-worker")
+    return await build_runtime(cfg, store=await Store.open(cfg.daemon.database_url), worker_id="test-worker")
 
 
 def posted(flow) -> list[dict[str, int]]:
@@ -63,8 +64,8 @@ async def test_the_store_gets_fulfillable_stock_summed_mapped_and_clamped(flow, 
         assert r.ok, r
         [sent] = posted(flow)
         assert {k: v for k, v in sent.items() if k != "BONE-5LB"} == expected
-        assert r.summary["clamped"] == sum(1 for sku, q in expected.items() if q == 0)
-        assert r.summary["full_push"] == 1  # the first run sends everything
+        assert r.did["clamped"] == sum(1 for sku, q in expected.items() if q == 0)
+        assert r.did["full_push"] == 1  # the first run sends everything
     finally:
         await rt.aclose()
 
@@ -75,12 +76,12 @@ async def test_only_changed_quantities_are_posted_and_nothing_when_nothing_chang
     assert posted(flow) == [{"Bone": 12, "GIFT-SET": 4}]
     flow.sb.set_stock("BONE-5LB", 10, 6)  # the kit is still limited by TREAT: 4
     r = await push(runtime)
-    assert r.summary["changed"] == 1 and r.summary["full_push"] == 0
+    assert r.did["changed"] == 1 and r.did["full_push"] == 0
     assert posted(flow)[1:] == [{"Bone": 11}]
     r = await push(runtime)
-    assert r.ok and r.summary["changed"] == 0 and r.summary["inventory_posts"] == 0
+    assert r.ok and r.did["changed"] == 0 and r.did["inventory_posts"] == 0
     assert flow.uc.requests["inventory"] == 2
-    assert await runtime.store.inventory_pushed("acme") == {"Bone": 11, "GIFT-SET": 4}
+    assert await runtime.store.inventory.pushed("acme") == {"Bone": 11, "GIFT-SET": 4}
 
 
 async def test_1200_changed_skus_go_in_three_posts(flow):
@@ -90,11 +91,11 @@ async def test_1200_changed_skus_go_in_three_posts(flow):
     rt = await configured(flow, {"push_by_alias": False}, skus={})
     try:
         r = await push(rt)
-        assert r.ok and r.summary["stock_rows"] == 1200
+        assert r.ok and r.did["stock_rows"] == 1200
         sent = posted(flow)
         assert [len(p) for p in sent] == [500, 500, 200]
         assert {k: v for p in sent for k, v in p.items()} == {sku: 1 + i % 50 for i, sku in enumerate(skus)}
-        assert len(await rt.store.inventory_pushed("acme")) == 1200
+        assert len(await rt.store.inventory.pushed("acme")) == 1200
         await push(rt)
         assert flow.uc.requests["inventory"] == 3
     finally:
@@ -108,15 +109,15 @@ async def test_orders_not_yet_at_the_warehouse_are_subtracted_once(flow, runtime
     # ShipBob refuses both creates (nothing reached it): the orders wait, in doubt.
     flow.sb.faults.script = [{"method": "POST", "path": "/2026-01/order", "status": 500}] * 2
     await runtime.run_once(service="order_delivery")
-    assert {r.state for r in await runtime.store.list_orders()} == {"in_doubt"} and flow.sb.create_count == 0
+    assert {r.state for r in await runtime.store.orders.listing()} == {"in_doubt"} and flow.sb.create_count == 0
     await push(runtime)
     # BONE-5LB: 12 - 2 (Bone) - 1 (kit); TREAT: 9 - 2 (kit) -> the kit makes min(9, 7 // 2) = 3.
     assert posted(flow) == [{"Bone": 9, "GIFT-SET": 3}]
     # Created now: ShipBob's fulfillable figures carry them, and they are not subtracted twice.
     await runtime.run_once(service="order_delivery")
-    assert {r.state for r in await runtime.store.list_orders()} == {"at_warehouse"} and flow.sb.create_count == 2
+    assert {r.state for r in await runtime.store.orders.listing()} == {"at_warehouse"} and flow.sb.create_count == 2
     r = await push(runtime)
-    assert r.summary["changed"] == 0 and len(posted(flow)) == 1
+    assert r.did["changed"] == 0 and len(posted(flow)) == 1
 
 
 async def test_a_downloaded_order_not_yet_evaluated_is_subtracted(flow, runtime):
@@ -134,21 +135,21 @@ async def test_a_refused_post_is_not_recorded_and_is_sent_again(flow, runtime):
     flow.uc.faults.script = [{"method": "POST", "path": POST_PATH, "status": 500}] * 3  # beats the in-call retries
     r = await push(runtime)
     assert not r.ok and "500" in r.error
-    assert await runtime.store.inventory_pushed("acme") == {"Bone": 12, "GIFT-SET": 4}
+    assert await runtime.store.inventory.pushed("acme") == {"Bone": 12, "GIFT-SET": 4}
     assert flow.uc.inventory_levels() == {"Bone": 12, "GIFT-SET": 4}
     r = await push(runtime)
     assert r.ok and posted(flow)[1:] == [{"Bone": 8}]
-    assert await runtime.store.inventory_pushed("acme") == {"Bone": 8, "GIFT-SET": 4}
+    assert await runtime.store.inventory.pushed("acme") == {"Bone": 8, "GIFT-SET": 4}
 
 
 async def test_everything_is_pushed_again_after_full_push_hours(flow, runtime):
     shelves(flow)
     await push(runtime)
     r = await push(runtime)
-    assert r.summary["full_push"] == 0 and flow.uc.requests["inventory"] == 1
-    await runtime.store.set_cursor("acme", FULL_PUSH_CURSOR, (utcnow() - timedelta(hours=25)).isoformat())
+    assert r.did["full_push"] == 0 and flow.uc.requests["inventory"] == 1
+    await runtime.store.cursors.set("acme", FULL_PUSH_CURSOR, (utcnow() - timedelta(hours=25)).isoformat())
     r = await push(runtime)
-    assert r.summary["full_push"] == 1 and r.summary["changed"] == 2
+    assert r.did["full_push"] == 1 and r.did["changed"] == 2
     assert posted(flow) == [{"Bone": 12, "GIFT-SET": 4}] * 2
     r = await push(runtime)  # the full push moved the cursor on
-    assert r.summary["full_push"] == 0 and flow.uc.requests["inventory"] == 2
+    assert r.did["full_push"] == 0 and flow.uc.requests["inventory"] == 2

@@ -47,7 +47,8 @@ async def test_metrics_expose_orders_services_pending_age_and_counters(flow):
             body = '{"events": [{"order_create": {"order_id": "DEMO-0100", "current_stage": "Shipping Department"}}]}'
             assert (await client.post("/webhooks/ultracart/acme", content=body, auth=(USER, PASSWORD))).status_code == 200
             assert (await client.post("/webhooks/ultracart/acme", content=body, auth=(USER, "nope"))).status_code == 401
-            assert (await client.post("/webhooks/ultracart/who", content=body, auth=(USER, PASSWORD))).status_code == 404
+            # An unknown merchant gets the same 401 as a wrong password: no one learns which ids exist.
+            assert (await client.post("/webhooks/ultracart/who", content=body, auth=(USER, PASSWORD))).status_code == 401
             # The engine's call sites (see connector.metrics), exercised directly here.
             metrics.vendor_call("ultracart", 200)
             metrics.vendor_call("shipbob", None)
@@ -97,8 +98,9 @@ async def test_readyz_is_503_when_the_database_is_unreachable(runtime, tmp_path)
     ready = {"scheduler": True}
     async with serve(build_app(runtime, lambda: ready["scheduler"])) as url, httpx.AsyncClient(base_url=url) as client:
         assert (await client.get("/readyz")).status_code == 200
-        good = runtime.store.engine
-        runtime.store.engine = make_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'gone.db'}")
+        db = runtime.store.backend.db
+        good = db.engine
+        db.engine = make_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'gone.db'}")
         try:
             r = await client.get("/readyz")
             assert r.status_code == 503 and r.json()["problems"][0].startswith("database:")
@@ -106,8 +108,8 @@ async def test_readyz_is_503_when_the_database_is_unreachable(runtime, tmp_path)
             assert m.status_code == 200 and value(m.text, "connector_store_up") == 0
             assert value(m.text, "connector_orders", merchant="acme", state="received") is None
         finally:
-            await runtime.store.engine.dispose()
-            runtime.store.engine = good
+            await db.engine.dispose()
+            db.engine = good
         assert (await client.get("/readyz")).status_code == 200
         ready["scheduler"] = False
         r = await client.get("/readyz")

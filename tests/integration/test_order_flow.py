@@ -6,7 +6,8 @@ import pytest
 
 from connector import operator as op
 from connector.sandbox.samples import make_order
-from connector.store import Transition
+from connector.lifecycle import Actor
+from connector.store import Move
 from tests.support.warehouse import lose_a_create_reply, orders, states
 
 pytestmark = pytest.mark.asyncio
@@ -33,7 +34,7 @@ async def test_orders_flow_to_shipbob_exactly_once_and_a_second_run_sends_nothin
 async def test_a_large_queue_drains_100_at_a_time(flow, runtime):
     flow.uc.queue("DFLT", orders(250))
     r = (await runtime.run_once(service="order_download"))[0]
-    assert r.summary["fetched"] == 250 and r.summary["new"] == 250 and r.summary["rounds"] == 3
+    assert r.did["fetched"] == 250 and r.did["new"] == 250 and r.did["rounds"] == 3
     assert flow.uc.requests["ack"] == 3  # 100 + 100 + 50 ids
     assert flow.uc.queued("DFLT") == []
 
@@ -45,7 +46,7 @@ async def test_a_malformed_order_is_held_with_its_reason_and_the_others_flow(flo
     await runtime.run_once(service="order_download")
     await runtime.run_once(service="order_delivery")
     assert await states(runtime) == {"at_warehouse": 3, "held": 1}
-    [row] = await runtime.store.find_orders("DEMO-0666")
+    [row] = await runtime.store.orders.find("DEMO-0666")
     assert row.reason.startswith("malformed order:") and "items" in row.reason
     assert "DEMO-0666" in flow.uc.acknowledged  # acknowledged: UltraCart would resend it forever
     assert flow.sb.create_count == 3
@@ -56,7 +57,7 @@ async def test_unmapped_method_is_held_then_released_when_the_config_gains_it(fl
     rt = await flow.runtime()
     try:
         await rt.run_once()
-        [row] = await rt.store.find_orders("DEMO-0001")
+        [row] = await rt.store.orders.find("DEMO-0001")
         assert row.state == "held" and row.reason == "unmapped ship method: Pigeon: Carrier Express"
         assert flow.sb.create_count == 1
     finally:
@@ -65,10 +66,10 @@ async def test_unmapped_method_is_held_then_released_when_the_config_gains_it(fl
     rt = await flow.runtime()  # the config reloaded with the new mapping
     try:
         await rt.run_once(service="order_delivery")
-        [row] = await rt.store.find_orders("DEMO-0001")
+        [row] = await rt.store.orders.find("DEMO-0001")
         assert row.state == "at_warehouse"
         assert flow.sb.orders["acme-DEMO-0001"]["shipping_method"] == "Expedited"
-        timeline = [e.reason for e in await rt.store.timeline(row.id)]
+        timeline = [e.reason for e in await rt.store.orders.timeline(row.id)]
         assert any("no longer applies" in t for t in timeline)
     finally:
         await rt.aclose()
@@ -77,7 +78,7 @@ async def test_unmapped_method_is_held_then_released_when_the_config_gains_it(fl
 async def test_unknown_sku_and_missing_address_hold_with_reasons(flow, runtime):
     flow.uc.queue("DFLT", [make_order("DEMO-0001", items=[("MYSTERY-SKU", 1), ("TREAT", 2)]), make_order("DEMO-0002", address=False)])
     await runtime.run_once()
-    rows = {r.order_id: r for r in await runtime.store.list_orders()}
+    rows = {r.order_id: r for r in await runtime.store.orders.listing()}
     assert rows["DEMO-0001"].reason == "unknown SKU: MYSTERY-SKU"
     assert rows["DEMO-0002"].reason.startswith("missing ship-to address")
     assert flow.sb.create_count == 0
@@ -90,15 +91,15 @@ async def test_manual_hold_and_release(flow, runtime):
         flow.uc.queue("DFLT", orders(2))
         await rt.run_once()
         assert await states(rt) == {"held": 2}
-        [row] = await rt.store.find_orders("DEMO-0001")
+        [row] = await rt.store.orders.find("DEMO-0001")
         assert row.reason.startswith("timed hold until")
         [res] = await op.release(rt.store, "DEMO-0001")
         assert res.ok
         await rt.run_once(service="order_delivery")
-        assert (await rt.store.find_orders("DEMO-0001"))[0].state == "at_warehouse"
-        assert (await rt.store.find_orders("DEMO-0002"))[0].state == "held"
+        assert (await rt.store.orders.find("DEMO-0001"))[0].state == "at_warehouse"
+        assert (await rt.store.orders.find("DEMO-0002"))[0].state == "held"
         [res] = await op.hold(rt.store, "DEMO-0002", reason="customer called")
-        assert res.ok and (await rt.store.find_orders("DEMO-0002"))[0].reason == "manual hold: customer called"
+        assert res.ok and (await rt.store.orders.find("DEMO-0002"))[0].reason == "manual hold: customer called"
     finally:
         await rt.aclose()
 
@@ -113,7 +114,7 @@ async def test_a_rejected_order_fails_with_the_vendor_message_and_can_be_retried
     await runtime.run_once(service="order_download")
     flow.sb.faults.script = [{"method": "POST", "path": "/2026-01/order", "status": 400}]
     await runtime.run_once(service="order_delivery")
-    failed = [r for r in await runtime.store.list_orders() if r.state == "failed"]
+    failed = [r for r in await runtime.store.orders.listing() if r.state == "failed"]
     assert len(failed) == 1 and "400" in failed[0].last_error
     assert (await states(runtime))["at_warehouse"] == 1
     [res] = await op.retry(runtime.store, failed[0].order_id)
@@ -132,7 +133,7 @@ async def test_transient_errors_are_retried_later_with_backoff(flow, runtime):
     # transient case: nothing reached the warehouse.
     flow.sb_server.stop()
     r = await runtime.run_service("acme", "order_delivery")
-    [row] = await runtime.store.list_orders()
+    [row] = await runtime.store.orders.listing()
     assert row.state == "ready" and row.attempts == 1 and "cannot connect" in row.last_error
     assert row.next_attempt_at is not None and not r.ok and "every create" in r.error
 
@@ -145,12 +146,12 @@ async def test_a_warehouse_that_keeps_failing_opens_the_circuit_instead_of_burni
     await evaluate_orders(runtime.contexts["acme"])
     flow.sb_server.stop()
     for _ in range(3):
-        for r in await runtime.store.list_orders():  # make them due again at once
-            await runtime.store.transition(Transition(r.id, "ready", ("ready",), "", dict(next_attempt_at=None)), actor="test")
+        for r in await runtime.store.orders.listing():  # make them due again at once
+            await runtime.store.orders.move(Move(r.id, "ready", ("ready",), "", dict(next_attempt_at=None)), actor=Actor.order_delivery)
         assert not (await runtime.run_service("acme", "order_delivery")).ok
     skipped = await runtime.run_service("acme", "order_delivery")
-    assert skipped.skipped.startswith("circuit open until")
-    assert all(r.attempts <= 3 for r in await runtime.store.list_orders())
+    assert skipped.stopped_because.startswith("circuit open until")
+    assert all(r.attempts <= 3 for r in await runtime.store.orders.listing())
 
 
 async def test_bad_warehouse_credentials_pause_only_that_merchant(tmp_path):
@@ -167,14 +168,14 @@ async def test_bad_warehouse_credentials_pause_only_that_merchant(tmp_path):
             await rt.run_once(merchant="globex", service="order_download")
             results = await rt.run_once(service="order_delivery")
             by = {r.merchant: r for r in results}
-            assert by["acme"].ok and by["globex"].error.startswith("paused: ")
-            assert (await rt.store.counts_by_state("acme")) == {("acme", "at_warehouse"): 2}
-            globex = await rt.store.list_orders(merchant="globex")
+            assert by["acme"].ok and by["globex"].outcome == "paused" and "401" in by["globex"].error
+            assert (await rt.store.orders.counts_by_state("acme")) == {("acme", "at_warehouse"): 2}
+            globex = await rt.store.orders.listing(merchant="globex")
             assert {r.state for r in globex} == {"received"} and all(r.attempts == 0 for r in globex)  # nothing spent
-            run = [x for x in await rt.store.service_runs("globex") if x.service == "order_delivery"][0]
+            run = [x for x in await rt.store.runs.listing("globex") if x.service == "order_delivery"][0]
             assert run.paused_until is not None and "401" in run.pause_reason
             skipped = await rt.run_service("globex", "order_delivery")
-            assert skipped.skipped.startswith("paused until")
+            assert skipped.stopped_because.startswith("paused until")
         finally:
             await rt.aclose()
     finally:
@@ -187,8 +188,8 @@ async def test_rate_limited_warehouse_reschedules_without_spending_attempts(flow
     flow.sb.faults.update({"retry_after_s": 30})
     flow.sb.faults.script = [{"method": "POST", "path": "/2026-01/order", "status": 429}]
     r = (await runtime.run_once(service="order_delivery"))[0]
-    assert r.error.startswith("throttled")
-    rows = await runtime.store.list_orders()
+    assert r.outcome == "throttled" and r.stopped_because.startswith("rate limited") and r.resumes_at is not None
+    rows = await runtime.store.orders.listing()
     waiting = [x for x in rows if x.state == "ready"]
     assert waiting and all(x.attempts == 0 for x in waiting)
 
@@ -197,9 +198,9 @@ async def test_status_counts_and_timeline_are_recorded(flow, runtime):
     flow.uc.queue("DFLT", orders(2) + [make_order("DEMO-0009", test_order=True)])
     flow.overrides["acme"] = {}
     await runtime.run_once()
-    [row] = await runtime.store.find_orders("DEMO-0001")
-    steps = [(e.from_state, e.to_state) for e in await runtime.store.timeline(row.id)]
+    [row] = await runtime.store.orders.find("DEMO-0001")
+    steps = [(e.from_state, e.to_state) for e in await runtime.store.orders.timeline(row.id)]
     assert steps[:4] == [("", "received"), ("received", "ready"), ("ready", "submitting"), ("submitting", "at_warehouse")]
-    runs = {r.service: r for r in await runtime.store.service_runs("acme")}
+    runs = {r.service: r for r in await runtime.store.runs.listing("acme")}
     assert set(runs) == {"order_download", "order_delivery", "shipment_upload", "inventory_upload"}
     assert all(r.last_success_at is not None for r in runs.values())

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.asyncio
 
 
 async def open_alerts(rt, merchant="acme"):
-    return {(a.category, a.key): a for a in await rt.store.list_alerts(merchant, "open")}
+    return {(a.category, a.key): a for a in await rt.store.alerts.listing(merchant, "open")}
 
 
 async def test_holds_and_failures_raise_one_alert_per_cause(flow, runtime):

@@ -13,7 +13,9 @@ from connector import operator as op
 from connector.domain import WarehouseOrder
 from connector.pipeline.orders import evaluate_orders
 from connector.sandbox.samples import make_order
-from connector.store import Transition, utcnow
+from connector.clock import utcnow
+from connector.lifecycle import Actor
+from connector.store import Move
 
 pytestmark = pytest.mark.asyncio
 
@@ -31,7 +33,7 @@ async def at_warehouse(flow, rt, queued: list[dict]) -> None:
     for service in ("order_download", "order_delivery"):
         [r] = await rt.run_once(service=service)
         assert r.ok and not r.error, r
-    assert all(row.state == "at_warehouse" for row in await rt.store.list_orders(limit=10_000))
+    assert all(row.state == "at_warehouse" for row in await rt.store.orders.listing(limit=10_000))
 
 
 async def upload(rt):
@@ -40,7 +42,7 @@ async def upload(rt):
 
 
 async def state(rt, order_id: str) -> str:
-    [row] = await rt.store.find_orders(order_id)
+    [row] = await rt.store.orders.find(order_id)
     return row.state
 
 
@@ -62,7 +64,7 @@ def records(flow, order_id: str) -> list[dict]:
 
 def later(rt, minutes: float = 5) -> None:
     """Move the service's clock past any retry backoff (instead of sleeping through it)."""
-    rt.contexts["acme"].now = lambda: utcnow() + timedelta(minutes=minutes)
+    rt.clock.offset = max(rt.clock.offset, minutes * 60)
 
 
 async def test_a_shipped_order_is_confirmed_acknowledged_and_not_read_again(flow, runtime):
@@ -70,23 +72,23 @@ async def test_a_shipped_order_is_confirmed_acknowledged_and_not_read_again(flow
     [parcel] = flow.sb.ship_all()
     tracking = parcel["tracking"]["tracking_number"]
     r = await upload(runtime)
-    assert r.ok and r.summary["shipments_new"] == 1 and r.summary["orders_confirmed"] == 1
+    assert r.ok and r.did["shipments_new"] == 1 and r.did["orders_confirmed"] == 1
     assert await state(runtime, "DEMO-0001") == "confirmed"
     assert flow.uc.tracking("DEMO-0001") == [tracking]
     [record] = records(flow, "DEMO-0001")
     assert record["shipping_cost"] == 7.5  # ShipBob's invoice amount
-    [row] = await runtime.store.find_orders("DEMO-0001")
-    steps = [(e.from_state, e.to_state) for e in await runtime.store.timeline(row.id)]
+    [row] = await runtime.store.orders.find("DEMO-0001")
+    steps = [(e.from_state, e.to_state) for e in await runtime.store.orders.timeline(row.id)]
     assert steps[-2:] == [("at_warehouse", "shipped"), ("shipped", "confirmed")]
     # ShipBob is told the tracking reached the cart, and only after UltraCart accepted it.
     assert flow.sb.tracking_uploaded() == [parcel["id"]]
-    calls = [(e.vendor, e.method, e.url) for e in await runtime.store.events_log(merchant="acme", limit=1000)]
+    calls = [(e.vendor, e.method, e.url) for e in await runtime.store.events.listing(merchant="acme", limit=1000)]
     posted = next(i for i, c in enumerate(calls) if c[1] == "POST" and c[2].endswith("/shipments"))
     flagged = next(i for i, c in enumerate(calls) if "batchUpdateTrackingUpload" in c[2])
     assert posted < flagged
     # The next pass reads nothing (ShipBob no longer returns it) and posts nothing.
     again = await upload(runtime)
-    assert again.summary["shipments_read"] == 0 and again.summary["tracking_posts"] == 0
+    assert again.did["shipments_read"] == 0 and again.did["tracking_posts"] == 0
     assert len(flow.uc.shipment_posts) == 1 and flow.uc.requests["shipments"] == 1
 
 
@@ -111,7 +113,7 @@ async def test_a_split_order_is_partially_shipped_then_confirmed(flow, mode):
 
         set_parcel(flow, "acme-DEMO-0001", 1, status="Completed")
         r = await upload(rt)
-        assert r.summary["orders_confirmed"] == 1
+        assert r.did["orders_confirmed"] == 1
         assert await state(rt, "DEMO-0001") == "confirmed"
         sent = records(flow, "DEMO-0001")
         if mode == "when_complete":
@@ -146,10 +148,10 @@ async def test_a_voided_label_is_never_posted(flow, runtime):
     voided, good = flow.sb.ship("acme-DEMO-0001")
     assert voided["status"] == "Cancelled" and voided["tracking"]["tracking_number"]
     r = await upload(runtime)
-    assert r.summary["voided"] == 1
+    assert r.did["voided"] == 1
     assert flow.uc.tracking("DEMO-0001") == [good["tracking"]["tracking_number"]]
     assert await state(runtime, "DEMO-0001") == "confirmed"
-    [ignored] = await runtime.store.list_shipments("acme", state="ignored")
+    [ignored] = await runtime.store.shipments.listing("acme", state="ignored")
     assert ignored.shipment_id == str(voided["id"]) and ignored.reason == "voided label"
     await upload(runtime)
     assert flow.uc.tracking("DEMO-0001") == [good["tracking"]["tracking_number"]]
@@ -162,11 +164,11 @@ async def test_blank_tracking_numbers_are_dropped_and_a_parcel_without_one_waits
     flow.sb.plan("acme-DEMO-0002", tracking="   ")
     flow.sb.ship_all()
     r = await upload(runtime)
-    assert r.summary["no_tracking"] == 1
+    assert r.did["no_tracking"] == 1
     assert flow.uc.tracking("DEMO-0001") == ["1ZAAA"]
     assert records(flow, "DEMO-0002") == []
     assert await state(runtime, "DEMO-0002") == "at_warehouse"
-    [waiting] = await runtime.store.list_shipments("acme", state="waiting")
+    [waiting] = await runtime.store.shipments.listing("acme", state="waiting")
     assert waiting.reference == "acme-DEMO-0002"
     # ShipBob fills the tracking number in later: now it goes.
     parcel = labels(flow, "acme-DEMO-0002")[0]
@@ -198,15 +200,15 @@ async def test_250_shipped_orders_go_in_three_posts_and_a_second_run_posts_nothi
         await at_warehouse(flow, rt, orders(250))
         assert len(flow.sb.ship_all()) == 250
         r = await upload(rt)
-        assert r.ok and r.summary["orders_confirmed"] == 250
+        assert r.ok and r.did["orders_confirmed"] == 250
         assert [len(p) for p in flow.uc.shipment_posts] == [100, 100, 50]
         assert len({s["order_id"] for p in flow.uc.shipment_posts for s in p}) == 250
         assert len(flow.sb.tracking_uploaded()) == 250
         assert flow.sb.requests["POST /shipment:batchUpdateTrackingUpload"] == 3
         again = await upload(rt)
-        assert again.summary["shipments_read"] == 0 and again.summary["tracking_posts"] == 0
+        assert again.did["shipments_read"] == 0 and again.did["tracking_posts"] == 0
         assert flow.uc.requests["shipments"] == 3
-        assert (await rt.store.counts_by_state("acme")) == {("acme", "confirmed"): 250}
+        assert (await rt.store.orders.counts_by_state("acme")) == {("acme", "confirmed"): 250}
     finally:
         await rt.aclose()
 
@@ -222,11 +224,11 @@ async def test_a_shipment_for_an_unknown_order_is_recorded_as_orphan_not_posted(
     assert reply.status_code == 201
     flow.sb.ship_all()
     r = await upload(runtime)
-    assert r.summary["orphans"] == 1
-    [orphan] = await runtime.store.list_shipments("acme", state="orphan")
+    assert r.did["orphans"] == 1
+    [orphan] = await runtime.store.shipments.listing("acme", state="orphan")
     assert orphan.reference == "acme-DEMO-0999" and orphan.order_pk is None and "acme-DEMO-0999" in orphan.reason
     assert [s["order_id"] for p in flow.uc.shipment_posts for s in p] == ["DEMO-0001"]
-    assert await runtime.store.find_orders("DEMO-0999") == []
+    assert await runtime.store.orders.find("DEMO-0999") == []
     await upload(runtime)
     assert flow.uc.requests["shipments"] == 1
 
@@ -239,8 +241,8 @@ async def test_a_refused_post_stays_pending_until_its_backoff_then_goes(flow, ru
     flow.uc.faults.script = [{"method": "POST", "path": POST_PATH, "status": status}] * (3 if status == 500 else 1)
     started = utcnow()
     r = await upload(runtime)
-    assert (r.error.startswith("throttled") if status == 429 else not r.ok), r
-    tasks = await runtime.store.list_tasks("acme", "post_tracking")
+    assert (r.outcome == "throttled" if status == 429 else not r.ok), r
+    tasks = await runtime.store.tasks.listing("acme", "post_tracking")
     assert len(tasks) == 2 and {t.state for t in tasks} == {"pending"}
     assert all(t.next_attempt_at is not None and t.next_attempt_at.replace(tzinfo=started.tzinfo) > started for t in tasks)
     assert all(t.last_error for t in tasks)
@@ -250,14 +252,14 @@ async def test_a_refused_post_stays_pending_until_its_backoff_then_goes(flow, ru
 
     await upload(runtime)  # too early: the backoff holds, even though the shipments are read again
     assert flow.uc.shipment_posts == []
-    assert {t.state for t in await runtime.store.list_tasks("acme", "post_tracking")} == {"pending"}
+    assert {t.state for t in await runtime.store.tasks.listing("acme", "post_tracking")} == {"pending"}
 
     later(runtime)
     r = await upload(runtime)
-    assert r.ok and not r.error and r.summary["orders_confirmed"] == 2
+    assert r.ok and not r.error and r.did["orders_confirmed"] == 2
     assert [len(p) for p in flow.uc.shipment_posts] == [2]
     assert len(flow.sb.tracking_uploaded()) == 2
-    assert {t.state for t in await runtime.store.list_tasks("acme", "post_tracking")} == {"done"}
+    assert {t.state for t in await runtime.store.tasks.listing("acme", "post_tracking")} == {"done"}
 
 
 async def test_a_rejected_record_fails_alone_and_the_others_go(flow, runtime):
@@ -267,7 +269,7 @@ async def test_a_rejected_record_fails_alone_and_the_others_go(flow, runtime):
     flow.uc.faults.script = [{"method": "POST", "path": POST_PATH, "status": 400}] * 2
     r = await upload(runtime)
     assert r.ok, r
-    tasks = await runtime.store.list_tasks("acme", "post_tracking")
+    tasks = await runtime.store.tasks.listing("acme", "post_tracking")
     [failed] = [t for t in tasks if t.state == "failed"]
     assert failed.last_error.startswith("ultracart 400: sandbox: injected fault")  # the vendor's message
     bad = json.loads(failed.payload)["body"]["order_id"]
@@ -278,7 +280,7 @@ async def test_a_rejected_record_fails_alone_and_the_others_go(flow, runtime):
     # A failed post stays failed (listed for the operator); later passes do not resend it.
     later(runtime)
     await upload(runtime)
-    assert [t.state for t in await runtime.store.list_tasks("acme", "post_tracking") if t.id == failed.id] == ["failed"]
+    assert [t.state for t in await runtime.store.tasks.listing("acme", "post_tracking") if t.id == failed.id] == ["failed"]
     assert records(flow, bad) == []
     # The operator fixes the cause in UltraCart and resends.
     [res] = await op.resend_tracking(runtime.store, bad)
@@ -293,14 +295,14 @@ async def test_a_permanent_failure_is_kept_when_a_later_record_hits_a_transient_
     flow.uc.faults.script = [{"method": "POST", "path": POST_PATH, "status": 400}] * 2 + \
                             [{"method": "POST", "path": POST_PATH, "status": 503}] * 3
     await upload(runtime)
-    by_order = {json.loads(t.payload)["body"]["order_id"]: t for t in await runtime.store.list_tasks("acme", "post_tracking")}
+    by_order = {json.loads(t.payload)["body"]["order_id"]: t for t in await runtime.store.tasks.listing("acme", "post_tracking")}
     assert by_order["DEMO-0001"].state == "failed"
     assert by_order["DEMO-0002"].state == by_order["DEMO-0003"].state == "pending"
     assert by_order["DEMO-0003"].attempts == 0  # never tried: its attempt is given back
     later(runtime)
     await upload(runtime)
     assert sorted(s["order_id"] for p in flow.uc.shipment_posts for s in p) == ["DEMO-0002", "DEMO-0003"]
-    assert (await runtime.store.list_tasks("acme", "post_tracking"))[0].state == "failed"
+    assert (await runtime.store.tasks.listing("acme", "post_tracking"))[0].state == "failed"
 
 
 async def test_resend_tracking_posts_a_confirmed_order_again(flow, runtime):
@@ -325,15 +327,15 @@ async def test_a_parcel_read_while_its_create_is_being_recorded_waits_for_the_or
     flow.uc.queue("DFLT", orders(1))
     await runtime.run_once(service="order_download")
     await evaluate_orders(ctx)
-    [row] = await runtime.store.claim_ready("acme", owner="test-worker", lease_seconds=60, limit=1)
+    [row] = await runtime.store.orders.claim_ready("acme", owner="test-worker", lease_seconds=60, limit=1)
     created = await ctx.warehouse.create_order(WarehouseOrder.model_validate_json(row.warehouse_json))
     [parcel] = flow.sb.ship_all()
     r = await upload(runtime)
     assert r.ok and records(flow, "DEMO-0001") == [] and await state(runtime, "DEMO-0001") == "submitting"
-    [waiting] = await runtime.store.list_shipments("acme", state="waiting")
+    [waiting] = await runtime.store.shipments.listing("acme", state="waiting")
     assert waiting.shipment_id == str(parcel["id"])
-    await runtime.store.transition(Transition(row.id, "at_warehouse", ("submitting",), "created",
-                                              dict(warehouse_order_id=created.warehouse_order_id)), actor="test")
+    await runtime.store.orders.move(Move(row.id, "at_warehouse", ("submitting",), "created",
+                                         dict(warehouse_order_id=created.warehouse_order_id)), actor=Actor.order_delivery)
     await upload(runtime)
     assert await state(runtime, "DEMO-0001") == "confirmed"
     assert [r["tracking_numbers"] for r in records(flow, "DEMO-0001")] == [[parcel["tracking"]["tracking_number"]]]

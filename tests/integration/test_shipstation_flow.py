@@ -48,7 +48,7 @@ async def test_a_method_shipstation_lacks_is_held_until_it_is_connected(flow, ru
     try:
         flow.uc.queue("DFLT", [make_order("DEMO-0001", ship_method="UPS: Ground"), make_order("DEMO-0002")])
         await rt.run_once()
-        [held] = await rt.store.find_orders("DEMO-0001")
+        [held] = await rt.store.orders.find("DEMO-0001")
         assert held.state == "held" and held.reason == "warehouse does not know ship method: ups:ups_teleport"
         assert flow.kit.sandbox.create_count == 1
     finally:
@@ -57,7 +57,7 @@ async def test_a_method_shipstation_lacks_is_held_until_it_is_connected(flow, ru
     rt = await flow.runtime()  # a restart (or the catalog cache expiring) reads the carriers again
     try:
         await rt.run_once(service="order_delivery")
-        [released] = await rt.store.find_orders("DEMO-0001")
+        [released] = await rt.store.orders.find("DEMO-0001")
         assert released.state == "at_warehouse"
         assert flow.kit.sandbox.order("acme-DEMO-0001")["serviceCode"] == "ups_teleport"
     finally:
@@ -82,7 +82,7 @@ async def test_labels_become_tracking_at_ultracart_split_and_voided_included(flo
     assert len(labels) == 5
     r = await run(runtime, "shipment_upload")
     assert r.ok and not r.error, r
-    assert r.summary["voided"] == 1 and r.summary["orders_confirmed"] == 3
+    assert r.did["voided"] == 1 and r.did["orders_confirmed"] == 3
     assert await states(runtime) == {"confirmed": 3}
     by_order = {}
     for label in labels:
@@ -93,14 +93,14 @@ async def test_labels_become_tracking_at_ultracart_split_and_voided_included(flo
     assert voided["voided"] and flow.uc.tracking("DEMO-0003") == [live["trackingNumber"]]
     # The next pass re-reads the same Pacific day and posts nothing again.
     again = await run(runtime, "shipment_upload")
-    assert again.summary["shipments_new"] == 0 and again.summary["tracking_posts"] == 0
+    assert again.did["shipments_new"] == 0 and again.did["tracking_posts"] == 0
     assert sum(len(p) for p in flow.uc.shipment_posts) == 3
 
 
 async def test_inventory_is_disabled_with_its_reason(flow, runtime):
     r = await run(runtime, "inventory_upload")
-    assert r.ok and r.summary == {"disabled": 1}
-    [run_row] = [x for x in await runtime.store.service_runs("acme") if x.service == "inventory_upload"]
+    assert r.ok and r.outcome == "disabled" and r.stopped_because == NO_INVENTORY
+    [run_row] = [x for x in await runtime.store.runs.listing("acme") if x.service == "inventory_upload"]
     assert run_row.note == NO_INVENTORY
     assert flow.uc.inventory_posts == []
 
@@ -113,7 +113,7 @@ async def test_a_spent_key_budget_reschedules_delivery_without_spending_attempts
     # (carriers + 3 service lists) and one lookup fit, then ShipStation says 0 remaining.
     ss.faults.update({"rate_limit_per_minute": 5, "retry_after_s": 30})
     r = await run(runtime, "order_delivery")
-    assert r.error.startswith("throttled"), r
-    rows = await runtime.store.list_orders()
+    assert r.outcome == "throttled", r
+    rows = await runtime.store.orders.listing()
     assert all(x.attempts == 0 for x in rows) and {x.state for x in rows} <= {"ready", "received"}
     assert ss.create_count == 0

@@ -54,7 +54,7 @@ async def test_labels_become_tracking_confirmed_at_ultracart(flow, runtime):
     assert len(labels) == 5  # two for the split order, a voided and a live one, one plain
     [r] = await runtime.run_once(service="shipment_upload")
     assert r.ok and not r.error, r
-    assert r.summary["voided"] == 1 and r.summary["orders_confirmed"] == 3
+    assert r.did["voided"] == 1 and r.did["orders_confirmed"] == 3
     assert await states(runtime) == {"confirmed": 3}
     by_ref: dict[str, list[str]] = {}
     for lb in labels:  # the split-off shipment has its own generated external_shipment_id
@@ -70,7 +70,7 @@ async def test_labels_become_tracking_confirmed_at_ultracart(flow, runtime):
     # The next pass reads the same labels (overlapping window) and posts nothing new.
     posts = len(flow.uc.shipment_posts)
     [again] = await runtime.run_once(service="shipment_upload")
-    assert again.ok and again.summary["shipments_new"] == 0 and len(flow.uc.shipment_posts) == posts
+    assert again.ok and again.did["shipments_new"] == 0 and len(flow.uc.shipment_posts) == posts
 
 
 async def test_stock_is_pushed_from_available_per_inventory_warehouse(flow, runtime):

@@ -70,7 +70,7 @@ class Hook:
                                       headers={"Content-Type": "application/json"}, **kw)
 
     async def webhook_log(self) -> list:
-        return [r for r in await self.rt.store.events_log(limit=10_000) if r.kind == "webhook"]
+        return [r for r in await self.rt.store.events.listing(limit=10_000) if r.kind == "webhook"]
 
     def db_bytes(self) -> bytes:
         return database_text(self.rt.config.daemon.database_url)
@@ -92,7 +92,7 @@ def events(*pairs) -> list[dict]:
 
 
 async def states(rt) -> dict[str, int]:
-    return {s: n for (_, s), n in (await rt.store.counts_by_state("acme")).items()}
+    return {s: n for (_, s), n in (await rt.store.orders.counts_by_state("acme")).items()}
 
 
 async def test_a_delivery_is_stored_once_and_acknowledged_by_the_next_download_pass(flow, hook):
@@ -100,7 +100,7 @@ async def test_a_delivery_is_stored_once_and_acknowledged_by_the_next_download_p
     r = await hook.post(body)
     assert r.status_code == 200, r.text
     assert {k: r.json()[k] for k in ("received", "stored", "duplicates", "ignored")} == {"received": 2, "stored": 2, "duplicates": 0, "ignored": 0}
-    [row] = await hook.rt.store.find_orders("DEMO-0001", "acme")
+    [row] = await hook.rt.store.orders.find("DEMO-0001", "acme")
     assert row.source == "webhook" and row.state == "received" and row.acked_at is None
     assert sum(flow.uc.requests.values()) == 0  # the request itself never calls UltraCart
 
@@ -108,7 +108,7 @@ async def test_a_delivery_is_stored_once_and_acknowledged_by_the_next_download_p
     assert again.json()["stored"] == 0 and again.json()["duplicates"] == 2
     flow.uc.queue("DFLT", [make_order("DEMO-0001")])  # ... and the DC queue has it too
     [download] = await hook.rt.run_once(service="order_download")
-    assert download.ok and download.summary["new"] == 0 and download.summary["acknowledged"] == 2
+    assert download.ok and download.did["new"] == 0 and download.did["acknowledged"] == 2
     assert sorted(flow.uc.acknowledged) == ["DEMO-0001", "DEMO-0002"]
     assert flow.uc.queued("DFLT") == []
     # The other way round: polled first, then delivered by webhook.
@@ -125,7 +125,7 @@ async def test_a_delivery_is_stored_once_and_acknowledged_by_the_next_download_p
         ("DEMO-0001", "fulfillment_transmit: stored"), ("DEMO-0002", "order_create: stored")]
     assert all(e.status == 200 and e.vendor == "ultracart" for e in logged)
     assert json.loads(logged[0].request_body)["fulfillment_transmit"]["order_id"] == "DEMO-0001"  # the event, redacted
-    assert [row.source for row in await hook.rt.store.find_orders("DEMO-0003", "acme")] == ["poll"]
+    assert [row.source for row in await hook.rt.store.orders.find("DEMO-0003", "acme")] == ["poll"]
 
 
 async def test_a_bare_array_of_events_is_accepted(hook):
@@ -139,7 +139,7 @@ async def test_compressed_events_are_inflated_and_their_card_data_is_not_stored(
     packed = base64.b64encode(gzip.compress(json.dumps(events(("fulfillment_transmit", order))).encode())).decode()
     r = await hook.post({"events": packed})
     assert r.status_code == 200 and r.json()["stored"] == 1
-    [row] = await hook.rt.store.find_orders("DEMO-0020", "acme")
+    [row] = await hook.rt.store.orders.find("DEMO-0020", "acme")
     assert CARD not in row.raw_json and "DEMO-0020" in row.raw_json
     assert CARD.encode() not in hook.db_bytes()
 
@@ -153,15 +153,17 @@ async def test_wrong_or_missing_credentials_are_refused_with_a_challenge(hook):
     r = await hook.client.post("/webhooks/ultracart/acme", content=json.dumps(body), headers={"Authorization": "Basic !!not-base64"})
     assert r.status_code == 401
     assert await states(hook.rt) == {}
-    logged = await hook.webhook_log()
-    assert len(logged) == 4 and all(e.status == 401 and e.error == "unauthorized" and e.request_body == "" for e in logged)
+    # Refusals are counted in the metrics, never written: a stranger cannot grow the database.
+    assert await hook.webhook_log() == []
 
 
-async def test_unknown_merchant_is_404(hook):
+async def test_an_unknown_merchant_is_refused_like_a_wrong_password(hook):
+    """A stranger must not learn which merchant ids exist: the same 401, the same challenge."""
     r = await hook.post({"events": []}, merchant="nobody")
-    assert r.status_code == 404
-    [logged] = await hook.webhook_log()
-    assert logged.merchant == "nobody" and logged.status == 404 and logged.error == "unknown merchant"
+    wrong = await hook.post({"events": []}, auth=(USER, "wrong"))
+    assert r.status_code == wrong.status_code == 401
+    assert r.headers["WWW-Authenticate"] == wrong.headers["WWW-Authenticate"] and r.json()["error"] == wrong.json()["error"]
+    assert await hook.webhook_log() == []
 
 
 async def test_a_merchant_without_a_webhook_password_refuses_webhooks_and_says_so(flow, runtime):
@@ -219,8 +221,7 @@ async def test_a_body_over_10_mb_is_413_whether_declared_or_streamed(hook):
     status_line = await asyncio.wait_for(reader.readline(), 5)
     writer.close()
     assert status_line.startswith(b"HTTP/1.1 413")
-    logged = await hook.webhook_log()
-    assert len(logged) == 3 and all(e.status == 413 and "exceeds the limit" in e.error for e in logged)
+    assert await hook.webhook_log() == []  # counted in the metrics, not written
 
 
 async def test_an_order_for_another_distribution_center_is_ignored(hook):
@@ -232,9 +233,9 @@ async def test_an_order_for_another_distribution_center_is_ignored(hook):
         ("fulfillment_transmit", make_order("DEMO-0051", items=[("BONE-5LB", 1), ("TREAT", 1, {"distribution_center_code": "EAST"})])),
         ("fulfillment_transmit", no_dc),
     )})
-    assert r.json() | {"delivery_id": ""} == {"delivery_id": "", "received": 3, "stored": 2, "duplicates": 0, "ignored": 1}
-    assert await hook.rt.store.find_orders("DEMO-0050") == []
-    assert {row.order_id for row in await hook.rt.store.list_orders(merchant="acme")} == {"DEMO-0051", "DEMO-0052"}
+    assert r.json() | {"delivery_id": ""} == {"delivery_id": "", "received": 3, "stored": 2, "changed": 0, "duplicates": 0, "ignored": 1}
+    assert await hook.rt.store.orders.find("DEMO-0050") == []
+    assert {row.order_id for row in await hook.rt.store.orders.listing(merchant="acme")} == {"DEMO-0051", "DEMO-0052"}
     [ignored] = [e for e in await hook.webhook_log() if e.order_id == "DEMO-0050"]
     assert ignored.error == "for distribution center EAST, not DFLT"
 
@@ -253,15 +254,14 @@ async def test_other_events_are_recorded_only(flow, hook):
     assert sum(flow.uc.requests.values()) == 0
 
 
-async def test_a_100_event_delivery_is_answered_well_under_a_second(hook):
+async def test_a_100_event_delivery_stores_every_order_once(hook):
+    """(How fast it answers is measured by `connector bench`, not asserted here.)"""
     body = json.dumps({"events": events(*[("fulfillment_transmit", make_order(f"DEMO-{i:04d}")) for i in range(100, 200)])})
-    await hook.post({"events": []})  # warm the connection and the thread pool
-    started = time.perf_counter()
     r = await hook.post(body)
-    elapsed = time.perf_counter() - started
     assert r.status_code == 200 and r.json()["stored"] == 100
-    assert elapsed < 0.8, f"{elapsed:.3f} s"
-    assert await states(hook.rt) == {"received": 100}
+    again = await hook.post(body)
+    assert again.json()["stored"] == 0 and again.json()["duplicates"] == 100
+    assert len(await hook.rt.store.orders.listing(merchant="acme")) == 100
 
 
 async def test_no_card_number_or_webhook_password_reaches_the_database(hook):
@@ -269,8 +269,8 @@ async def test_no_card_number_or_webhook_password_reaches_the_database(hook):
     assert (await hook.post({"events": events(("fulfillment_transmit", order), ("order_update", order))})).status_code == 200
     assert (await hook.post({"events": events(("fulfillment_transmit", order))}, auth=(USER, PASSWORD + "x"))).status_code == 401
     assert (await hook.post(b'{"events": [' + CARD.encode())).status_code == 400
-    assert (await hook.post({"events": events(("fulfillment_transmit", order))}, merchant="nobody")).status_code == 404
-    [row] = await hook.rt.store.find_orders("DEMO-0070", "acme")
+    assert (await hook.post({"events": events(("fulfillment_transmit", order))}, merchant="nobody")).status_code == 401
+    [row] = await hook.rt.store.orders.find("DEMO-0070", "acme")
     assert json.loads(row.raw_json)["payment"]["credit_card"]["card_number"] == "***"
     data = hook.db_bytes()
     assert b"DEMO-0070" in data  # the check reads the right file

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from connector.config import Config, from_dict
-from connector.runtime import Runtime
+from connector.clock import OffsetClock
+from connector.runtime import Runtime, build_runtime
 from connector.sandbox.kits import make_kit
 from connector.sandbox.server import SandboxServer
 from connector.sandbox.ultracart import UltraCartSandbox
@@ -95,8 +96,10 @@ class Flow:
         return path
 
     async def runtime(self, worker_id: str = "test-worker") -> Runtime:
+        """A Runtime on this flow's config, with a clock tests can move (`rt.clock.advance(s)`)."""
         cfg = self.config()
-        return Runtime(cfg, await Store.open(cfg.daemon.database_url), worker_id=worker_id)
+        clock = OffsetClock()
+        return await build_runtime(cfg, store=await Store.open(cfg.daemon.database_url, clock=clock), clock=clock, worker_id=worker_id)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

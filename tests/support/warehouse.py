@@ -120,7 +120,7 @@ def orders(n: int, start: int = 1, **kw: Any) -> list[dict[str, Any]]:
 
 async def states(rt: Any, merchant: str = "acme") -> dict[str, int]:
     """The merchant's orders counted by state."""
-    return {s: n for (_, s), n in (await rt.store.counts_by_state(merchant)).items()}
+    return {s: n for (_, s), n in (await rt.store.orders.counts_by_state(merchant)).items()}
 
 
 async def deliver(rt: Any) -> None:
@@ -139,10 +139,10 @@ async def lose_a_create_reply(flow: Flow, rt: Any, path: str, fault: dict[str, A
     flow.sb.faults.script = [{"method": "POST", "path": path, **fault}]
     await rt.run_once(service="order_delivery")
     assert await states(rt) == {"at_warehouse": 2, "in_doubt": 1}
-    [doubt] = [r for r in await rt.store.list_orders() if r.state == "in_doubt"]
+    [doubt] = [r for r in await rt.store.orders.listing() if r.state == "in_doubt"]
     await rt.run_once(service="order_delivery")
     assert await states(rt) == {"at_warehouse": 3}
     assert flow.sb.create_count == 3 and flow.sb.create_attempts[f"acme-{doubt.order_id}"] == 1
-    [row] = await rt.store.find_orders(doubt.order_id)
-    assert any("found at the warehouse by reference" in e.reason for e in await rt.store.timeline(row.id))
+    [row] = await rt.store.orders.find(doubt.order_id)
+    assert any("found at the warehouse by reference" in e.reason for e in await rt.store.orders.timeline(row.id))
     return row

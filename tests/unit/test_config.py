@@ -47,7 +47,8 @@ def test_example_config_is_valid_and_documents_every_section():
 def test_defaults_fill_a_minimal_merchant(tmp_path):
     cfg = config.load(write(tmp_path, MINIMAL), env=ENV)
     m = cfg.merchants[0]
-    assert cfg.daemon.database_url == "sqlite:///connector.db"
+    # The default SQLite file lives beside the config file, wherever the daemon is started from.
+    assert cfg.daemon.database_url == f"sqlite:///{tmp_path / 'connector.db'}"
     assert m.orders.reject_unmapped_ship_methods is True
     assert m.shipments.post_tracking == "when_complete"
     assert m.inventory.minimum_level == 0
@@ -117,3 +118,97 @@ def test_cli_check_reads_connector_config_env(tmp_path):
                           env={"PATH": "/usr/bin:/bin", "CONNECTOR_CONFIG": str(p), **ENV}, cwd=tmp_path.parent)
     assert proc.returncode == 0, proc.stderr
     assert "ok (1 merchant(s))" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------- trust
+TWO = MINIMAL + """
+[[merchants]]
+id = "acme-copy"
+[merchants.ultracart]
+merchant_id = "demo"
+api_key = "${ACME_ULTRACART_KEY}"
+distribution_center = "dflt"
+[merchants.warehouse]
+adapter = "shipbob"
+token = "other-token"
+channel_id = 2
+"""
+
+
+def test_two_merchants_on_one_distribution_center_are_refused(tmp_path):
+    """A copied block with only `id` changed would send every order twice."""
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, TWO), env=ENV)
+    text = str(info.value)
+    assert "'acme'" in text and "'acme-copy'" in text and "DFLT" in text and "twice" in text
+    assert info.value.path == "merchants[1].ultracart.distribution_center"
+    # Disabled, the copy is fine.
+    config.load(write(tmp_path, TWO.replace('id = "acme-copy"', 'id = "acme-copy"\nenabled = false')), env=ENV)
+
+
+def test_merchants_sharing_a_warehouse_account_cannot_collide_on_references(tmp_path):
+    text = TWO.replace('distribution_center = "dflt"', 'distribution_center = "EAST"').replace('token = "other-token"', 'token = "${ACME_SHIPBOB_TOKEN}"')
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, text), env=ENV)
+    assert info.value.path == "merchants[1].id" and "references can collide" in str(info.value)
+    # Their own warehouse accounts: no shared references, no problem.
+    config.load(write(tmp_path, text.replace('token = "${ACME_SHIPBOB_TOKEN}"\nchannel_id = 2', 'token = "own"\nchannel_id = 2')), env=ENV)
+
+
+def test_relative_paths_are_resolved_against_the_config_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "skus.csv").write_text("cart_sku,warehouse_sku\nBone,BONE-5LB\n")
+    p = folder / "connector.toml"
+    p.write_text('[daemon]\ndatabase_url = "sqlite:///data/c.db"\n' + MINIMAL + '[merchants.skus]\naliases_file = "skus.csv"\n')
+    monkeypatch.chdir(tmp_path)  # started from somewhere else, as systemd or cron do
+    cfg = config.load(p, env=ENV)
+    assert cfg.daemon.database_url == f"sqlite:///{folder / 'data' / 'c.db'}"
+    assert cfg.merchants[0].sku_map().aliases["Bone"] == "BONE-5LB"
+
+
+@pytest.mark.parametrize("mutate, path, words", [
+    (lambda t: "[daemon]\nlisten = \"localhost\"\n" + t, "daemon.listen", "not host:port"),
+    (lambda t: "[daemon]\nlisten = \"127.0.0.1:99999\"\n" + t, "daemon.listen", "out of range"),
+    (lambda t: "[daemon]\ndatabase_url = \"mysql://x@y/z\"\n" + t, "daemon.database_url", "unsupported database URL 'mysql'"),
+    (lambda t: t + "[merchants.orders]\nrequire_ship_address = \"yes\"\n", "merchants[0].orders.require_ship_address", "must be true or false"),
+    (lambda t: t + "[merchants.ship_methods]\n\"UPS: Ground\" = \"\"\n", "merchants[0].ship_methods", "empty warehouse method"),
+    (lambda t: "[alerts]\nemail_to = [\"ops.example.com\"]\n" + t, "alerts.email_to", "not an e-mail address"),
+    (lambda t: t.replace('id = "acme"', 'id = "acme"\nemail_to = ["merchant at example.com"]'), "merchants[0].email_to", "not an e-mail address"),
+])
+def test_check_catches_what_used_to_crash_or_pass_silently(tmp_path, mutate, path, words):
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, mutate(MINIMAL)), env=ENV)
+    assert path in str(info.value) and words in str(info.value), str(info.value)
+
+
+def test_a_misspelt_required_key_is_named_beside_the_missing_one(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, MINIMAL.replace("channel_id = 1", "chanel_id = 1")), env=ENV)
+    text = str(info.value)
+    assert "merchants[0].warehouse.chanel_id: unknown key (did you mean channel_id?)" in text
+    assert "channel_id: required key is missing (is chanel_id a misspelling of it?)" in text
+
+
+def test_every_missing_environment_variable_is_reported(tmp_path):
+    text = MINIMAL.replace('merchant_id = "DEMO"', 'merchant_id = "${UC_MERCHANT_UNSET}"')
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, text), env={})
+    message = str(info.value)
+    for name in ("ACME_ULTRACART_KEY", "ACME_SHIPBOB_TOKEN", "UC_MERCHANT_UNSET"):
+        assert name in message
+
+
+def test_a_dollar_var_without_braces_is_a_warning(tmp_path):
+    cfg = config.load(write(tmp_path, MINIMAL.replace('api_key = "${ACME_ULTRACART_KEY}"', 'api_key = "$ACME_ULTRACART_KEY"')), env=ENV)
+    assert cfg.merchants[0].ultracart.api_key == "$ACME_ULTRACART_KEY"  # valid, but surely not meant
+    assert any('merchants[0].ultracart.api_key: "$ACME_ULTRACART_KEY" is used literally' in w for w in cfg.warnings)
+
+
+def test_the_pattern_of_a_bad_merchant_id_prints_intact(tmp_path):
+    """Square brackets in a message are text, never console markup."""
+    p = write(tmp_path, MINIMAL.replace('id = "acme"', 'id = "Acme Inc"'))
+    proc = subprocess.run([sys.executable, "-m", "connector", "check", "-c", str(p)], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", **ENV})
+    assert proc.returncode == 2
+    assert "^[a-z0-9][a-z0-9-]{0,31}$" in proc.stderr, proc.stderr

@@ -6,7 +6,6 @@ Create Date: 2026-11-23
 """
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
 
 
 revision = '0002'
@@ -18,11 +17,11 @@ depends_on = None
 def upgrade() -> None:
     op.create_table('alerts',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('merchant', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('category', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('merchant', sa.String(), nullable=False),
+    sa.Column('category', sa.String(), nullable=False),
+    sa.Column('key', sa.String(), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('state', sa.String(), nullable=False),
     sa.Column('count', sa.Integer(), nullable=False),
     sa.Column('first_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('last_at', sa.DateTime(timezone=True), nullable=False),

@@ -1,0 +1,34 @@
+"""The services a merchant runs, declared: what each runs, when it is switched off, and which
+alert a failing pass raises (resolved by the next successful one)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from connector.pipeline.context import ServiceContext
+from connector.pipeline.inventory import inventory_disabled, upload_inventory
+from connector.pipeline.orders import deliver_orders, download_orders
+from connector.pipeline.shipments import upload_shipments
+
+
+def _always(_: ServiceContext) -> str:
+    return ""
+
+
+@dataclass(frozen=True)
+class Service:
+    """One of a merchant's scheduled services."""
+
+    name: str
+    run: Callable[[ServiceContext], Awaitable[None]]
+    failure_alert: str = ""  # alert category raised when a pass fails ("" = none of its own)
+    disabled: Callable[[ServiceContext], str] = _always  # why it does not run for this merchant ("" = it runs)
+
+
+SERVICES: dict[str, Service] = {s.name: s for s in (
+    Service("order_download", download_orders),
+    Service("order_delivery", deliver_orders),
+    Service("shipment_upload", upload_shipments),
+    Service("inventory_upload", upload_inventory, failure_alert="inventory_failing", disabled=inventory_disabled),
+)}

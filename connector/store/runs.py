@@ -1,0 +1,146 @@
+"""Service runs (the last pass of each merchant's service, pauses, the leases replicas share the
+work by), cursors (bookmarks advanced only with what they cover) and workers (which processes
+run, with which config and database).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import or_, select, update
+
+from connector.store import tables as t
+from connector.store.dialect import Db
+from connector.store.records import ServiceRun, WorkerRecord
+
+R = t.service_runs
+C = t.cursors
+W = t.workers
+_RUN_DEFAULTS = dict(last_error="", last_summary="", pause_reason="", note="", lease_owner="", last_outcome="", stopped_because="")
+
+
+class RunStore(Protocol):
+    async def started(self, merchant: str, service: str) -> None: ...
+    async def finished(self, merchant: str, service: str, *, outcome: str, summary: dict[str, Any], error: str = "",
+                       stopped_because: str = "", resumes_at: datetime | None = None) -> None: ...
+    async def pause(self, merchant: str, service: str, until: datetime | None, reason: str) -> None: ...
+    async def note(self, merchant: str, service: str, note: str) -> None: ...
+    async def lease(self, merchant: str, service: str, owner: str, seconds: float) -> bool: ...
+    async def release(self, merchant: str, service: str, owner: str) -> None: ...
+    async def renew(self, owner: str, seconds: float) -> None: ...
+    async def clear_leases(self) -> None: ...
+    async def listing(self, merchant: str | None = None) -> list[ServiceRun]: ...
+
+
+class CursorStore(Protocol):
+    async def get(self, merchant: str, name: str) -> str | None: ...
+    async def set(self, merchant: str, name: str, value: str) -> None: ...
+
+
+class WorkerStore(Protocol):
+    async def register(self, worker: WorkerRecord) -> None: ...
+    async def seen(self, worker_id: str, **changes: Any) -> None: ...
+    async def listing(self) -> list[WorkerRecord]: ...
+
+
+class SqlRunStore:
+    def __init__(self, db: Db):
+        self.db = db
+
+    async def _upsert(self, merchant: str, service: str, **values: Any) -> None:
+        async with self.db.write() as conn:
+            res = await conn.execute(update(R).where(R.c.merchant == merchant, R.c.service == service).values(**values))
+            if res.rowcount == 0:
+                await conn.execute(self.db.dialect.insert_ignore(R, "merchant", "service").values(
+                    merchant=merchant, service=service, **{**_RUN_DEFAULTS, **values}))
+
+    async def started(self, merchant: str, service: str) -> None:
+        await self._upsert(merchant, service, last_started_at=self.db.now())
+
+    async def finished(self, merchant: str, service: str, *, outcome: str, summary: dict[str, Any], error: str = "",
+                       stopped_because: str = "", resumes_at: datetime | None = None) -> None:
+        """Record how a pass ended: `outcome` done, throttled, paused, failed or interrupted; only
+        `done` counts as a success."""
+        now = self.db.now()
+        values: dict[str, Any] = dict(last_finished_at=now, last_outcome=outcome, last_error=error[:2000],
+                                      last_summary=json.dumps(summary, default=str), stopped_because=stopped_because[:2000], resumes_at=resumes_at)
+        if outcome == "done":
+            values["last_success_at"] = now
+        await self._upsert(merchant, service, **values)
+
+    async def pause(self, merchant: str, service: str, until: datetime | None, reason: str) -> None:
+        await self._upsert(merchant, service, paused_until=until, pause_reason=reason)
+
+    async def note(self, merchant: str, service: str, note: str) -> None:
+        await self._upsert(merchant, service, note=note)
+
+    async def lease(self, merchant: str, service: str, owner: str, seconds: float) -> bool:
+        """Take the right to run one merchant's service for a while (replicas share the work this
+        way). Correctness never depends on it: claims and unique keys make overlapping passes safe."""
+        d = self.db.dialect
+        async with self.db.write() as conn:
+            await conn.execute(d.insert_ignore(R, "merchant", "service").values(merchant=merchant, service=service, **_RUN_DEFAULTS))
+            res = await conn.execute(update(R).where(
+                R.c.merchant == merchant, R.c.service == service,
+                or_(R.c.lease_until.is_(None), R.c.lease_until < d.lease_now(self.db.clock), R.c.lease_owner == owner),
+            ).values(lease_owner=owner, lease_until=d.lease_until(self.db.clock, seconds)))
+            return res.rowcount == 1
+
+    async def release(self, merchant: str, service: str, owner: str) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(R).where(R.c.merchant == merchant, R.c.service == service, R.c.lease_owner == owner)
+                               .values(lease_owner="", lease_until=None))
+
+    async def renew(self, owner: str, seconds: float) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(R).where(R.c.lease_owner == owner).values(lease_until=self.db.dialect.lease_until(self.db.clock, seconds)))
+
+    async def clear_leases(self) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(R).where(R.c.lease_owner != "").values(lease_owner="", lease_until=None))
+
+    async def listing(self, merchant: str | None = None) -> list[ServiceRun]:
+        q = select(R)
+        if merchant:
+            q = q.where(R.c.merchant == merchant)
+        async with self.db.read() as conn:
+            return [ServiceRun.from_row(r) for r in (await conn.execute(q.order_by(R.c.merchant, R.c.service))).all()]
+
+
+class SqlCursorStore:
+    def __init__(self, db: Db):
+        self.db = db
+
+    async def get(self, merchant: str, name: str) -> str | None:
+        async with self.db.read() as conn:
+            return (await conn.execute(select(C.c.value).where(C.c.merchant == merchant, C.c.name == name))).scalar()
+
+    async def set(self, merchant: str, name: str, value: str) -> None:
+        now = self.db.now()
+        async with self.db.write() as conn:
+            res = await conn.execute(update(C).where(C.c.merchant == merchant, C.c.name == name).values(value=value, updated_at=now))
+            if res.rowcount == 0:
+                await conn.execute(self.db.dialect.insert_ignore(C, "merchant", "name").values(merchant=merchant, name=name, value=value, updated_at=now))
+
+
+class SqlWorkerStore:
+    def __init__(self, db: Db):
+        self.db = db
+
+    async def register(self, worker: WorkerRecord) -> None:
+        values = {k: getattr(worker, k) for k in WorkerRecord.columns}
+        async with self.db.write() as conn:
+            res = await conn.execute(update(W).where(W.c.worker_id == worker.worker_id).values(**values))
+            if res.rowcount == 0:
+                await conn.execute(self.db.dialect.insert_ignore(W, "worker_id").values(**values))
+
+    async def seen(self, worker_id: str, **changes: Any) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(W).where(W.c.worker_id == worker_id).values(seen_at=self.db.now(), **changes))
+
+    async def listing(self) -> list[WorkerRecord]:
+        async with self.db.read() as conn:
+            return [WorkerRecord.from_row(r) for r in (await conn.execute(select(W).order_by(W.c.seen_at.desc()))).all()]
+
