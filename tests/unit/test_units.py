@@ -182,3 +182,33 @@ def test_a_pick_never_overdraws_and_accounts_for_everything(units, quantity, rul
 @given(units=unit_lists, quantity=st.integers(0, 300), rule=st.sampled_from(RULES))
 def test_a_pick_does_not_depend_on_the_order_units_arrive_in(units, quantity, rule) -> None:
     assert drawn(pick_units(units, quantity, rule)) == drawn(pick_units(list(reversed(units)), quantity, rule))
+
+
+# -- reading an in-doubt consumption back (adapters.ledger) -------------------------------------
+
+
+def test_consumption_outcome_from_the_unit_read_back() -> None:
+    from adapters.ledger import LedgerUnit, consumption_outcome
+
+    def now(quantity: int) -> LedgerUnit:
+        return LedgerUnit(id="1", item_id="9", quantity=Decimal(quantity), quantity_available=Decimal(quantity))
+
+    assert consumption_outcome(Decimal(10), Decimal(3), now(7)) == "applied"
+    assert consumption_outcome(Decimal(10), Decimal(3), now(10)) == "not_applied"
+    assert consumption_outcome(Decimal(10), Decimal(3), now(6)) == "unknown"  # changed some other way too
+    assert consumption_outcome(Decimal(3), Decimal(3), None) == "applied"  # emptied and removed
+    assert consumption_outcome(Decimal(10), Decimal(3), None) == "unknown"
+
+
+def test_a_ledger_block_splits_into_the_engines_keys_and_the_adapters() -> None:
+    from adapters.ledger import LedgerSettings, split_ledger_block
+
+    block = {"adapter": "aligni", "site": "acme", "api_token": "t0k3n-123", "location": "Main Warehouse",
+             "sublocation": "Finished Goods", "unit_selection": "lot_code", "consume_on": "ship"}
+    engine, adapter = split_ledger_block(block)
+    assert adapter == {"adapter": "aligni", "site": "acme", "api_token": "t0k3n-123"}
+    settings = LedgerSettings.model_validate(engine)
+    assert (settings.location, settings.sublocation, settings.unit_selection, settings.consume_on) == (
+        "Main Warehouse", "Finished Goods", "lot_code", "ship")
+    with pytest.raises(ValueError, match="unit_selection"):
+        LedgerSettings.model_validate({"location": "X", "unit_selection": "fefo"})
