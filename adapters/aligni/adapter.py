@@ -8,8 +8,9 @@ Calls (all under `{root}/api/v2/{api_token}`, `Accept`/`Content-Type: applicatio
   (`sku_field`: the part number or the manufacturer part number).
 - `GET /inventory_units/search?field0=..&comparison0=contains&term0=..` (BETA in Aligni's docs;
   terms are OR-ed, case-insensitive; paged like parts): a part's units (`part_id`), or every unit
-  at a location (`inventory_location`). The exact location/sublocation match is made here, on
-  the unit's `inventory_location` ("CDHQ - General Storage") or `inventory_sublocation_id`.
+  at a place (`inventory_location` contains "Location - Sublocation", Aligni's label of a unit's
+  place). Terms cannot be AND-ed, so the exact location/sublocation match (and the part, when
+  searching by place) is made here, on `inventory_location` or `inventory_sublocation_id`.
 - `GET /parts/{part_id}/inventory_units/{id}`: one unit, read before and after each adjustment.
 - `PUT /parts/{part_id}/inventory_units/{id}/adjust_quantity?inventory_unit[quantity]=-N`:
   the consumption (see `consume` for why a signed relative amount).
@@ -232,18 +233,19 @@ class AligniLedger:
         if not location:
             return text
         where = self._where(location, sublocation)
+        if any(self._at(r, location, sublocation) for r in await self._first_page(self._place_term(location, sublocation))):
+            return text + f"; inventory units at {where}"
+        seen = sorted({r.label for r in await self._first_page(location.strip()) if r.label})[:10]
+        raise ConfigurationError(
+            f"no inventory unit at {where!r} in Aligni"
+            + (f"; units found at: {', '.join(seen)}" if seen else f"; none at any place named like {location!r}"),
+            vendor=VENDOR,
+        )
+
+    async def _first_page(self, term: str) -> list[parse.UnitRow]:
         response = await self._call("GET", "/inventory_units/search", params={
-            **self._term(0, "inventory_location", location), "page": 1, "per_page": self.config.per_page})
-        rows = self._read(parse.units, self._document(response))
-        here = [r for r in rows if self._at(r, location, sublocation)]
-        if not here:
-            seen = sorted({r.label for r in rows if r.label})[:10]
-            raise ConfigurationError(
-                f"no inventory unit at {where!r} in Aligni"
-                + (f"; units found at: {', '.join(seen)}" if seen else f"; none at any place named like {location!r}"),
-                vendor=VENDOR,
-            )
-        return text + f"; inventory units at {where}"
+            **self._term(0, "inventory_location", term), "page": 1, "per_page": self.config.per_page})
+        return self._read(parse.units, self._document(response))
 
     # -- items --------------------------------------------------------------------------------
 
@@ -309,6 +311,12 @@ class AligniLedger:
     def _where(location: str, sublocation: str) -> str:
         return f"{location.strip()}{parse.LOCATION_SEPARATOR}{sublocation.strip()}" if sublocation.strip() else location.strip()
 
+    def _place_term(self, location: str, sublocation: str) -> str:
+        """The narrowest search term for a place: "Location - Sublocation" (how Aligni labels a
+        unit's place), or the location alone when the sublocation is given by id."""
+        sub = sublocation.strip()
+        return self._where(location, sublocation) if sub and not sub.isdigit() else location.strip()
+
     @staticmethod
     def _at(row: parse.UnitRow, location: str, sublocation: str) -> bool:
         """Whether a unit sits at the location (and sublocation: its name, or Aligni's numeric id)."""
@@ -349,7 +357,7 @@ class AligniLedger:
                     raise
                 self._search_by_part = False
         if rows is None:
-            rows = await self._search("inventory_location", location.strip())
+            rows = await self._search("inventory_location", self._place_term(location, sublocation))
         mine = [self._placed(r, location) for r in rows if r.unit.item_id == item.item_id and self._at(r, location, sublocation)]
         return sorted(mine, key=lambda u: (len(u.id), u.id))
 
@@ -378,6 +386,11 @@ class AligniLedger:
         read as relative, *add* stock and be accepted. Whatever Aligni did, the read-back tells:
         anything but quantity - N raises ReadBackMismatchError naming both numbers, and nothing
         is adjusted again.
+
+        The read before the adjustment catches a resend: when Aligni already shows this unit at
+        the snapshot's quantity less N, the consumption is reported `already_applied` and not
+        made again. (Someone else taking exactly N in between looks the same; under-consuming
+        once is the lesser harm, and the result says what happened.)
         """
         amount = Decimal(str(quantity))
         if not amount.is_finite() or amount <= 0:
@@ -455,7 +468,8 @@ class AligniLedger:
     async def stock_levels(self, location: str, sublocation: str = "") -> list[StockLevel]:
         """Every unit at the place, summed per SKU: on-hand from `quantity`, available from
         `quantity_available` (what builds and transfers have not claimed), rounded down."""
-        rows = [r for r in await self._search("inventory_location", location.strip()) if self._at(r, location, sublocation)]
+        found = await self._search("inventory_location", self._place_term(location, sublocation))
+        rows = [r for r in found if self._at(r, location, sublocation)]
         await self._catalog(part_ids={r.unit.item_id for r in rows})
         where = self._where(location, sublocation)
         totals: dict[str, list[Decimal]] = {}

@@ -240,7 +240,7 @@ async def test_a_refused_part_search_falls_back_to_the_location(adapter, router)
     assert [u.id for u in await adapter.units(ITEM, "Main Warehouse", "Finished Goods")] == ["214", "215"]
     assert [u.id for u in await adapter.units(ITEM, "Main Warehouse", "Finished Goods")] == ["214", "215"]
     assert [params(c)["field0"] for c in route.calls] == ["part_id", "inventory_location", "inventory_location"]
-    assert params(route.calls.last)["term0"] == "Main Warehouse"
+    assert params(route.calls.last)["term0"] == "Main Warehouse - Finished Goods"
 
 
 async def test_reading_one_unit(adapter, router) -> None:
@@ -368,7 +368,9 @@ async def test_check_names_the_places_seen_when_the_location_is_wrong(adapter, r
     assert str(caught.value).endswith(
         "no inventory unit at 'Main Warehouse - Finished Good' in Aligni; units found at: Main Warehouse - Finished Goods,"
         " Main Warehouse - QA Hold, Main Warehouse Annex - Finished Goods, main warehouse  -  finished goods")
-    assert params(search.calls.last)["field0"] == "inventory_location"
+    # The place's own label first, then the whole location to say what is there.
+    assert [(params(c)["field0"], params(c)["term0"]) for c in search.calls] == [
+        ("inventory_location", "Main Warehouse - Finished Good"), ("inventory_location", "Main Warehouse")]
 
 
 # -- stock ------------------------------------------------------------------------------------
@@ -383,7 +385,7 @@ async def test_stock_is_summed_per_sku_and_rounded_down(adapter, router) -> None
         {"sku": "BONE-5LB", "warehouse_id": "Main Warehouse - Finished Goods", "on_hand": 40, "available": 35},
     ]
     assert params(search.calls.last) == {"field0": "inventory_location", "comparison0": "contains",
-                                         "term0": "Main Warehouse", "page": "1", "per_page": "100"}
+                                         "term0": "Main Warehouse - Finished Goods", "page": "1", "per_page": "100"}
     assert parts.call_count == 1
 
 
