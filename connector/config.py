@@ -24,7 +24,7 @@ from mappings.rules import OrderRules
 from mappings.skus import AliasFileError, SkuMap, load_alias_csv
 
 DEFAULT_PATH = "connector.toml"
-SERVICES = ("order_download", "order_delivery", "shipment_upload", "inventory_upload")
+SERVICES = ("order_download", "order_delivery", "order_changes", "shipment_upload", "inventory_upload")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _BARE_VAR = re.compile(r"(?<![$\\{])\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -129,6 +129,7 @@ class UltraCartConfig(_Strict):
 class ScheduleConfig(_Strict):
     order_download: float = 300
     order_delivery: float = 60
+    order_changes: float = 600  # the re-read of open orders (webhooks bring changes at once; this is the backstop)
     shipment_upload: float = 900
     inventory_upload: float = 3600
 

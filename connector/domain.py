@@ -152,6 +152,7 @@ class Order(_Model):
     refunded_at: datetime | None = None
     refund_reason: str = ""
     on_hold: bool = False  # the cart holds it for review (UltraCart fulfillment_hold / stage "Hold")
+    tracking_numbers: list[str] = Field(default_factory=list)  # tracking the cart already has for it
 
 
 class WarehouseLine(_Model):

@@ -170,6 +170,10 @@ class CancelKind(StrEnum):
     operator = "operator"  # `connector cancel`
 
 
+def _how(details: Mapping[str, Any]) -> str:
+    return f"; {details['how']}" if details.get("how") else ""
+
+
 def _listed(details: Mapping[str, Any], key: str) -> str:
     return ", ".join(str(v) for v in details.get(key) or ())
 
@@ -189,10 +193,10 @@ _TEXTS: dict[str, Any] = {
     SkipKind.test_order: lambda d: "test order",
     SkipKind.operator: lambda d: f"skipped by operator: {d.get('note') or 'no reason given'}",
     SkipKind.other_distribution_center: lambda d: f"no line for this distribution center (lines are for {_listed(d, 'dcs') or 'none'})",
-    CancelKind.rejected: lambda d: "rejected in UltraCart" + (f": {d['detail']}" if d.get("detail") else ""),
-    CancelKind.refunded: lambda d: "refunded in full in UltraCart" + (f": {d['detail']}" if d.get("detail") else ""),
-    CancelKind.deleted: lambda d: "deleted in UltraCart",
-    CancelKind.operator: lambda d: f"cancelled by operator: {d.get('note') or 'no reason given'}",
+    CancelKind.rejected: lambda d: "rejected in UltraCart" + (f": {d['detail']}" if d.get("detail") else "") + _how(d),
+    CancelKind.refunded: lambda d: "refunded in full in UltraCart" + (f": {d['detail']}" if d.get("detail") else "") + _how(d),
+    CancelKind.deleted: lambda d: "deleted in UltraCart" + _how(d),
+    CancelKind.operator: lambda d: f"cancelled by operator: {d.get('note') or 'no reason given'}" + (f" (by {d['by']})" if d.get("by") else "") + _how(d),
 }
 
 

@@ -167,3 +167,46 @@ async def refresh(store: Store, order_id: str, merchant: str | None, refresher: 
             continue
         out.append(ActionResult(row.merchant, row.order_id, not message.startswith("!"), message.lstrip("!")))
     return out
+
+
+async def cancel(store: Store, order_id: str, merchant: str | None = None, *, reason: str, who: str = "", done: bool = False) -> list[ActionResult]:
+    """Cancel on the operator's word: an unsent order is never sent; one at the warehouse is
+    cancelled there by the next order_changes pass (or reported too late). `done`: the order was
+    cancelled by hand at the warehouse after the connector could not (cancel_failed -> cancelled)."""
+    from connector.lifecycle import AT_WAREHOUSE, CancelKind
+    from connector.lifecycle import cancel as cancel_reason
+    from connector.pipeline.changes import cancel_task
+
+    if not reason.strip() and not done:
+        raise ValueError("a reason is required to cancel an order")
+    rows = await find_one(store, order_id, merchant)
+    if not rows:
+        return [ActionResult(merchant or "", order_id, False, "no such order")]
+    out = []
+    for row in rows:
+        why = cancel_reason(CancelKind.operator, note=reason.strip() or "cancelled by hand at the warehouse", by=who)
+        state = S(row.state)
+        async with store.atomic() as tx:
+            if done:
+                if state != S.cancel_failed:
+                    out.append(ActionResult(row.merchant, row.order_id, False, f"--done is for an order the warehouse could not cancel (state {state})"))
+                    continue
+                ok = await tx.orders.move(Move(row.id, S.cancelled, (S.cancel_failed,), why, dict(cancel_reason="")), actor=A)
+                message = "recorded as cancelled by hand at the warehouse"
+            elif state in NOT_SENT:
+                ok = await tx.orders.move(Move(row.id, S.cancelled, (state,), why, dict(cancel_reason="")), actor=A)
+                message = "cancelled: it will never be sent"
+            elif state in AT_WAREHOUSE or state == S.cancel_failed:
+                ok = await tx.orders.move(Move(row.id, S.cancelling, (state,), why, dict(cancel_reason=why.to_json())), actor=A)
+                if ok:
+                    await tx.tasks.put_many(row.merchant, [cancel_task(row)])
+                message = "cancelling: the warehouse is asked on the next order_changes pass (`connector order` shows the answer)"
+            elif state in (S.submitting, S.in_doubt):
+                ok = await tx.orders.move(Move(row.id, state, (state,), f"{why.text}; cancelled once the create's outcome is known",
+                                               dict(cancel_reason=why.to_json())), actor=A)
+                message = "remembered: cancelled once the create's outcome is known"
+            else:
+                out.append(ActionResult(row.merchant, row.order_id, False, f"cannot cancel an order in state {state}"))
+                continue
+        out.append(ActionResult(row.merchant, row.order_id, ok, message if ok else "changed meanwhile; try again"))
+    return out

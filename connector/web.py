@@ -41,6 +41,7 @@ from connector import metrics
 from connector.health import database_fault
 from connector.lifecycle import Actor
 from connector.pipeline.context import ServiceContext
+from connector.pipeline.changes import take_cart_copies
 from connector.pipeline.intake import prepare_orders, take_in
 from connector.runtime import Runtime
 from connector.untrusted import UntrustedInput, check_shape, loads_bounded
@@ -52,6 +53,8 @@ BODY_SECONDS = 30.0  # a body trickling in longer than UltraCart waits for our a
 LOG_BODY_CHARS = 20_000  # per event in the event log; the full redacted order is kept on the order row
 LOG_ROWS = 50  # event-log rows per delivery at most; the rest are summarised in one row
 INTAKE_EVENTS = frozenset({"fulfillment_transmit", "order_create"})
+# What changed after hand-off: applied to orders the connector knows (connector.pipeline.changes).
+CHANGE_EVENTS = frozenset({"order_reject", "order_refund", "order_stage_change", "order_update", "order_delete", "fulfillment_hold"})
 SHIPPING_STAGE = "Shipping Department"
 PROBE_SECONDS = 5.0
 
@@ -222,7 +225,7 @@ class WebhookReceiver:
             assert ctx is not None
             body = await _read_body(request)
             d.size = len(body)
-            outcomes, prepared = await anyio.to_thread.run_sync(_digest, ctx, body)
+            outcomes, prepared, changes = await anyio.to_thread.run_sync(_digest, ctx, body)
         except Rejected as r:
             return await self._reject(d, r, request, ctx)
         except Exception as exc:  # noqa: BLE001 - a bug must still leave its trace, bounded
@@ -233,6 +236,12 @@ class WebhookReceiver:
             # polling catches up anyway; holding the request for a minute helps nobody.
             fast = dataclasses.replace(ctx, store=self.runtime.store.with_deadline())
             taken = await take_in(fast, prepared, source="webhook", actor=Actor.webhook)
+            for o, obj in changes:  # in delivery order: a later event of the same order sees the earlier one
+                done = await take_cart_copies(fast, [obj], event=o.event, actor=Actor.webhook)
+                if done.get(o.order_id):
+                    o.outcome, o.reason = "changed", done[o.order_id]
+                else:
+                    o.outcome, o.reason = "ignored", "nothing new" if o.order_id in done else f"{o.event}: recorded only"
         except Exception as exc:  # noqa: BLE001
             log.error("webhook: the orders could not be stored", merchant=ctx.id, delivery=d.id, error=database_fault(exc) or type(exc).__name__)
             return await self._reject(d, Rejected(503, "error", "the orders could not be stored; retry later", record=False), request, ctx)
@@ -246,9 +255,12 @@ class WebhookReceiver:
         await self._record(d, 200, _event_rows(d, outcomes, reply))
         metrics.webhook(ctx.id, "accepted")
         if self.kick is not None and (counts["stored"] or counts["changed"]):
-            # Seconds, not a minute: deliver now, and acknowledge to UltraCart just as fast.
+            # Seconds, not a minute: deliver now, acknowledge to UltraCart just as fast, and carry
+            # out any cancel at the warehouse at once.
             self.kick(ctx.id, "order_delivery")
             self.kick(ctx.id, "order_download")
+            if changes:
+                self.kick(ctx.id, "order_changes")
         log.info("webhook received", merchant=ctx.id, delivery=d.id, bytes=d.size, ms=d.ms(),
                  **{k: reply[k] for k in ("received", "stored", "changed", "duplicates", "ignored")})
         return JSONResponse(reply, headers={"X-Request-Id": d.id})
@@ -343,9 +355,10 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], Any]:
+def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], Any, list[tuple[EventOutcome, dict]]]:
     """Parse a delivery and sort its events (CPU only, run off the event loop): the orders for
-    the intake are prepared like polled ones, everything else is `ignored` with the reason."""
+    the intake are prepared like polled ones, changes to known orders are set aside for
+    `take_cart_copies`, everything else is `ignored` with the reason."""
     try:
         events = parse_webhook(loads_bounded(body, max_depth=MAX_DEPTH, max_bytes=MAX_BODY))
     except (UntrustedInput, WebhookParseError) as exc:
@@ -356,8 +369,15 @@ def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], Any]:
         raise Rejected(413, "too_many_events", f"{len(events)} events in one delivery; at most {MAX_EVENTS}", record=True)
     outcomes: list[EventOutcome] = []
     intake: list[tuple[EventOutcome, dict]] = []
+    changes: list[tuple[EventOutcome, dict]] = []
     for name, obj in events:
         order_id = str(obj.get("order_id") or "").strip()[:200]
+        if name in CHANGE_EVENTS and order_id and not _not_ours(ctx, obj):
+            o = EventOutcome(name[:100], order_id, "change")
+            outcomes.append(o)
+            o.log_body = _safe_dump(ctx, {name: obj}) if len(outcomes) <= LOG_ROWS else ""
+            changes.append((o, obj))
+            continue
         reason = _not_for_intake(ctx, name, obj, order_id)
         o = EventOutcome(name[:100], order_id, "ignored" if reason else "intake", reason)
         outcomes.append(o)
@@ -372,7 +392,7 @@ def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], Any]:
     for (o, _), row in zip(intake, prepared.rows, strict=True):
         o.order_id = row.order_id
         o.log_body = f"{{{json.dumps(o.event)}: {row.raw_json}}}"[:LOG_BODY_CHARS]
-    return outcomes, prepared
+    return outcomes, prepared, changes
 
 
 def _safe_dump(ctx: ServiceContext, value: Any) -> str:
@@ -389,6 +409,11 @@ def _not_for_intake(ctx: ServiceContext, name: str, order: dict, order_id: str) 
         return f"{name[:100]}: recorded only"
     if not order_id:
         return "no order_id: cannot be stored"
+    return _not_ours(ctx, order) or _stage(name, order)
+
+
+def _not_ours(ctx: ServiceContext, order: dict) -> str:
+    """Why this order is not one of this merchant's DC ("" when it is)."""
     merchant_id = str(order.get("merchant_id") or "").strip()
     expected = ctx.merchant.ultracart.merchant_id
     if merchant_id and expected and merchant_id.upper() != expected.upper():
@@ -400,6 +425,10 @@ def _not_for_intake(ctx: ServiceContext, name: str, order: dict, order_id: str) 
     # ours: another fulfillment house's order.
     if codes and ctx.dc.upper() not in codes:
         return f"for distribution center {', '.join(sorted(codes))[:100]}, not {ctx.dc}"
+    return ""
+
+
+def _stage(name: str, order: dict) -> str:
     stage = str(order.get("current_stage") or "").strip()
     if name == "order_create" and stage != SHIPPING_STAGE:
         # order_create fires at checkout, possibly before payment or fraud review; the order

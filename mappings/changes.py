@@ -6,9 +6,11 @@ the connector of an edit after the order reached the warehouse.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from connector.domain import Address, Order
+from connector.lifecycle import CancelKind, Reason, cancel
 
 ADDRESS_FIELDS = ("first_name", "last_name", "company", "address1", "address2", "city", "state", "postal_code", "country_code", "phone")
 
@@ -53,3 +55,48 @@ def describe_changes(old: Order, new: Order) -> list[str]:
         if getattr(old, name) != getattr(new, name):
             out.append(f"{name.replace('_', ' ')} changed")
     return out
+
+
+# ---------------------------------------------------------------------------------------- after hand-off
+@dataclass(frozen=True)
+class CartChange:
+    """What a fresh copy of an order from the cart says, compared with the copy the connector
+    acted on: whether it is cancelled (rejected, refunded in full, deleted), held or released,
+    and what else changed that matters to fulfilment."""
+
+    cancel: Reason | None = None
+    hold: bool | None = None  # True: the cart holds it; False: the cart released it; None: no news
+    edits: tuple[str, ...] = ()
+    refunds: tuple[str, ...] = ()  # lines refunded in part
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.cancel or self.hold is not None or self.edits or self.refunds)
+
+
+def fully_refunded(order: Order) -> bool:
+    lines = [ln for ln in order.lines if not ln.kit_component and ln.quantity is not None]
+    return bool(lines) and all(ln.quantity_refunded >= ln.quantity for ln in lines)
+
+
+def cart_change(old: Order | None, new: Order, *, event: str = "", was_held_by_cart: bool = False) -> CartChange:
+    """Read a cart copy (and the event that brought it) against the copy acted on."""
+    if event == "order_delete":
+        return CartChange(cancel=cancel(CancelKind.deleted))
+    if new.stage.strip().casefold() == "rejected" or new.rejected_at is not None:
+        return CartChange(cancel=cancel(CancelKind.rejected, detail=new.reject_reason))
+    if fully_refunded(new):
+        return CartChange(cancel=cancel(CancelKind.refunded, detail=new.refund_reason))
+    held = new.on_hold or event == "fulfillment_hold"
+    hold = True if held and not was_held_by_cart else False if was_held_by_cart and not held else None
+    if old is None:
+        return CartChange(hold=hold)
+    before = {ln.sku: ln.quantity_refunded for ln in old.lines}
+    refunds = tuple(f"{ln.sku}: {(ln.quantity_refunded - before.get(ln.sku, 0)).normalize():f} more refunded"
+                    for ln in new.lines if ln.quantity_refunded > before.get(ln.sku, 0))
+    edits = [f"ship-to {c}" for c in address_changes(old.ship_to, new.ship_to)]
+    if not refunds:
+        edits += line_changes(old, new)
+    if old.ship_method != new.ship_method:
+        edits.append(f"ship method {old.ship_method!r} -> {new.ship_method!r}")
+    return CartChange(hold=hold, edits=tuple(edits), refunds=refunds)

@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
     app.command()(hold)
     app.command("resend-tracking")(resend_tracking)
     app.command()(refresh)
+    app.command()(cancel)
 
 
 def _act(config: Optional[str], action: Callable[[Any], Awaitable[list[Any]]], *, nothing: str = "") -> None:
@@ -162,3 +163,17 @@ def refresh(order_ids: list[str], config: Optional[str] = ConfigOpt, merchant: O
                 await ctx.warehouse.aclose()
 
     _act(config, go)
+
+
+def cancel(order_ids: list[str], reason: str = typer.Option("", "--reason", help="why: recorded on the timeline (required)"),
+           done: bool = typer.Option(False, "--done", help="the warehouse could not cancel it; you cancelled it there by hand"),
+           config: Optional[str] = ConfigOpt, merchant: Optional[str] = MerchantOpt, yes: bool = YesOpt) -> None:
+    """Cancel orders: never sent if not yet sent, else cancelled at the warehouse (or reported too late)."""
+    from connector import operator as op
+
+    if not done and not reason.strip():
+        fail("--reason must say why (it is recorded on the order's timeline)")
+        raise typer.Exit(EXIT_USAGE)
+    if not done:
+        _confirm(f"Cancel {len(order_ids)} order(s) ({', '.join(order_ids[:5])}{'...' if len(order_ids) > 5 else ''})?", yes)
+    _act(config, _each(order_ids, op.cancel, merchant, reason=reason, who=_who(), done=done))

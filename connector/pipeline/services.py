@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from connector.pipeline.changes import follow_changes
 from connector.pipeline.context import ServiceContext
 from connector.pipeline.inventory import inventory_disabled, upload_inventory
 from connector.pipeline.orders import deliver_orders, download_orders
@@ -29,6 +30,7 @@ class Service:
 SERVICES: dict[str, Service] = {s.name: s for s in (
     Service("order_download", download_orders),
     Service("order_delivery", deliver_orders),
+    Service("order_changes", follow_changes),
     Service("shipment_upload", upload_shipments),
     Service("inventory_upload", upload_inventory, failure_alert="inventory_failing", disabled=inventory_disabled),
 )}
