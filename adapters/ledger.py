@@ -173,20 +173,9 @@ class LedgerAdapter(Protocol):
     async def aclose(self) -> None: ...
 
 
-class LedgerSettings(BaseModel):
-    """The engine's keys of a `[merchants.ledger]` block (ENGINE_KEYS), as this adapter kind
-    expects them. The engine may use this model or its own; the adapter never sees these keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    location: str = Field(min_length=1)  # consume from and read stock at this location only
-    sublocation: str = ""  # and this sublocation (a name, or the ledger's numeric id); empty = all
-    unit_selection: Literal["fifo", "lifo", "largest_first", "smallest_first", "lot_code", "datecode"] = "fifo"
-    consume_on: Literal["ship"] = "ship"  # when stock is consumed: once the warehouse ships the order
-
-
 def split_ledger_block(block: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A `[merchants.ledger]` block -> (the engine's keys, the adapter's Config keys)."""
+    """A `[merchants.ledger]` block -> (the engine's keys, validated by the engine's
+    `connector.config.LedgerSettings`; the adapter's Config keys)."""
     engine = {k: v for k, v in block.items() if k in ENGINE_KEYS}
     adapter = {k: v for k, v in block.items() if k not in ENGINE_KEYS}
     return engine, adapter

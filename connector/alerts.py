@@ -114,6 +114,39 @@ CATEGORIES: dict[str, Category] = {
         "UltraCart keeps returning orders the connector acknowledged, so the queue does not drain (nothing is sent twice: "
         "repeats are absorbed). Check the distribution center in UltraCart (Configuration > Shipping > Distribution "
         "Centers) and the API key's permissions; `connector status` shows when it last happened."),
+    "unknown_item": Category(
+        "Item unknown to the inventory ledger",
+        "An order shipped but the inventory ledger (e.g. Aligni) has no item for this SKU, so nothing was consumed for that "
+        "line. Add the item in the ledger (or map the store SKU in [merchants.skus] and `connector reload`), then "
+        "`connector consume ORDER`."),
+    "ledger_check": Category(
+        "Inventory ledger needs a look",
+        "A consumption may or may not have happened (the unit changed in some other way too), or the ledger did not end "
+        "where it should. Nothing more is consumed for that line: check the unit's history in the ledger, correct it "
+        "by hand if needed, then `connector consume ORDER`."),
+    "cancel_too_late": Category(
+        "Cancelled in UltraCart, too late at the warehouse",
+        "The order was rejected or refunded in UltraCart after the warehouse had picked, packed or shipped it. "
+        "Intercept the parcel with the carrier or arrange a return; the order is listed by "
+        "`connector orders --state cancel_failed`."),
+    "cancel_by_hand": Category(
+        "Cancel the order at the warehouse by hand",
+        "The warehouse's API cannot cancel orders. Cancel the named warehouse order there, then "
+        "`connector cancel ORDER --done` to record it."),
+    "cancel_failed": Category(
+        "The warehouse refused a cancel",
+        "Read the warehouse's answer in the detail; cancel the order there by hand, then `connector cancel ORDER --done`."),
+    "shipped_before_cancel": Category(
+        "Shipped before it was cancelled",
+        "UltraCart rejected or refunded an order that had already shipped. Intercept the parcel with the carrier or "
+        "arrange a return, and tell the merchant."),
+    "changed_after_handoff": Category(
+        "Order changed in UltraCart after it reached the warehouse",
+        "The detail names exactly what changed (address, items, refunds) and the warehouse order. Make the same change "
+        "at the warehouse by hand: its API cannot take it."),
+    "held_after_handoff": Category(
+        "Order put on hold in UltraCart after it reached the warehouse",
+        "Hold the named warehouse order at the warehouse if it must not ship; release it there when UltraCart releases it."),
     "warehouse_data": Category(
         "Bad data from the warehouse",
         "A file or record from the warehouse could not be read (the detail names it). Ask the warehouse to correct and resend it.",

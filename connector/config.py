@@ -24,7 +24,7 @@ from mappings.rules import OrderRules
 from mappings.skus import AliasFileError, SkuMap, load_alias_csv
 
 DEFAULT_PATH = "connector.toml"
-SERVICES = ("order_download", "order_delivery", "order_changes", "shipment_upload", "inventory_upload")
+SERVICES = ("order_download", "order_delivery", "order_changes", "shipment_upload", "ledger_consume", "inventory_upload")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _BARE_VAR = re.compile(r"(?<![$\\{])\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -131,6 +131,7 @@ class ScheduleConfig(_Strict):
     order_delivery: float = 60
     order_changes: float = 600  # the re-read of open orders (webhooks bring changes at once; this is the backstop)
     shipment_upload: float = 900
+    ledger_consume: float = 60  # consumptions asked for by order_ship webhooks start at once; this is the backstop
     inventory_upload: float = 3600
 
     @field_validator("*", mode="before")
@@ -173,6 +174,21 @@ class InventoryConfig(_Strict):
     max_quantity: int = Field(0, ge=0)
     subtract_in_flight: Bool = True
     full_push_hours: float = Field(24, gt=0)
+    source: Literal["warehouse", "ledger"] = "warehouse"  # where stock is read: the warehouse, or the inventory ledger
+
+
+class LedgerSettings(_Strict):
+    """The engine's keys of `[merchants.ledger]` (the rest of the block is the ledger adapter's)."""
+
+    location: str = Field(min_length=1)  # consume from, and read stock at, this location only
+    sublocation: str = ""  # and this sublocation (a name or the ledger's id); empty = the whole location
+    unit_selection: Literal["fifo", "lifo", "largest_first", "smallest_first", "lot_code", "datecode"] = "fifo"
+    consume_on: list[Literal["order_ship", "confirmed"]] = Field(default_factory=lambda: ["order_ship"], min_length=1)
+
+    @field_validator("consume_on", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
 
 class ShipmentsConfig(_Strict):
@@ -188,7 +204,8 @@ class MerchantConfig(_Strict):
     dry_run: Bool = False  # download, evaluate and map, record what would be sent; acknowledge and send nothing
     email_to: list[str] = Field(default_factory=list)
     ultracart: UltraCartConfig
-    warehouse: dict[str, Any]
+    warehouse: dict[str, Any] | None = None  # the warehouse system orders are sent to (none: a ledger-only merchant)
+    ledger: dict[str, Any] | None = None  # an inventory ledger stock is consumed in (Aligni)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     orders: OrdersConfig = Field(default_factory=OrdersConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
@@ -214,6 +231,9 @@ class MerchantConfig(_Strict):
 
     _adapter: type[WarehouseAdapter] | None = PrivateAttr(None)
     _warehouse_settings: AdapterConfig | None = PrivateAttr(None)
+    _ledger: Any = PrivateAttr(None)
+    _ledger_adapter: AdapterConfig | None = PrivateAttr(None)
+    _ledger_settings: LedgerSettings | None = PrivateAttr(None)
     _file_aliases: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @property
@@ -226,6 +246,22 @@ class MerchantConfig(_Strict):
         assert self._warehouse_settings is not None, "config not resolved"
         return self._warehouse_settings
 
+    @property
+    def has_warehouse(self) -> bool:
+        return self.warehouse is not None
+
+    @property
+    def ledger_class(self) -> Any:
+        return self._ledger
+
+    @property
+    def ledger_adapter_settings(self) -> AdapterConfig | None:
+        return self._ledger_adapter
+
+    @property
+    def ledger_settings(self) -> LedgerSettings | None:
+        return self._ledger_settings
+
     def sku_map(self) -> SkuMap:
         """Aliases from the CSV file, then the inline ones (inline wins)."""
         return SkuMap(aliases={**self._file_aliases, **self.skus.aliases}, kits=self.skus.kits)
@@ -235,7 +271,7 @@ class MerchantConfig(_Strict):
 
     def inventory_rules(self) -> InventoryRules:
         # [merchants.inventory] is the pipeline's rules plus two keys the service itself reads
-        return InventoryRules(**self.inventory.model_dump(exclude={"enabled", "full_push_hours"}))
+        return InventoryRules(**self.inventory.model_dump(exclude={"enabled", "full_push_hours", "source"}))
 
 
 class Config(_Strict):
@@ -270,6 +306,8 @@ class Config(_Strict):
             out += [m.ultracart.api_key, m.ultracart.webhook_password]
             if m._warehouse_settings is not None:
                 out += m._warehouse_settings.secrets()
+            if m._ledger_adapter is not None:
+                out += m._ledger_adapter.secrets()
         return [s for s in out if s]
 
 
@@ -354,7 +392,14 @@ def from_dict(raw: dict[str, Any], *, file: str = "<config>", base_dir: Path | N
         if m.id in seen:
             raise ConfigError(file, f"{where}.id", f"duplicate merchant id {m.id!r} (also merchants[{seen[m.id]}])")
         seen[m.id] = i
-        _resolve_warehouse(m, f"{where}.warehouse", file, base_dir)
+        if m.warehouse is None and m.ledger is None:
+            raise ConfigError(file, f"{where}.warehouse", "missing: a merchant needs a [merchants.warehouse] block, a [merchants.ledger] block, or both")
+        if m.warehouse is not None:
+            _resolve_warehouse(m, f"{where}.warehouse", file, base_dir)
+        if m.ledger is not None:
+            _resolve_ledger(m, f"{where}.ledger", file, base_dir)
+        if m.inventory.source == "ledger" and m.ledger is None:
+            raise ConfigError(file, f"{where}.inventory.source", "is \"ledger\" but the merchant has no [merchants.ledger] block")
         if m.skus.aliases_file:
             alias_path = Path(m.skus.aliases_file)
             if not alias_path.is_absolute() and base_dir is not None:
@@ -385,8 +430,8 @@ def _refuse_double_shipping(config: Config, file: str) -> None:
     is `acme-b` + order `1`), or shipments would be matched to the wrong one."""
     by_dc: dict[tuple[str, str], int] = {}
     for i, m in enumerate(config.merchants):
-        if not m.enabled:
-            continue
+        if not m.enabled or not m.has_warehouse:
+            continue  # a ledger-only merchant does not read the distribution center's queue
         key = (m.ultracart.merchant_id.strip().upper(), m.ultracart.distribution_center.strip().upper())
         if key in by_dc:
             j = by_dc[key]
@@ -426,6 +471,31 @@ def _resolve_warehouse(m: MerchantConfig, where: str, file: str, base_dir: Path 
                           "; ".join(f"{where}.{p}: {msg}" if i else msg for i, (p, msg) in enumerate(issues))) from None
     m._adapter = cls
     m._warehouse_settings = settings
+
+
+def _resolve_ledger(m: MerchantConfig, where: str, file: str, base_dir: Path | None = None) -> None:
+    from adapters.ledger import UnknownLedger, load_ledger, split_ledger_block
+
+    block = dict(m.ledger or {})
+    name = block.get("adapter")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(file, f"{where}.adapter", "missing: name the ledger adapter, e.g. adapter = \"aligni\"")
+    try:
+        cls = load_ledger(name)
+    except UnknownLedger as exc:
+        raise ConfigError(file, f"{where}.adapter", str(exc)) from None
+    engine, adapter = split_ledger_block(block)
+    for model, data in ((LedgerSettings, engine), (cls.Config, adapter)):
+        try:
+            validated = model.model_validate(data, context={"base_dir": base_dir})
+        except ValidationError as exc:
+            issues = _issues(exc.errors())
+            raise ConfigError(file, f"{where}.{issues[0][0]}", "; ".join(f"{where}.{p}: {msg}" if i else msg for i, (p, msg) in enumerate(issues))) from None
+        if model is LedgerSettings:
+            m._ledger_settings = validated
+        else:
+            m._ledger_adapter = validated
+    m._ledger = cls
 
 
 def _issues(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -18,6 +18,8 @@ POINTS = (
     "after_shipments_commit",  # shipments stored, tracking not yet posted
     "after_tracking_post_before_record",  # UltraCart accepted tracking, not yet recorded
     "after_inventory_post_before_record",  # UltraCart accepted inventory, not yet recorded
+    "after_cancel_before_record",  # the warehouse answered a cancel, not yet recorded
+    "after_consume_before_record",  # the inventory ledger consumed stock, not yet recorded
 )
 
 _hits: dict[str, int] = {}

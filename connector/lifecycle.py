@@ -54,6 +54,7 @@ class Actor(StrEnum):
     order_changes = "order_changes"  # the reconciliation re-read and the cancels it sends
     webhook = "webhook"  # UltraCart told us (orders in, changes)
     operator = "operator"  # a command line or console action
+    ledger = "ledger"  # the inventory ledger consumption (timeline notes only)
     recovery = "recovery"  # a dead worker's claim found at start or after its lease expired
     shutdown = "shutdown"  # a clean stop releasing its own claims
 

@@ -210,3 +210,16 @@ async def cancel(store: Store, order_id: str, merchant: str | None = None, *, re
                 continue
         out.append(ActionResult(row.merchant, row.order_id, ok, message if ok else "changed meanwhile; try again"))
     return out
+
+
+async def consume_again(store: Store, order_id: str, merchant: str | None = None) -> list[ActionResult]:
+    """Try an order's stuck ledger consumptions again (after the item was added, stock corrected
+    or a unit checked); consumed on the next ledger_consume pass."""
+    consumptions = await store.ledger.listing(merchant, order_id=order_id)
+    if not consumptions:
+        return [ActionResult(merchant or "", order_id, False, "no ledger consumption for this order")]
+    out = []
+    for m in sorted({c.merchant for c in consumptions}):
+        n = await store.ledger.retry(m, order_id)
+        out.append(ActionResult(m, order_id, True, f"{n} line(s) queued again" if n else "nothing stuck: every line is consumed or under way"))
+    return out

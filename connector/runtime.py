@@ -91,9 +91,14 @@ class Runtime:
         uc = m.ultracart
         cart = UltraCartClient(uc.base_url, uc.api_key, uc.distribution_center, on_call=sink, redactor=self.redactor,
                                transport=self.transports.get("ultracart"), rate_per_minute=uc.rate_per_minute)
-        actx = AdapterContext(merchant=m.id, on_call=sink, redactor=self.redactor, transport=self.transports.get("warehouse"))
-        warehouse = m.adapter_class(m.warehouse_settings, actx)
-        return ServiceContext(merchant=m, store=self.store, cart=cart, warehouse=warehouse, parse_order=parse_order,
+        warehouse = ledger = None
+        if m.has_warehouse:
+            actx = AdapterContext(merchant=m.id, on_call=sink, redactor=self.redactor, transport=self.transports.get("warehouse"))
+            warehouse = m.adapter_class(m.warehouse_settings, actx)
+        if m.ledger_class is not None:
+            lctx = AdapterContext(merchant=m.id, on_call=sink, redactor=self.redactor, transport=self.transports.get("ledger"))
+            ledger = m.ledger_class(m.ledger_adapter_settings, lctx)
+        return ServiceContext(merchant=m, store=self.store, cart=cart, warehouse=warehouse, ledger=ledger, parse_order=parse_order,
                               worker_id=self.worker_id, concurrency=self.config.daemon.delivery_concurrency,
                               lease_seconds=self.config.daemon.lease_seconds, clock=self.clock, redactor=self.redactor,
                               stopping=self.stopping)
@@ -222,8 +227,9 @@ class Runtime:
 
 
 async def _close_context(ctx: ServiceContext) -> None:
-    await ctx.cart.aclose()
-    await ctx.warehouse.aclose()
+    for adapter in (ctx.cart, ctx.warehouse, ctx.ledger):
+        if adapter is not None:
+            await adapter.aclose()
 
 
 async def build_runtime(config: Config, *, store: Store | None = None, clock: Clock = SYSTEM, worker_id: str | None = None,

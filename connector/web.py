@@ -43,6 +43,7 @@ from connector.lifecycle import Actor
 from connector.pipeline.context import ServiceContext
 from connector.pipeline.changes import take_cart_copies
 from connector.pipeline.intake import prepare_orders, take_in
+from connector.pipeline.ledger import ask_to_consume, consumes_on
 from connector.runtime import Runtime
 from connector.untrusted import UntrustedInput, check_shape, loads_bounded
 
@@ -225,7 +226,7 @@ class WebhookReceiver:
             assert ctx is not None
             body = await _read_body(request)
             d.size = len(body)
-            outcomes, prepared, changes = await anyio.to_thread.run_sync(_digest, ctx, body)
+            outcomes, prepared, changes, shipped = await anyio.to_thread.run_sync(_digest, ctx, body)
         except Rejected as r:
             return await self._reject(d, r, request, ctx)
         except Exception as exc:  # noqa: BLE001 - a bug must still leave its trace, bounded
@@ -242,6 +243,9 @@ class WebhookReceiver:
                     o.outcome, o.reason = "changed", done[o.order_id]
                 else:
                     o.outcome, o.reason = "ignored", "nothing new" if o.order_id in done else f"{o.event}: recorded only"
+            for o, order in shipped:
+                asked = await ask_to_consume(fast, order, source="order_ship")
+                o.outcome, o.reason = ("consume", f"{len(asked)} line(s) to consume") if asked else ("duplicate", "already asked")
         except Exception as exc:  # noqa: BLE001
             log.error("webhook: the orders could not be stored", merchant=ctx.id, delivery=d.id, error=database_fault(exc) or type(exc).__name__)
             return await self._reject(d, Rejected(503, "error", "the orders could not be stored; retry later", record=False), request, ctx)
@@ -252,6 +256,8 @@ class WebhookReceiver:
         counts = Counter(o.outcome for o in outcomes)
         reply = {"delivery_id": d.id, "received": len(outcomes), "stored": counts["stored"], "changed": counts["changed"],
                  "duplicates": counts["duplicate"], "ignored": counts["ignored"]}
+        if shipped:
+            reply["to_consume"] = counts["consume"]
         await self._record(d, 200, _event_rows(d, outcomes, reply))
         metrics.webhook(ctx.id, "accepted")
         if self.kick is not None and (counts["stored"] or counts["changed"]):
@@ -261,6 +267,8 @@ class WebhookReceiver:
             self.kick(ctx.id, "order_download")
             if changes:
                 self.kick(ctx.id, "order_changes")
+        if self.kick is not None and counts["consume"]:
+            self.kick(ctx.id, "ledger_consume")
         log.info("webhook received", merchant=ctx.id, delivery=d.id, bytes=d.size, ms=d.ms(),
                  **{k: reply[k] for k in ("received", "stored", "changed", "duplicates", "ignored")})
         return JSONResponse(reply, headers={"X-Request-Id": d.id})
@@ -355,7 +363,7 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], Any, list[tuple[EventOutcome, dict]]]:
+def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], Any, list[tuple[EventOutcome, dict]], list[tuple[EventOutcome, Any]]]:
     """Parse a delivery and sort its events (CPU only, run off the event loop): the orders for
     the intake are prepared like polled ones, changes to known orders are set aside for
     `take_cart_copies`, everything else is `ignored` with the reason."""
@@ -370,8 +378,22 @@ def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], Any, 
     outcomes: list[EventOutcome] = []
     intake: list[tuple[EventOutcome, dict]] = []
     changes: list[tuple[EventOutcome, dict]] = []
+    shipped: list[tuple[EventOutcome, Any]] = []
     for name, obj in events:
         order_id = str(obj.get("order_id") or "").strip()[:200]
+        if name == "order_ship" and order_id and consumes_on(ctx, "order_ship") and not _other_merchant(ctx, obj):
+            o = EventOutcome(name, order_id, "consume")
+            outcomes.append(o)
+            prepared_ship = prepare_orders(ctx, [obj])
+            row = prepared_ship.rows[0] if prepared_ship.rows else None
+            if row is None or not row.order_json:
+                o.outcome, o.reason = "ignored", f"order_ship for {order_id}: unreadable ({row.reason.text if row and row.reason else 'no order'})"
+            else:
+                o.log_body = f"{{{json.dumps(name)}: {row.raw_json}}}"[:LOG_BODY_CHARS]
+                from connector.domain import Order
+
+                shipped.append((o, Order.model_validate_json(row.order_json)))
+            continue
         if name in CHANGE_EVENTS and order_id and not _not_ours(ctx, obj):
             o = EventOutcome(name[:100], order_id, "change")
             outcomes.append(o)
@@ -392,7 +414,7 @@ def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], Any, 
     for (o, _), row in zip(intake, prepared.rows, strict=True):
         o.order_id = row.order_id
         o.log_body = f"{{{json.dumps(o.event)}: {row.raw_json}}}"[:LOG_BODY_CHARS]
-    return outcomes, prepared, changes
+    return outcomes, prepared, changes, shipped
 
 
 def _safe_dump(ctx: ServiceContext, value: Any) -> str:
@@ -412,12 +434,19 @@ def _not_for_intake(ctx: ServiceContext, name: str, order: dict, order_id: str) 
     return _not_ours(ctx, order) or _stage(name, order)
 
 
-def _not_ours(ctx: ServiceContext, order: dict) -> str:
-    """Why this order is not one of this merchant's DC ("" when it is)."""
+def _other_merchant(ctx: ServiceContext, order: dict) -> str:
     merchant_id = str(order.get("merchant_id") or "").strip()
     expected = ctx.merchant.ultracart.merchant_id
     if merchant_id and expected and merchant_id.upper() != expected.upper():
         return f"order of UltraCart merchant {merchant_id[:40]!r}, not {expected!r}"
+    return ""
+
+
+def _not_ours(ctx: ServiceContext, order: dict) -> str:
+    """Why this order is not one of this merchant's DC ("" when it is)."""
+    other = _other_merchant(ctx, order)
+    if other:
+        return other
     items = order.get("items")
     codes = {str(i.get("distribution_center_code") or "").strip().upper() for i in items if isinstance(i, dict)} if isinstance(items, list) else set()
     codes.discard("")

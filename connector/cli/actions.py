@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
     app.command("resend-tracking")(resend_tracking)
     app.command()(refresh)
     app.command()(cancel)
+    app.command()(consume)
 
 
 def _act(config: Optional[str], action: Callable[[Any], Awaitable[list[Any]]], *, nothing: str = "") -> None:
@@ -159,8 +160,9 @@ def refresh(order_ids: list[str], config: Optional[str] = ConfigOpt, merchant: O
             return out
         finally:
             for ctx in rt.contexts.values():
-                await ctx.cart.aclose()
-                await ctx.warehouse.aclose()
+                for adapter in (ctx.cart, ctx.warehouse, ctx.ledger):
+                    if adapter is not None:
+                        await adapter.aclose()
 
     _act(config, go)
 
@@ -177,3 +179,10 @@ def cancel(order_ids: list[str], reason: str = typer.Option("", "--reason", help
     if not done:
         _confirm(f"Cancel {len(order_ids)} order(s) ({', '.join(order_ids[:5])}{'...' if len(order_ids) > 5 else ''})?", yes)
     _act(config, _each(order_ids, op.cancel, merchant, reason=reason, who=_who(), done=done))
+
+
+def consume(order_ids: list[str], config: Optional[str] = ConfigOpt, merchant: Optional[str] = MerchantOpt) -> None:
+    """Try orders' stuck inventory-ledger consumptions again (after adding the item or fixing stock)."""
+    from connector import operator as op
+
+    _act(config, _each(order_ids, op.consume_again, merchant))

@@ -16,7 +16,7 @@ from connector.cli.common import (EXIT_ATTENTION, EXIT_FAILED, EXIT_INTERRUPTED,
                                   check_merchant, display_url, load_config, run_async)
 from connector.cli.output import err, fail, say, table, utc
 
-SERVICE_NAMES = ("order_download", "order_delivery", "order_changes", "shipment_upload", "inventory_upload")
+SERVICE_NAMES = ("order_download", "order_delivery", "order_changes", "shipment_upload", "ledger_consume", "inventory_upload")
 
 
 def register(app: typer.Typer) -> None:

@@ -36,8 +36,9 @@ class ServiceContext:
     merchant: MerchantConfig
     store: Store
     cart: CartAdapter
-    warehouse: WarehouseAdapter
+    warehouse: WarehouseAdapter | None  # None: a ledger-only merchant
     parse_order: Callable[[dict[str, Any]], Order]
+    ledger: Any = None  # an inventory ledger adapter (adapters.ledger.LedgerAdapter), if the merchant has one
     worker_id: str = "worker"
     concurrency: int = 8
     lease_seconds: float = 300.0

@@ -83,10 +83,11 @@ def prepare_one(ctx: ServiceContext, raw: dict[str, Any], cart_id: str) -> NewOr
         order = ctx.parse_order(redacted)
     except ValueError as exc:
         return NewOrder(order_id, reference, "", raw_json, S.held, hold(HoldKind.malformed, error=ctx.redactor.text(str(exc))[:500]))
+    found = dict(customer=order.ship_to.name or order.ship_to.company or order.bill_to.name, email=order.email, ordered_at=order.created_at)
     if changed:
         return NewOrder(order_id, reference, order.model_dump_json(), raw_json, S.held, hold(HoldKind.unsafe_text, paths=changed[:20],
-                        error="control characters removed; check the order in UltraCart"))
-    return NewOrder(order_id, reference, order.model_dump_json(), raw_json)
+                        error="control characters removed; check the order in UltraCart"), **found)
+    return NewOrder(order_id, reference, order.model_dump_json(), raw_json, **found)
 
 
 def _held_unreadable(ctx: ServiceContext, cart_id: str, kind: HoldKind, **details: Any) -> NewOrder:
@@ -148,11 +149,12 @@ def replacement(old: OrderRecord, new: NewOrder) -> Move | None:
         if not diff:
             return None
         what = "; ".join(diff)
+    copy = dict(order_json=new.order_json, raw_json=new.raw_json, warehouse_json="", customer=new.customer[:200], email=new.email[:200],
+                ordered_at=new.ordered_at)
     if new.reason is not None:
-        return Move(old.id, S.held, (S(old.state),), new.reason, fields=dict(order_json=new.order_json, raw_json=new.raw_json, warehouse_json=""))
+        return Move(old.id, S.held, (S(old.state),), new.reason, fields=copy)
     return Move(old.id, S.received, (S(old.state),), f"UltraCart sent a changed copy ({what}); evaluated afresh",
-                fields=dict(order_json=new.order_json, raw_json=new.raw_json, warehouse_json="", attempts=0, first_attempt_at=None,
-                            next_attempt_at=None, last_error="", released_at=None))
+                fields=dict(copy, attempts=0, first_attempt_at=None, next_attempt_at=None, last_error="", released_at=None))
 
 
 def hold_alerts(merchant: str, order_id: str, reason: Any) -> list[Alert]:

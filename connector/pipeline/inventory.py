@@ -41,19 +41,32 @@ def bought_units(order_jsons: list[str], skus: SkuMap) -> dict[str, int]:
 
 def inventory_disabled(ctx: ServiceContext) -> str:
     """Why the inventory upload does not run for this merchant ("" when it does)."""
-    if not ctx.warehouse.capabilities.inventory:
-        return NO_INVENTORY
     if not ctx.merchant.inventory.enabled:
         return "disabled in the config ([merchants.inventory] enabled = false)"
+    if ctx.merchant.inventory.source == "ledger":
+        return "" if getattr(ctx.ledger.capabilities, "stock", False) else "disabled: the ledger adapter cannot read stock"
+    if ctx.warehouse is None:
+        return "disabled: no warehouse to read stock from (set [merchants.inventory] source = \"ledger\")"
+    if not ctx.warehouse.capabilities.inventory:
+        return NO_INVENTORY
     return ""
+
+
+async def read_stock(ctx: ServiceContext) -> list:
+    """Stock levels from where the merchant keeps them: the warehouse, or the inventory ledger."""
+    if ctx.merchant.inventory.source == "ledger":
+        s = ctx.merchant.ledger_settings
+        return await ctx.ledger.stock_levels(s.location, s.sublocation)
+    levels = await ctx.warehouse.stock_levels()
+    await warehouse_problems(ctx)
+    return levels
 
 
 async def upload_inventory(ctx: ServiceContext) -> None:
     cfg = ctx.merchant.inventory
     skus = ctx.merchant.sku_map()
     snapshot_started = ctx.now()
-    levels = await ctx.warehouse.stock_levels()
-    await warehouse_problems(ctx)
+    levels = await read_stock(ctx)
     # A file-based warehouse's snapshot may be older than this pass: count from its own time.
     as_of = min(getattr(ctx.warehouse, "snapshot_at", None) or snapshot_started, snapshot_started)
     in_flight = bought_units(await ctx.store.orders.in_flight_json(ctx.id, since=as_of), skus) if cfg.subtract_in_flight else {}

@@ -9,12 +9,17 @@ from dataclasses import dataclass
 from connector.pipeline.changes import follow_changes
 from connector.pipeline.context import ServiceContext
 from connector.pipeline.inventory import inventory_disabled, upload_inventory
+from connector.pipeline.ledger import consume_ledger, ledger_disabled
 from connector.pipeline.orders import deliver_orders, download_orders
 from connector.pipeline.shipments import upload_shipments
 
 
 def _always(_: ServiceContext) -> str:
     return ""
+
+
+def _needs_warehouse(ctx: ServiceContext) -> str:
+    return "" if ctx.warehouse is not None else "no [merchants.warehouse] configured (a ledger-only merchant)"
 
 
 @dataclass(frozen=True)
@@ -28,9 +33,10 @@ class Service:
 
 
 SERVICES: dict[str, Service] = {s.name: s for s in (
-    Service("order_download", download_orders),
-    Service("order_delivery", deliver_orders),
-    Service("order_changes", follow_changes),
-    Service("shipment_upload", upload_shipments),
+    Service("order_download", download_orders, disabled=_needs_warehouse),
+    Service("order_delivery", deliver_orders, disabled=_needs_warehouse),
+    Service("order_changes", follow_changes, disabled=_needs_warehouse),
+    Service("shipment_upload", upload_shipments, disabled=_needs_warehouse),
+    Service("ledger_consume", consume_ledger, disabled=ledger_disabled),
     Service("inventory_upload", upload_inventory, failure_alert="inventory_failing", disabled=inventory_disabled),
 )}

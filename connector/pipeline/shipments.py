@@ -24,6 +24,7 @@ from connector.errors import ErrorClass, VendorError
 from connector.failpoints import failpoint
 from connector.lifecycle import LIVE_SHIPMENTS, Actor, OrderState, ShipmentState, TaskState
 from connector.pipeline.context import ServiceContext
+from connector.pipeline.ledger import ask_to_consume, consumes_on
 from connector.store import Move
 
 S = OrderState
@@ -255,9 +256,15 @@ async def _record_posted(ctx: ServiceContext, tasks: list[Any], stats: dict[str,
     async with ctx.store.atomic() as tx:
         await tx.tasks.finish([t.id for t in tasks], state=TaskState.done)
         await tx.shipments.mark_posted(ctx.id, sorted(posted_ids))
-        await tx.orders.move_many(moves, actor=A.shipment_upload)
+        done = await tx.orders.move_many(moves, actor=A.shipment_upload)
     stats["tracking_posted"] += len(tasks)
     stats["orders_confirmed"] += len(moves)
+    if consumes_on(ctx, "confirmed"):
+        for m, ok in zip(moves, done):
+            order = by_pk[m.pk]
+            if ok and order.warehouse_order is not None:
+                stats["consumptions_asked"] += len(await ask_to_consume(ctx, order.warehouse_order.order, source="confirmed",
+                                                                        lines=order.warehouse_order.lines))
 
 
 async def acknowledge_at_warehouse(ctx: ServiceContext) -> None:

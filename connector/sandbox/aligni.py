@@ -560,7 +560,7 @@ class AligniKit:
             "location": DEMO_LOCATION,
             "sublocation": DEMO_SUBLOCATION,
             "unit_selection": self.unit_selection,
-            "consume_on": "ship",
+            "consume_on": ["order_ship", "confirmed"],
         }
 
     def start(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ each returning records (never rows):
     store.events     EventStore      the event log
     store.alerts     AlertStore      deduplicated alerts
     store.inventory  InventoryStore  quantities UltraCart accepted
+    store.ledger     LedgerStore     order lines' stock to consume in an inventory ledger
 
 Each has a SQL implementation (SQLite or PostgreSQL; the differences in `dialect.py`) and an
 in-memory fake (`memory.py`) that pass one shared test suite. Work that must commit together
@@ -31,7 +32,8 @@ from connector.store.dialect import Db, Dialect
 from connector.store.engine import is_sqlite, make_engine, migrate
 from connector.store.events import SqlEventStore
 from connector.store.inventory import SqlInventoryStore
-from connector.store.orders import Move, SqlOrderStore
+from connector.store.ledger import SqlLedgerStore
+from connector.store.orders import Move, Search, SqlOrderStore, TroubleGroup
 from connector.store.records import (AlertRecord, EventRecord, IngestResult, NewOrder, OrderRecord, ServiceRun, ShipmentRecord,
                                      TaskRecord, TimelineEntry, WorkerRecord)
 from connector.store.runs import SqlCursorStore, SqlRunStore, SqlWorkerStore
@@ -39,7 +41,7 @@ from connector.store.shipments import SqlShipmentStore
 from connector.store.tasks import SqlTaskStore
 
 __all__ = [
-    "AlertRecord", "EventRecord", "IngestResult", "Move", "NewOrder", "OrderRecord", "ServiceRun", "ShipmentRecord", "Store",
+    "Search", "TroubleGroup", "AlertRecord", "EventRecord", "IngestResult", "Move", "NewOrder", "OrderRecord", "ServiceRun", "ShipmentRecord", "Store",
     "TaskRecord", "TimelineEntry", "WorkerRecord",
 ]
 
@@ -59,6 +61,7 @@ class Store:
         self.events = parts["events"]
         self.alerts = parts["alerts"]
         self.inventory = parts["inventory"]
+        self.ledger = parts["ledger"]
         self.backend = backend
 
     # ------------------------------------------------------------------ opening
@@ -137,7 +140,7 @@ class Store:
         """At start with the single-daemon lock held (SQLite): every claim is a dead process's.
         Orders left submitting become in_doubt; tasks left running are due again."""
         n_orders = await self.orders.recover_claims()
-        n_tasks = await self.tasks.recover()
+        n_tasks = await self.tasks.recover() + await self.ledger.recover()
         await self.runs.clear_leases()
         return n_orders, n_tasks
 
@@ -157,7 +160,7 @@ class SqlBackend:
         db = db or self.db
         parts = dict(orders=SqlOrderStore(db), shipments=SqlShipmentStore(db), tasks=SqlTaskStore(db), runs=SqlRunStore(db),
                      cursors=SqlCursorStore(db), workers=SqlWorkerStore(db), events=SqlEventStore(db), alerts=SqlAlertStore(db),
-                     inventory=SqlInventoryStore(db))
+                     inventory=SqlInventoryStore(db), ledger=SqlLedgerStore(db))
         return Store(parts, self)
 
     @asynccontextmanager

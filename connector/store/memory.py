@@ -21,7 +21,7 @@ from connector.clock import Clock
 from connector.lifecycle import PRE_WAREHOUSE, Actor, AlertState, OrderState, ShipmentState, TaskState
 from connector.store.alerts import KEY_MAX, Item
 from connector.store.events import BLANK
-from connector.store.orders import NOT_AT_WAREHOUSE_YET, UNSHIPPED, Move, check_moves, move_values, timeline_text
+from connector.store.orders import NOT_AT_WAREHOUSE_YET, TROUBLE, UNSHIPPED, Move, Search, TroubleGroup, check_moves, move_values, timeline_text
 from connector.store.records import (AlertRecord, EventRecord, IngestResult, NewOrder, OrderRecord, ServiceRun, ShipmentRecord,
                                      TaskRecord, TimelineEntry, WorkerRecord)
 from connector.store.tasks import dumps
@@ -45,6 +45,7 @@ class _Tables:
         self.event_log: list[dict[str, Any]] = []
         self.alerts: dict[int, dict[str, Any]] = {}
         self.pushed: dict[tuple[str, str], int] = {}
+        self.consumptions: dict[int, dict[str, Any]] = {}
         self.last_id = 0
 
     def new_id(self) -> int:
@@ -67,7 +68,8 @@ class MemoryBackend:
 
         parts = dict(orders=MemoryOrderStore(self), shipments=MemoryShipmentStore(self), tasks=MemoryTaskStore(self),
                      runs=MemoryRunStore(self), cursors=MemoryCursorStore(self), workers=MemoryWorkerStore(self),
-                     events=MemoryEventStore(self), alerts=MemoryAlertStore(self), inventory=MemoryInventoryStore(self))
+                     events=MemoryEventStore(self), alerts=MemoryAlertStore(self), inventory=MemoryInventoryStore(self),
+                     ledger=MemoryLedgerStore(self))
         return Store(parts, self)
 
     def now(self) -> datetime:
@@ -147,6 +149,7 @@ class MemoryOrderStore:
                            hold_detail=reason.to_json() if reason else "", source=source, warehouse_order_id="", attempts=0,
                            first_attempt_at=None, next_attempt_at=None, last_error="", lease_owner="", lease_until=None,
                            received_at=now, acked_at=None, updated_at=now, released_at=None, cancel_reason="",
+                           customer=n.customer[:200], email=n.email[:200], ordered_at=n.ordered_at,
                            order_json=n.order_json, warehouse_json="", raw_json=n.raw_json)
                 self.b.t.orders[pk] = row
                 by_id[key] = row
@@ -301,6 +304,26 @@ class MemoryOrderStore:
     async def held(self, merchant: str, kinds: Iterable[str]) -> list[OrderRecord]:
         ks = {str(k) for k in kinds}
         return await self._select(lambda r: r["merchant"] == merchant and r["state"] == S.held and r["hold_kind"] in ks, light=True)
+
+    async def search(self, q: Search) -> tuple[list[OrderRecord], int]:
+        text = q.text.strip().lower()
+
+        def match(r: dict[str, Any]) -> bool:
+            return ((not q.merchant or r["merchant"] == q.merchant) and (q.merchants is None or r["merchant"] in q.merchants)
+                    and (not q.state or r["state"] == q.state) and (not q.hold_kind or r["hold_kind"] == q.hold_kind)
+                    and (q.reason is None or r["reason"] == q.reason) and (not q.since or r["received_at"] >= q.since)
+                    and (not q.until or r["received_at"] < q.until)
+                    and (not text or any(text in (r[c] or "").lower() for c in ("order_id", "reference", "customer", "email"))))
+
+        rows = await self._select(match, light=True, key=lambda r: -r["id"])
+        return rows[q.offset : q.offset + q.limit], len(rows)
+
+    async def trouble(self, merchant: str | None = None) -> list[TroubleGroup]:
+        groups: dict[tuple[str, str, str, str], list[OrderRecord]] = {}
+        for r in await self._select(lambda r: r["state"] in TROUBLE and (not merchant or r["merchant"] == merchant), light=True):
+            groups.setdefault((r.merchant, r.state, r.reason, r.hold_kind), []).append(r)
+        out = [TroubleGroup(m, st, reason, kind, len(rs), [r.order_id for r in rs[:20]]) for (m, st, reason, kind), rs in groups.items()]
+        return sorted(out, key=lambda g: -g.count)
 
 
 def _resolve(value: Any, row: dict[str, Any]) -> Any:
@@ -649,3 +672,74 @@ class MemoryInventoryStore:
         async with self.b.gate():
             for sku, q in quantities.items():
                 self.b.t.pushed[(merchant, sku)] = q
+
+
+class MemoryLedgerStore:
+    def __init__(self, b: MemoryBackend):
+        self.b = b
+
+    async def request(self, merchant: str, lines: Sequence[dict[str, Any]]) -> list[str]:
+        new = []
+        async with self.b.gate():
+            now = self.b.now()
+            known = {(r["merchant"], r["order_id"], r["sku"]) for r in self.b.t.consumptions.values()}
+            for x in lines:
+                key = (merchant, x["order_id"], x["sku"])
+                if key in known:
+                    continue
+                known.add(key)
+                pk = self.b.t.new_id()
+                self.b.t.consumptions[pk] = dict(id=pk, merchant=merchant, order_id=x["order_id"], sku=x["sku"], quantity=str(x["quantity"]),
+                                                 consumed="0", source=x["source"], state="pending", draws="", reason="", attempts=0,
+                                                 next_attempt_at=None, lease_owner="", lease_until=None, created_at=now, updated_at=now)
+                new.append(f"{x['order_id']}:{x['sku']}")
+        return new
+
+    async def claim(self, merchant: str, *, owner: str, lease_seconds: float, limit: int) -> list[Any]:
+        from connector.store.records import ConsumptionRecord
+
+        async with self.b.gate():
+            now = self.b.now()
+            due = [r for r in sorted(self.b.t.consumptions.values(), key=lambda r: r["id"]) if r["merchant"] == merchant
+                   and (r["state"] == "pending" or (r["state"] == "consuming" and r["lease_until"] is not None and r["lease_until"] < now))
+                   and (r["next_attempt_at"] is None or r["next_attempt_at"] <= now)][:limit]
+            for r in due:
+                r.update(state="consuming", lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds), attempts=r["attempts"] + 1, updated_at=now)
+            return [ConsumptionRecord.from_row(copy.copy(r)) for r in due]
+
+    async def save(self, pk: int, *, state: str, draws: list[dict[str, Any]], consumed: str, reason: str = "",
+                   next_attempt_at: Any = None, release: bool = False) -> None:
+        async with self.b.gate():
+            r = self.b.t.consumptions[pk]
+            r.update(state=state, draws=json.dumps(draws, default=str), consumed=consumed, reason=reason[:2000], updated_at=self.b.now(),
+                     next_attempt_at=next_attempt_at)
+            if release:
+                r.update(lease_owner="", lease_until=None)
+
+    async def listing(self, merchant: str | None = None, *, order_id: str | None = None, state: str | None = None,
+                      limit: int = 500) -> list[Any]:
+        from connector.store.records import ConsumptionRecord
+
+        async with self.b.gate():
+            rows = [r for r in sorted(self.b.t.consumptions.values(), key=lambda r: r["id"])
+                    if (merchant is None or r["merchant"] == merchant) and (order_id is None or r["order_id"] == order_id)
+                    and (state is None or r["state"] == state)]
+            return [ConsumptionRecord.from_row(copy.copy(r)) for r in rows[:limit]]
+
+    async def retry(self, merchant: str, order_id: str) -> int:
+        n = 0
+        async with self.b.gate():
+            for r in self.b.t.consumptions.values():
+                if r["merchant"] == merchant and r["order_id"] == order_id and r["state"] in ("unknown_item", "short", "failed", "held"):
+                    r.update(state="pending", attempts=0, next_attempt_at=None, lease_owner="", updated_at=self.b.now())
+                    n += 1
+        return n
+
+    async def recover(self) -> int:
+        n = 0
+        async with self.b.gate():
+            for r in self.b.t.consumptions.values():
+                if r["state"] == "consuming":
+                    r.update(state="pending", lease_owner="", lease_until=None)
+                    n += 1
+        return n

@@ -95,6 +95,39 @@ class OrderStore(Protocol):
     async def not_at_warehouse_since(self, merchants: Sequence[str], before: datetime, *, limit: int = 1000) -> list[OrderRecord]: ...
     async def unshipped_since(self, merchants: Sequence[str], before: datetime, *, limit: int = 1000) -> list[OrderRecord]: ...
     async def held(self, merchant: str, kinds: Iterable[str]) -> list[OrderRecord]: ...
+    async def search(self, q: Search) -> tuple[list[OrderRecord], int]: ...
+    async def trouble(self, merchant: str | None = None) -> list[TroubleGroup]: ...
+
+
+@dataclass
+class Search:
+    """What `connector orders` and the console filter orders by (all optional, combined)."""
+
+    merchant: str | None = None
+    merchants: tuple[str, ...] | None = None  # only these (a merchant's own console login)
+    state: str | None = None
+    text: str = ""  # order id, reference, customer name or e-mail (a substring, case-insensitive)
+    hold_kind: str | None = None
+    reason: str | None = None  # exactly this reason
+    since: datetime | None = None  # received at or after
+    until: datetime | None = None  # received before
+    limit: int = 200
+    offset: int = 0
+
+
+@dataclass
+class TroubleGroup:
+    """Orders that need a person, grouped by state and reason ("unknown SKU: BONE-5LB: 37 orders")."""
+
+    merchant: str
+    state: str
+    reason: str
+    hold_kind: str
+    count: int
+    order_ids: list[str]  # a few of them, oldest first
+
+
+TROUBLE = ("held", "failed", "in_doubt", "cancel_failed")
 
 
 def check_moves(moves: Sequence[Move], actor: Actor) -> None:
@@ -354,6 +387,47 @@ class SqlOrderStore:
         q = select(*LIGHT).where(O.c.merchant == merchant, O.c.state == S.held, O.c.hold_kind.in_([str(k) for k in kinds]))
         return await self._records(q.order_by(O.c.id))
 
+    def _search_filter(self, q, s: Search):
+        if s.merchant:
+            q = q.where(O.c.merchant == s.merchant)
+        if s.merchants is not None:
+            q = q.where(O.c.merchant.in_(list(s.merchants)))
+        if s.state:
+            q = q.where(O.c.state == s.state)
+        if s.hold_kind:
+            q = q.where(O.c.hold_kind == s.hold_kind)
+        if s.reason is not None:
+            q = q.where(O.c.reason == s.reason)
+        if s.since:
+            q = q.where(O.c.received_at >= s.since)
+        if s.until:
+            q = q.where(O.c.received_at < s.until)
+        text = s.text.strip()
+        if text:
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            q = q.where(or_(*(func.lower(c).like(like.lower(), escape="\\") for c in (O.c.order_id, O.c.reference, O.c.customer, O.c.email))))
+        return q
+
+    async def search(self, q: Search) -> tuple[list[OrderRecord], int]:
+        rows = await self._records(self._search_filter(select(*LIGHT), q).order_by(O.c.id.desc()).limit(q.limit).offset(q.offset))
+        async with self.db.read() as conn:
+            total = int((await conn.execute(self._search_filter(select(func.count()).select_from(O), q))).scalar() or 0)
+        return rows, total
+
+    async def trouble(self, merchant: str | None = None) -> list[TroubleGroup]:
+        q = select(O.c.merchant, O.c.state, O.c.reason, O.c.hold_kind, func.count(), func.min(O.c.id)).where(O.c.state.in_(TROUBLE))
+        if merchant:
+            q = q.where(O.c.merchant == merchant)
+        q = q.group_by(O.c.merchant, O.c.state, O.c.reason, O.c.hold_kind).order_by(func.count().desc())
+        async with self.db.read() as conn:
+            groups = (await conn.execute(q)).all()
+            out = []
+            for m, st, reason, kind, n, _ in groups:
+                ids = (await conn.execute(select(O.c.order_id).where(O.c.merchant == m, O.c.state == st, O.c.reason == reason)
+                                          .order_by(O.c.id).limit(20))).scalars()
+                out.append(TroubleGroup(m, st, reason, kind, n, list(ids)))
+        return out
+
 
 def _new_row(merchant: str, dc: str, n: NewOrder, source: str, now: datetime) -> dict[str, Any]:
     reason = n.reason
@@ -361,4 +435,4 @@ def _new_row(merchant: str, dc: str, n: NewOrder, source: str, now: datetime) ->
                 reason=reason.text if reason else "", hold_kind=str(reason.kind) if reason else "",
                 hold_detail=reason.to_json() if reason else "", source=source, received_at=now, updated_at=now,
                 order_json=n.order_json, raw_json=n.raw_json, warehouse_json="", attempts=0, last_error="", lease_owner="",
-                warehouse_order_id="", cancel_reason="")
+                warehouse_order_id="", cancel_reason="", customer=n.customer[:200], email=n.email[:200], ordered_at=n.ordered_at)

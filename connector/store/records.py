@@ -57,6 +57,9 @@ class OrderRecord:
     updated_at: datetime | None = None
     released_at: datetime | None = None
     cancel_reason: str = ""
+    customer: str = ""
+    email: str = ""
+    ordered_at: datetime | None = None
     order_json: str = ""
     warehouse_json: str = ""
     raw_json: str = ""
@@ -234,10 +237,39 @@ class NewOrder:
     raw_json: str  # the redacted payload as received
     state: str = "received"
     reason: Reason | None = None  # why it is held or skipped at intake
+    customer: str = ""  # for searching: the ship-to name (or company)
+    email: str = ""
+    ordered_at: datetime | None = None
 
     @property
     def hold_kind(self) -> str:
         return str(self.reason.kind) if self.reason else ""
+
+
+@_record
+class ConsumptionRecord:
+    """One order line's stock to consume in the merchant's inventory ledger, and how far it got."""
+
+    id: int
+    merchant: str
+    order_id: str
+    sku: str
+    quantity: str  # a decimal
+    state: str
+    consumed: str = "0"
+    source: str = ""
+    draws: str = ""  # JSON list
+    reason: str = ""
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    lease_owner: str = ""
+    lease_until: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def draw_list(self) -> list[dict[str, Any]]:
+        return json.loads(self.draws) if self.draws else []
 
 
 @dataclass

@@ -74,6 +74,9 @@ orders = Table(
     _ts("updated_at", nullable=False),
     _ts("released_at"),  # an operator released it: a timed hold no longer applies
     _text("cancel_reason"),  # a cancellation asked for and not yet carried out (Reason JSON)
+    _str("customer"),  # ship-to name (or company), for searching
+    _str("email"),  # the customer's e-mail, for searching
+    _ts("ordered_at"),  # when the customer placed it (the cart's creation time)
     _text("order_json"),
     _text("warehouse_json"),
     _text("raw_json"),
@@ -81,6 +84,7 @@ orders = Table(
     Index("ix_orders_merchant_state_due", "merchant", "state", "next_attempt_at"),
     Index("ix_orders_merchant_reference", "merchant", "reference"),
     Index("ix_orders_unacked", "merchant", "dc", "acked_at"),
+    Index("ix_orders_email", "email"),
 )
 
 order_events = Table(
@@ -221,4 +225,26 @@ workers = Table(
     _str("version"),
     _text("merchants"),  # JSON {merchant id: "ULTRACART-MERCHANT/DC"}: replicas must agree on who owns a DC
     Column("stopped", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+consumptions = Table(
+    "consumptions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant", String, nullable=False),
+    Column("order_id", String, nullable=False),
+    Column("sku", String, nullable=False),  # the ledger's item code (after aliases and kits)
+    _str("quantity"),  # to consume, a decimal
+    _str("consumed"),  # consumed so far, a decimal
+    _str("source"),  # order_ship | confirmed
+    Column("state", String, nullable=False, default="pending"),  # pending | consuming | done | short | unknown_item | failed | held
+    _text("draws"),  # JSON: [{unit, lot, before, quantity, status}]: what was (or is being) taken from which unit
+    _str("reason"),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    _ts("next_attempt_at"),
+    _str("lease_owner"),
+    _ts("lease_until"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("merchant", "order_id", "sku", name="uq_consumptions_merchant_order_sku"),
+    Index("ix_consumptions_due", "merchant", "state", "next_attempt_at"),
 )

@@ -293,7 +293,7 @@ async def test_the_demo_kit_serves_the_demo_catalog() -> None:
     try:
         assert {k: block[k] for k in ("adapter", "location", "sublocation", "unit_selection", "consume_on")} == {
             "adapter": "aligni", "location": "Main Warehouse", "sublocation": "Finished Goods",
-            "unit_selection": "lot_code", "consume_on": "ship",
+            "unit_selection": "lot_code", "consume_on": ["order_ship", "confirmed"],
         }
         from adapters.ledger import split_ledger_block
 

@@ -312,3 +312,44 @@ async def test_atomic_work_commits_together_or_not_at_all(store):
         await tx.orders.move(Move(pk, S.held, (S.received,), "x"), actor=A.order_delivery)
         await tx.tasks.put("acme", "post", "k", {})
     assert (await store.orders.get(pk)).state == S.held and len(await store.tasks.listing()) == 1
+
+
+# ---------------------------------------------------------------------------------------- search, trouble, ledger
+async def test_search_by_text_state_and_date_and_trouble_groups(store):
+    rows = [NewOrder(f"S-{i}", f"acme-S-{i}", "{}", "{}", customer=name, email=f"{name.split()[0].lower()}@example.com")
+            for i, name in enumerate(["Ada Lovelace", "Alan Turing", "Grace Hopper"])]
+    await store.orders.ingest("acme", "DFLT", rows, source="poll", actor=A.order_download)
+    await store.orders.ingest("beta", "BETA", [NewOrder("S-9", "beta-S-9", "{}", "{}", customer="Ada Byron")], source="poll", actor=A.order_download)
+    pks = {r.order_id: r.id for r in await store.orders.listing(merchant="acme")}
+    await store.orders.move(Move(pks["S-1"], S.held, (S.received,), hold(HoldKind.unknown_sku, skus=["X"])), actor=A.order_delivery)
+    await store.orders.move(Move(pks["S-2"], S.held, (S.received,), hold(HoldKind.unknown_sku, skus=["X"])), actor=A.order_delivery)
+    from connector.store import Search
+
+    found, total = await store.orders.search(Search(text="ADA"))
+    assert total == 2 and {r.order_id for r in found} == {"S-0", "S-9"}
+    found, total = await store.orders.search(Search(text="grace@", merchant="acme"))
+    assert [r.order_id for r in found] == ["S-2"] and total == 1
+    found, total = await store.orders.search(Search(text="ada", merchants=("beta",)))
+    assert [r.order_id for r in found] == ["S-9"]
+    found, total = await store.orders.search(Search(state="held", limit=1))
+    assert total == 2 and len(found) == 1
+    assert (await store.orders.search(Search(text="50%_")))[1] == 0  # wildcards are text
+    later = store.test_clock.now() + timedelta(seconds=1)
+    assert (await store.orders.search(Search(since=later)))[1] == 0 and (await store.orders.search(Search(until=later)))[1] == 4
+    [group] = await store.orders.trouble()
+    assert (group.merchant, group.state, group.reason, group.count, sorted(group.order_ids)) == ("acme", "held", "unknown SKU: X", 2, ["S-1", "S-2"])
+
+
+async def test_ledger_consumptions_are_asked_once_claimed_and_saved(store):
+    new = await store.ledger.request("acme", [dict(order_id="A", sku="BONE", quantity=2, source="order_ship"),
+                                              dict(order_id="A", sku="TREAT", quantity=1, source="order_ship")])
+    assert sorted(new) == ["A:BONE", "A:TREAT"]
+    assert await store.ledger.request("acme", [dict(order_id="A", sku="BONE", quantity=2, source="confirmed")]) == []
+    first = await store.ledger.claim("acme", owner="w", lease_seconds=-1, limit=1)
+    assert [(c.sku, c.state, c.attempts) for c in first] == [("BONE", "consuming", 1)]
+    again = await store.ledger.claim("acme", owner="w2", lease_seconds=300, limit=5)  # BONE's lease ran out
+    assert [c.sku for c in again] == ["BONE", "TREAT"]
+    await store.ledger.save(again[0].id, state="done", draws=[{"unit": "U1", "quantity": "2", "status": "applied"}], consumed="2", release=True)
+    [done] = await store.ledger.listing("acme", state="done")
+    assert done.draw_list == [{"unit": "U1", "quantity": "2", "status": "applied"}] and done.consumed == "2"
+    assert [c.sku for c in await store.ledger.listing(order_id="A")] == ["BONE", "TREAT"]

@@ -140,7 +140,7 @@ def test_order_units_keeps_empty_units_for_display() -> None:
 def test_the_ledger_settings_offer_exactly_these_rules() -> None:
     from typing import get_args
 
-    from adapters.ledger import LedgerSettings
+    from connector.config import LedgerSettings
 
     assert get_args(LedgerSettings.model_fields["unit_selection"].annotation) == RULES
 
@@ -201,14 +201,15 @@ def test_consumption_outcome_from_the_unit_read_back() -> None:
 
 
 def test_a_ledger_block_splits_into_the_engines_keys_and_the_adapters() -> None:
-    from adapters.ledger import LedgerSettings, split_ledger_block
+    from adapters.ledger import split_ledger_block
+    from connector.config import LedgerSettings
 
     block = {"adapter": "aligni", "site": "acme", "api_token": "t0k3n-123", "location": "Main Warehouse",
-             "sublocation": "Finished Goods", "unit_selection": "lot_code", "consume_on": "ship"}
+             "sublocation": "Finished Goods", "unit_selection": "lot_code", "consume_on": "order_ship"}
     engine, adapter = split_ledger_block(block)
     assert adapter == {"adapter": "aligni", "site": "acme", "api_token": "t0k3n-123"}
     settings = LedgerSettings.model_validate(engine)
     assert (settings.location, settings.sublocation, settings.unit_selection, settings.consume_on) == (
-        "Main Warehouse", "Finished Goods", "lot_code", "ship")
+        "Main Warehouse", "Finished Goods", "lot_code", ["order_ship"])
     with pytest.raises(ValueError, match="unit_selection"):
         LedgerSettings.model_validate({"location": "X", "unit_selection": "fefo"})
