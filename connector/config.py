@@ -116,6 +116,38 @@ class AlertsConfig(_Strict):
         return _emails([v])[0]
 
 
+class ConsoleUser(_Strict):
+    """A console login: a name, an argon2 password hash (`connector console add-user` makes
+    one) and a role: `operator` (every merchant, every action) or `merchant:<id>` (that
+    merchant's orders, read-only)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.@+-]{1,64}$")
+    password_hash: str = Field(min_length=20)
+    role: str = Field(pattern=r"^(operator|merchant:[a-z0-9][a-z0-9-]{0,31})$")
+
+    def secrets(self) -> list[str]:
+        return [self.password_hash]
+
+
+class ConsoleConfig(_Strict):
+    """The web console served by the daemon under /ui."""
+
+    enabled: Bool = True
+    users: list[ConsoleUser] = Field(default_factory=list)
+    session_hours: float = Field(12, gt=0, le=24 * 30)
+    secure_cookies: Literal["auto", "always", "never"] = "auto"  # auto: Secure when the request came over HTTPS
+    login_attempts_per_minute: int = Field(5, ge=1)
+
+    @field_validator("users")
+    @classmethod
+    def _unique(cls, v: list[ConsoleUser]) -> list[ConsoleUser]:
+        names = [u.name for u in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate user name(s): {', '.join(dupes)}")
+        return v
+
+
 class UltraCartConfig(_Strict):
     merchant_id: str
     api_key: str = Field(min_length=1)
@@ -279,6 +311,7 @@ class Config(_Strict):
 
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     merchants: list[MerchantConfig] = Field(default_factory=list)
 
     _source: str = PrivateAttr("")
@@ -301,7 +334,7 @@ class Config(_Strict):
 
     def secrets(self) -> list[str]:
         """Every secret value in the file, for redaction."""
-        out = [self.alerts.smtp_password]
+        out = [self.alerts.smtp_password] + [s for u in self.console.users for s in u.secrets()]
         for m in self.merchants:
             out += [m.ultracart.api_key, m.ultracart.webhook_password]
             if m._warehouse_settings is not None:
@@ -411,6 +444,10 @@ def from_dict(raw: dict[str, Any], *, file: str = "<config>", base_dir: Path | N
             except AliasFileError as exc:
                 raise ConfigError(file, f"{where}.skus.aliases_file", str(exc)) from None
     _refuse_double_shipping(config, file)
+    for i, u in enumerate(config.console.users):
+        scope = u.role.partition(":")[2]
+        if scope and scope not in seen:
+            raise ConfigError(file, f"console.users[{i}].role", f"names merchant {scope!r}, which is not configured")
     return config
 
 

@@ -34,7 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from adapters.ultracart.parse import WebhookParseError, parse_webhook
 from connector import metrics
@@ -141,13 +141,18 @@ def build_app(runtime: Runtime, daemon: Daemon | Callable[[], bool] | None = Non
         ok = not message.startswith("config error")
         return JSONResponse({"reloaded": ok, "message": message}, status_code=200 if ok else 422)
 
-    return Starlette(routes=[
+    routes: list[Any] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_page),
         Route("/control/reload", reload, methods=["POST"]),
         Route("/webhooks/ultracart/{merchant}", receiver.handle, methods=["POST"]),
-    ])
+    ]
+    if runtime.config.console.enabled:
+        from connector.console import build_console  # the web console, served under /ui
+
+        routes.append(Mount("/ui", app=build_console(runtime, kick=daemon.kick)))
+    return Starlette(routes=routes)
 
 
 async def _notes(runtime: Runtime) -> list[str]:

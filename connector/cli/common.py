@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from connector.cli.output import fail, warn
+from connector.reports import display_url  # noqa: F401  (the commands import it from here)
 
 ConfigOpt = typer.Option(None, "-c", "--config", help="config file (else $CONNECTOR_CONFIG, else ./connector.toml)")
 MerchantOpt = typer.Option(None, "--merchant", "-m", help="only this merchant")
@@ -66,18 +67,6 @@ async def open_store(cfg: Any):
 
         fail(f"cannot open the database {display_url(cfg.daemon.database_url)}: {database_fault(exc) or exc}")
         raise typer.Exit(EXIT_FAILED) from None
-
-
-def display_url(url: str) -> str:
-    """A database URL safe to print (the password hidden)."""
-    if url.startswith("sqlite"):
-        return url
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return url.split("://", 1)[0] + "://***"
 
 
 def check_merchant(cfg: Any, merchant: str | None, known: set[str] | None = None) -> None:
