@@ -147,6 +147,9 @@ CATEGORIES: dict[str, Category] = {
     "held_after_handoff": Category(
         "Order put on hold in UltraCart after it reached the warehouse",
         "Hold the named warehouse order at the warehouse if it must not ship; release it there when UltraCart releases it."),
+    "warehouse_hold": Category(
+        "The warehouse put a shipment on hold",
+        "Ask the warehouse why (stock, an address check, a carrier problem); the order ships when they release it."),
     "warehouse_data": Category(
         "Bad data from the warehouse",
         "A file or record from the warehouse could not be read (the detail names it). Ask the warehouse to correct and resend it.",

@@ -80,6 +80,15 @@ class DaemonConfig(_Strict):
     event_log_days: int = Field(14, ge=1)
     delivery_concurrency: int = Field(8, ge=1, le=64)
     lease_seconds: float = Field(300, ge=1)
+    public_url: str = ""  # how vendors reach this listener from outside (https://connector.example.com): webhook URLs
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v and not v.startswith(("https://", "http://")):
+            raise ValueError(f"must start with https:// (got {v!r})")
+        return v
 
     @field_validator("listen")
     @classmethod

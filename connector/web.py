@@ -147,6 +147,7 @@ def build_app(runtime: Runtime, daemon: Daemon | Callable[[], bool] | None = Non
         Route("/metrics", metrics_page),
         Route("/control/reload", reload, methods=["POST"]),
         Route("/webhooks/ultracart/{merchant}", receiver.handle, methods=["POST"]),
+        Route("/webhooks/warehouse/{merchant}/{token}", WarehouseHooks(runtime, daemon.kick).handle, methods=["POST"]),
     ]
     if runtime.config.console.enabled:
         from connector.console import build_console  # the web console, served under /ui
@@ -469,3 +470,68 @@ def _stage(name: str, order: dict) -> str:
         # comes again by fulfillment_transmit or the DC queue once it reaches shipping.
         return f"order_create in stage {stage[:60]!r}: not released to shipping yet"
     return ""
+
+
+# ------------------------------------------------------------------------------ warehouse webhooks
+WAREHOUSE_TOKEN = "warehouse_webhook_token"  # cursor holding the secret path token of a merchant's warehouse webhooks
+WAREHOUSE_BODY = 1024 * 1024
+
+
+class WarehouseHooks:
+    """`POST /webhooks/warehouse/{merchant}/{token}`: a warehouse says something shipped (or was
+    cancelled, or put on hold). The body is only a hint: the connector reads the shipments through
+    the warehouse's API (a shipment_upload pass, started at once), never from the webhook alone.
+    Authenticated by the secret path token `connector webhooks register` made (compared in
+    constant time), the same size and parse limits as UltraCart's; a repeat or an out-of-order
+    delivery only starts one more read, which is idempotent."""
+
+    def __init__(self, runtime: Runtime, kick: Callable[[str, str], None] | None):
+        self.runtime, self.kick = runtime, kick
+        self.refusals = Refusals()
+
+    async def handle(self, request: Request) -> JSONResponse:
+        merchant = request.path_params["merchant"][:64]
+        ctx = self.runtime.contexts.get(merchant)
+        expected = ""
+        if ctx is not None and ctx.warehouse is not None:
+            try:
+                expected = await self.runtime.store.with_deadline().cursors.get(merchant, WAREHOUSE_TOKEN) or ""
+            except Exception as exc:  # noqa: BLE001 - the warehouse retries; polling catches up anyway
+                log.error("warehouse webhook: the database did not answer", error=database_fault(exc) or type(exc).__name__)
+                return JSONResponse({"error": "retry later"}, status_code=503)
+        given = request.path_params["token"].encode()
+        if not (hmac.compare_digest(given, (expected or "\0none").encode()) and expected):
+            metrics.webhook(merchant if ctx is not None else "", "unauthorized")
+            self.refusals.note("warehouse_unauthorized", status=401)
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        try:
+            body = await _read_body(request)
+            if len(body) > WAREHOUSE_BODY:
+                raise Rejected(413, "too_large", f"body exceeds {WAREHOUSE_BODY} bytes")
+            hints = ctx.warehouse.webhook_hints(loads_bounded(body, max_depth=MAX_DEPTH, max_bytes=WAREHOUSE_BODY)) if body.strip() else []
+        except Rejected as r:
+            metrics.webhook(merchant, r.outcome)
+            return JSONResponse({"error": r.reason}, status_code=r.status)
+        except (UntrustedInput, ValueError) as exc:
+            metrics.webhook(merchant, "malformed")
+            return JSONResponse({"error": f"malformed: {str(exc)[:200]}"}, status_code=400)
+        held = [h for h in hints if h.get("topic", "").endswith("on_hold")]
+        if held:
+            await ctx.alert([(ctx.id, "warehouse_hold", str(h.get("reference") or h.get("id") or "?"),
+                              f"{ctx.warehouse.name} put shipment {h.get('id') or '?'} (reference {h.get('reference') or '?'}) on hold: ask the "
+                              "warehouse why (stock, address check)") for h in held])
+        await self._record(merchant, body, hints)
+        metrics.webhook(merchant, "accepted")
+        if self.kick is not None:
+            self.kick(merchant, "shipment_upload")
+        return JSONResponse({"accepted": len(hints)})
+
+    async def _record(self, merchant: str, body: bytes, hints: list[dict[str, Any]]) -> None:
+        row = dict(at=self.runtime.clock.now(), merchant=merchant, kind="webhook", vendor=self.runtime.contexts[merchant].warehouse.name,
+                   method="POST", url=f"/webhooks/warehouse/{merchant}/***", status=200,
+                   request_body=self.runtime.redactor.text(body[:LOG_BODY_CHARS].decode("utf-8", "replace")),
+                   response_body=json.dumps(hints[:50], default=str)[:LOG_BODY_CHARS])
+        try:
+            await self.runtime.store.with_deadline().events.log([row])
+        except Exception as exc:  # noqa: BLE001
+            log.error("warehouse webhook: the event log could not be written", error=database_fault(exc) or type(exc).__name__)

@@ -243,9 +243,39 @@ async def _check_online(cfg: Any) -> int:
                 say(f"{mid}: warehouse ({ctx.warehouse.name}) FAILED: {exc}")
                 continue
             bad += await _check_methods(ctx)
+            bad += await _check_hooks(cfg, rt, ctx)
     finally:
         await rt.aclose()
     return EXIT_FAILED if bad else EXIT_OK
+
+
+async def _check_hooks(cfg: Any, rt: Any, ctx: Any) -> int:
+    """The warehouse's shipment webhooks point at this connector (when it has them and a public URL is set)."""
+    from connector.cli.common import open_store
+    from connector.cli.hooks import warehouse_url
+    from connector.errors import ConnectorError
+
+    if not cfg.daemon.public_url or ctx.warehouse is None or not getattr(ctx.warehouse.capabilities, "webhooks", False):
+        return 0
+    try:
+        store = await open_store(cfg)
+    except typer.Exit:
+        url = ""  # no database yet: nothing was registered
+    else:
+        try:
+            url = await warehouse_url(store, cfg.daemon.public_url, ctx.id, create=False)
+        finally:
+            await store.close()
+    try:
+        subscribed = await ctx.warehouse.webhook_urls()
+    except ConnectorError as exc:
+        say(f"{ctx.id}: could not read the warehouse's webhooks: {exc}")
+        return 1
+    if url and url in subscribed:
+        say(f"{ctx.id}: the warehouse's shipment webhooks point here")
+        return 0
+    say(f"{ctx.id}: the warehouse's shipment webhooks are missing: run `connector webhooks register -m {ctx.id}` (polling still works)")
+    return 1
 
 
 async def _check_methods(ctx: Any) -> int:

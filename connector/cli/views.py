@@ -121,7 +121,8 @@ def order(order_id: str, config: Optional[str] = ConfigOpt, merchant: Optional[s
                                  for e in await store.orders.timeline(r.id)],
                        shipments=[dict(shipment_id=s.shipment_id, state=s.state, tracking=s.tracking, reason=s.reason)
                                   for s in (await store.shipments.of_orders([r.id]))[r.id]],
-                       warehouse_order=json.loads(r.warehouse_json) if r.warehouse_json else None)
+                       warehouse_order=json.loads(r.warehouse_json) if r.warehouse_json else None,
+                       dry_run_request=json.loads(r.sent_request) if r.sent_request else None)
             docs.append(doc)
         return docs
 
@@ -149,6 +150,9 @@ def order(order_id: str, config: Optional[str] = ConfigOpt, merchant: Optional[s
         if wo:
             lines = ", ".join(f"{ln['sku']} x{ln['quantity']}" for ln in wo.get("lines", []))
             say(f"sent (or to be sent) to the warehouse as {wo.get('reference')}: {lines}; ship method {wo.get('ship_method') or '(warehouse default)'}")
+        if d["dry_run_request"]:
+            say("a live run would send this request body (dry run):")
+            say(json.dumps(d["dry_run_request"], indent=2))
 
 
 # ----------------------------------------------------------------------------- events

@@ -14,6 +14,7 @@ is kept in flight (claiming as each one finishes), so a slow warehouse drains at
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +61,18 @@ async def acknowledge_pending(ctx: ServiceContext) -> int:
 
 
 async def download_orders(ctx: ServiceContext) -> None:
-    """Drain the DC queue: fetch <= 100, store them in one transaction, commit, acknowledge, repeat."""
+    """Drain the DC queue: fetch <= 100, store them in one transaction, commit, acknowledge, repeat.
+
+    In a dry run nothing is acknowledged, so UltraCart keeps handing back the same (at most 100)
+    orders: one fetch per pass stores them, and the first live pass acknowledges them."""
     st = ctx.stats
+    if ctx.merchant.dry_run:
+        raws = await ctx.cart.fetch_orders()
+        prepared = prepare_orders(ctx, raws)
+        taken = await take_in(ctx, prepared, source="poll", actor=A.order_download)
+        st.update(fetched=len(raws), new=len(taken.new), repeats=taken.repeats, changed=len(taken.replaced))
+        ctx.notes.append("dry run: stored, not acknowledged (UltraCart returns the same orders until a live pass acknowledges them)")
+        return
     st["acknowledged"] += await acknowledge_pending(ctx)
     previous: frozenset[str] | None = None
     for _ in range(MAX_ROUNDS):
@@ -151,7 +162,12 @@ async def evaluate_orders(ctx: ServiceContext) -> None:
                 if row.state == S.held:
                     why = f"released ({row.reason} no longer applies); {why}"
                     st["released"] += 1
-                moves.append(Move(row.id, S.ready, (S.received, S.held), why, dict(warehouse_json=wo.model_dump_json(), next_attempt_at=None)))
+                fields = dict(warehouse_json=wo.model_dump_json(), next_attempt_at=None)
+                if ctx.merchant.dry_run:
+                    # What a live run would send: the vendor's own request body, shown by `connector order`.
+                    fields["sent_request"] = json.dumps(ctx.warehouse.create_request(wo), default=str)
+                    why += " (dry run: not sent)"
+                moves.append(Move(row.id, S.ready, (S.received, S.held), why, fields))
                 st["ready"] += 1
             elif d.outcome == "hold":
                 if row.state == S.held and row.hold_detail == d.why.to_json():

@@ -22,6 +22,13 @@ def _needs_warehouse(ctx: ServiceContext) -> str:
     return "" if ctx.warehouse is not None else "no [merchants.warehouse] configured (a ledger-only merchant)"
 
 
+def _writes(why: Callable[[ServiceContext], str]) -> Callable[[ServiceContext], str]:
+    """A service that writes to a vendor: off in a dry run, whatever else it needs."""
+    def disabled(ctx: ServiceContext) -> str:
+        return "dry run: it would write to UltraCart or a vendor" if ctx.merchant.dry_run else why(ctx)
+    return disabled
+
+
 @dataclass(frozen=True)
 class Service:
     """One of a merchant's scheduled services."""
@@ -36,7 +43,7 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
     Service("order_download", download_orders, disabled=_needs_warehouse),
     Service("order_delivery", deliver_orders, disabled=_needs_warehouse),
     Service("order_changes", follow_changes, disabled=_needs_warehouse),
-    Service("shipment_upload", upload_shipments, disabled=_needs_warehouse),
-    Service("ledger_consume", consume_ledger, disabled=ledger_disabled),
-    Service("inventory_upload", upload_inventory, failure_alert="inventory_failing", disabled=inventory_disabled),
+    Service("shipment_upload", upload_shipments, disabled=_writes(_needs_warehouse)),
+    Service("ledger_consume", consume_ledger, disabled=_writes(ledger_disabled)),
+    Service("inventory_upload", upload_inventory, failure_alert="inventory_failing", disabled=_writes(inventory_disabled)),
 )}

@@ -28,7 +28,7 @@ from connector.store.tasks import dumps
 
 S = OrderState
 TS = TaskState
-LIGHT_DROP = ("order_json", "raw_json", "warehouse_json")
+LIGHT_DROP = ("order_json", "raw_json", "warehouse_json", "sent_request")
 
 
 class _Tables:
@@ -149,7 +149,7 @@ class MemoryOrderStore:
                            hold_detail=reason.to_json() if reason else "", source=source, warehouse_order_id="", attempts=0,
                            first_attempt_at=None, next_attempt_at=None, last_error="", lease_owner="", lease_until=None,
                            received_at=now, acked_at=None, updated_at=now, released_at=None, cancel_reason="",
-                           customer=n.customer[:200], email=n.email[:200], ordered_at=n.ordered_at,
+                           customer=n.customer[:200], email=n.email[:200], ordered_at=n.ordered_at, sent_request="",
                            order_json=n.order_json, warehouse_json="", raw_json=n.raw_json)
                 self.b.t.orders[pk] = row
                 by_id[key] = row

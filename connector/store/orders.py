@@ -29,7 +29,7 @@ S = OrderState
 O = t.orders
 E = t.order_events
 # What listings and matching read: everything but the large JSON documents.
-LIGHT = [c for c in O.c if c.name not in ("order_json", "raw_json", "warehouse_json")]
+LIGHT = [c for c in O.c if c.name not in ("order_json", "raw_json", "warehouse_json", "sent_request")]
 NOT_AT_WAREHOUSE_YET = (S.received, S.held, S.ready, S.submitting, S.in_doubt)
 UNSHIPPED = (S.at_warehouse, S.partially_shipped)
 
@@ -435,4 +435,5 @@ def _new_row(merchant: str, dc: str, n: NewOrder, source: str, now: datetime) ->
                 reason=reason.text if reason else "", hold_kind=str(reason.kind) if reason else "",
                 hold_detail=reason.to_json() if reason else "", source=source, received_at=now, updated_at=now,
                 order_json=n.order_json, raw_json=n.raw_json, warehouse_json="", attempts=0, last_error="", lease_owner="",
-                warehouse_order_id="", cancel_reason="", customer=n.customer[:200], email=n.email[:200], ordered_at=n.ordered_at)
+                warehouse_order_id="", cancel_reason="", customer=n.customer[:200], email=n.email[:200], ordered_at=n.ordered_at,
+                sent_request="")

@@ -60,6 +60,7 @@ class OrderRecord:
     customer: str = ""
     email: str = ""
     ordered_at: datetime | None = None
+    sent_request: str = ""
     order_json: str = ""
     warehouse_json: str = ""
     raw_json: str = ""

@@ -77,6 +77,7 @@ orders = Table(
     _str("customer"),  # ship-to name (or company), for searching
     _str("email"),  # the customer's e-mail, for searching
     _ts("ordered_at"),  # when the customer placed it (the cart's creation time)
+    _text("sent_request"),  # the warehouse request body a dry run would have sent
     _text("order_json"),
     _text("warehouse_json"),
     _text("raw_json"),

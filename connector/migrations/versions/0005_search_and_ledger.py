@@ -26,6 +26,7 @@ def upgrade() -> None:
         batch.add_column(_str("customer"))
         batch.add_column(_str("email"))
         batch.add_column(_ts("ordered_at"))
+        batch.add_column(sa.Column("sent_request", sa.Text(), nullable=False, server_default=""))
         batch.create_index("ix_orders_email", ["email"])
     op.create_table(
         "consumptions",
@@ -56,6 +57,7 @@ def downgrade() -> None:
     op.drop_table("consumptions")
     with op.batch_alter_table("orders") as batch:
         batch.drop_index("ix_orders_email")
+        batch.drop_column("sent_request")
         batch.drop_column("ordered_at")
         batch.drop_column("email")
         batch.drop_column("customer")

@@ -1,0 +1,79 @@
+"""`connector webhooks register`: subscribe the warehouse's shipment webhooks to this connector
+(idempotent) and print what to set in UltraCart."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Optional
+
+import typer
+
+from connector.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigOpt, MerchantOpt, check_merchant, load_config, open_store, run_async
+from connector.cli.output import fail, say
+
+ULTRACART_EVENTS = ("fulfillment_transmit", "order_reject", "order_refund", "order_update", "order_stage_change", "order_delete",
+                    "fulfillment_hold")
+
+hooks = typer.Typer(help="Webhooks: warehouse shipment webhooks and what to set in UltraCart.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(hooks, name="webhooks")
+
+
+async def warehouse_url(store: Any, public_url: str, merchant: str, *, create: bool) -> str:
+    """The secret URL a merchant's warehouse posts to (its token made once, then kept)."""
+    from connector.web import WAREHOUSE_TOKEN
+
+    token = await store.cursors.get(merchant, WAREHOUSE_TOKEN)
+    if not token and create:
+        token = secrets.token_urlsafe(24)
+        await store.cursors.set(merchant, WAREHOUSE_TOKEN, token)
+    return f"{public_url}/webhooks/warehouse/{merchant}/{token}" if token else ""
+
+
+@hooks.command("register")
+def register_cmd(config: Optional[str] = ConfigOpt, merchant: Optional[str] = MerchantOpt) -> None:
+    """Create (or check) the warehouse's shipment webhooks and print UltraCart's settings."""
+    cfg = load_config(config)
+    check_merchant(cfg, merchant)
+    if not cfg.daemon.public_url:
+        fail(f"set [daemon] public_url in {cfg.source} to the address vendors reach this connector at (https://...)")
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(run_async(_register(cfg, merchant)))
+
+
+async def _register(cfg: Any, only: str | None) -> int:
+    from connector.errors import ConnectorError
+    from connector.runtime import build_runtime
+
+    store = await open_store(cfg)
+    rt = await build_runtime(cfg, store=store)
+    bad = 0
+    try:
+        for mid, ctx in rt.contexts.items():
+            if only and mid != only:
+                continue
+            uc = ctx.merchant.ultracart
+            events = ULTRACART_EVENTS + (("order_ship",) if ctx.ledger is not None else ())
+            say(f"{mid}: in UltraCart (Configuration > Webhooks), add {cfg.daemon.public_url}/webhooks/ultracart/{mid}")
+            say(f"{mid}:   authentication: HTTP Basic, user {uc.webhook_username or '(set ultracart.webhook_username)'}, "
+                f"password: ultracart.webhook_password{'' if uc.webhook_password else ' (NOT SET: set it first)'}")
+            say(f"{mid}:   events: {', '.join(events)} (expansion: item, shipping, billing, summary, payment)")
+            if ctx.warehouse is None or not getattr(ctx.warehouse.capabilities, "webhooks", False):
+                say(f"{mid}: the warehouse ({ctx.warehouse.name if ctx.warehouse else 'none'}) has no webhooks: shipments are polled")
+                continue
+            url = await warehouse_url(store, cfg.daemon.public_url, mid, create=True)
+            try:
+                for line in await ctx.warehouse.register_webhooks(url):
+                    say(f"{mid}: {ctx.warehouse.name}: {line}")
+            except ConnectorError as exc:
+                bad += 1
+                say(f"{mid}: {ctx.warehouse.name}: could not register the webhooks: {exc}")
+    finally:
+        for ctx in rt.contexts.values():
+            for adapter in (ctx.cart, ctx.warehouse, ctx.ledger):
+                if adapter is not None:
+                    await adapter.aclose()
+        await store.close()
+    return EXIT_FAILED if bad else EXIT_OK
