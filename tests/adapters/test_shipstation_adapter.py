@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from adapters.base import AdapterContext, order_reference
-from adapters.shipstation import ShipStationAdapter, ShipStationConfig, mapping, pacific
+from adapters.shipstation import ShipStationAdapter, ShipStationConfig, mapping
 from adapters.shipstation import adapter as adapter_module
 from connector.domain import Address, Order, Weight, WarehouseLine, WarehouseOrder
 from connector.errors import ConfigurationError, InDoubtError, PermanentError, RateLimitedError, TransientError
@@ -252,30 +252,28 @@ def test_capabilities() -> None:
     (datetime(2026, 11, 1, 9, 30, 0, tzinfo=UTC), "2026-11-01T01:30:00.0000000"),  # the repeated hour, second pass
 ])
 def test_times_are_sent_as_pacific_wall_time(instant, wall) -> None:
-    assert pacific.stamp(instant) == wall
-    assert pacific.parse(wall) == instant or instant.month == 11  # 01:30 is ambiguous: read as PDT
-    assert pacific.parse("2026-11-01T01:30:00.0000000") == datetime(2026, 11, 1, 8, 30, tzinfo=UTC)
+    assert mapping.stamp(instant) == wall
+    assert mapping.parse_time(wall) == instant or instant.month == 11  # 01:30 is ambiguous: read as PDT
+    assert mapping.parse_time("2026-11-01T01:30:00.0000000") == datetime(2026, 11, 1, 8, 30, tzinfo=UTC)
 
 
-def test_the_builtin_pacific_rules_match_the_tz_database() -> None:
-    la, builtin = ZoneInfo("America/Los_Angeles"), pacific.USPacific()
-    # Every 7 hours for three years, and every 10 minutes around each change of clocks.
+def test_pacific_dates_follow_the_tz_database_across_every_change_of_clocks() -> None:
+    # The adapter's Pacific time is zoneinfo's: each date filter is the Los Angeles calendar day,
+    # every 7 hours for three years and every 10 minutes around each change of clocks.
+    la = ZoneInfo("America/Los_Angeles")
     moments = [datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=7 * i) for i in range(3 * 1252)]
     for change in (datetime(y, m, d, 10, tzinfo=UTC) for y, m, d in ((2025, 3, 9), (2025, 11, 2), (2026, 3, 8), (2026, 11, 1), (2027, 3, 14), (2027, 11, 7))):
         moments += [change + timedelta(minutes=10 * i) for i in range(-30, 30)]
     for moment in moments:
-        a, b = moment.astimezone(la), moment.astimezone(builtin)
-        assert (a.replace(tzinfo=None), a.fold, a.utcoffset()) == (b.replace(tzinfo=None), b.fold, b.utcoffset()), moment
-        for fold in (0, 1):
-            wall = a.replace(tzinfo=None, fold=fold)
-            assert wall.replace(tzinfo=la).utcoffset() == wall.replace(tzinfo=builtin).utcoffset(), (wall, fold)
+        assert mapping.pacific_date(moment) == moment.astimezone(la).date().isoformat(), moment
+        assert mapping.parse_time(mapping.stamp(moment)) in (moment, moment - timedelta(hours=1)), moment  # 1 h off only in the repeated hour
 
 
 def test_parse_reads_shipstation_forms() -> None:
-    assert pacific.parse("2015-06-29T08:46:27.0000000") == datetime(2015, 6, 29, 15, 46, 27, tzinfo=UTC)
-    assert pacific.parse("2015-06-29") == datetime(2015, 6, 29, 7, 0, tzinfo=UTC)
-    assert pacific.parse("2015-06-29T08:46:27Z") == datetime(2015, 6, 29, 8, 46, 27, tzinfo=UTC)
-    assert pacific.parse("not a date") is None and pacific.parse(None) is None
+    assert mapping.parse_time("2015-06-29T08:46:27.0000000") == datetime(2015, 6, 29, 15, 46, 27, tzinfo=UTC)
+    assert mapping.parse_time("2015-06-29") == datetime(2015, 6, 29, 7, 0, tzinfo=UTC)
+    assert mapping.parse_time("2015-06-29T08:46:27Z") == datetime(2015, 6, 29, 8, 46, 27, tzinfo=UTC)
+    assert mapping.parse_time("not a date") is None and mapping.parse_time(None) is None
 
 
 # -- create -----------------------------------------------------------------------------------------
