@@ -33,15 +33,15 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from adapters.shipstation import pacific
 from connector.sandbox import common
 from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, endpoint, halves
 from connector.sandbox.common import now_utc as _now
@@ -63,6 +63,31 @@ DEFAULT_STORES = {310001: "UltraCart connector", 310002: "Manual Orders"}
 DEFAULT_METHODS = ("stamps_com:usps_priority_mail", "ups:ups_ground", "fedex:fedex_2day")
 SHIPMENT_ITEM_FIELDS = ("orderItemId", "lineItemKey", "sku", "name", "imageUrl", "weight", "quantity", "unitPrice",
                         "warehouseLocation", "options", "productId", "fulfillmentSku", "adjustment", "upc")
+
+
+# ShipStation keeps every date in US Pacific time without an offset. The sandbox has its own
+# clock code (never the adapter's), so a mistake in the adapter's conversion shows as a mismatch.
+PACIFIC = ZoneInfo("America/Los_Angeles")
+
+
+def pacific_stamp(moment: datetime) -> str:
+    """How ShipStation writes a moment: Pacific wall time with seven fraction digits."""
+    local = moment.astimezone(PACIFIC)
+    return f"{local:%Y-%m-%dT%H:%M:%S}.{local.microsecond:06d}0"
+
+
+def pacific_day(moment: datetime) -> str:
+    return moment.astimezone(PACIFIC).date().isoformat()
+
+
+def read_pacific(text: str | None) -> datetime | None:
+    """A date or date-time as ShipStation reads one (Pacific unless it has an offset); None if
+    it is not one."""
+    try:
+        moment = datetime.fromisoformat(str(text or "").strip())
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=PACIFIC).astimezone(UTC)
 
 
 class ApiError(common.ApiError):
@@ -211,7 +236,7 @@ class ShipStationSandbox(Planned):
                 errors[f"apiOrder.{field}"] = [f"The {field} field is required."]
         if body.get("orderStatus") and body["orderStatus"] not in ORDER_STATUSES:
             errors["apiOrder.orderStatus"] = [f"'{body['orderStatus']}' is not a valid order status."]
-        if body.get("orderDate") and pacific.parse(body["orderDate"]) is None:
+        if body.get("orderDate") and read_pacific(body["orderDate"]) is None:
             errors["apiOrder.orderDate"] = ["The orderDate field is not a valid date."]
         for field in ("billTo", "shipTo"):
             if not isinstance(body.get(field), dict):
@@ -236,7 +261,7 @@ class ShipStationSandbox(Planned):
             if key:
                 self.create_attempts[key] += 1
             self._validate(body)
-            now = pacific.stamp(_now(), fraction=True)
+            now = pacific_stamp(_now())
             existing = self.orders.get(self.by_key[key]) if key in self.by_key else None
             if existing is not None and existing["orderStatus"] in FINAL_STATUSES:
                 raise ApiError(400, {
@@ -333,12 +358,12 @@ class ShipStationSandbox(Planned):
 
         if plan.void_first:
             voided = self._label(order, lines, tracking_for(1))
-            voided.update(voided=True, voidDate=pacific.stamp(_now(), fraction=True))
+            voided.update(voided=True, voidDate=pacific_stamp(_now()))
             made.append(voided)
         for group in groups:
             made.append(self._label(order, group, tracking_for(len(made) + 1)))
         self.labels += made
-        order.update(orderStatus="shipped", shipDate=made[-1]["shipDate"], modifyDate=pacific.stamp(_now(), fraction=True))
+        order.update(orderStatus="shipped", shipDate=made[-1]["shipDate"], modifyDate=pacific_stamp(_now()))
         return copy.deepcopy(made)
 
     def _label(self, order: dict[str, Any], items: list[dict[str, Any]], tracking: str) -> dict[str, Any]:
@@ -350,8 +375,8 @@ class ShipStationSandbox(Planned):
             "userId": "8f2b6a1e-sandbox",
             "customerEmail": order.get("customerEmail"),
             "orderNumber": order["orderNumber"],
-            "createDate": pacific.stamp(now, fraction=True),
-            "shipDate": pacific.pacific_date(now),
+            "createDate": pacific_stamp(now),
+            "shipDate": pacific_day(now),
             "shipmentCost": 7.5,
             "insuranceCost": 0.0,
             "trackingNumber": tracking,
@@ -436,7 +461,7 @@ class ShipStationSandbox(Planned):
             q = request.query_params
             ship_start = self._date_param(q.get("shipDateStart"), "shipDateStart")
             ship_end = self._date_param(q.get("shipDateEnd"), "shipDateEnd")
-            create_start = pacific.parse(q["createDateStart"]) if q.get("createDateStart") else None
+            create_start = read_pacific(q["createDateStart"]) if q.get("createDateStart") else None
         except ApiError as exc:
             return exc.response()
         with_items = (q.get("includeShipmentItems") or "").lower() == "true"
@@ -453,7 +478,7 @@ class ShipStationSandbox(Planned):
                 shipped = date.fromisoformat(label["shipDate"])
                 if ship_start and shipped < ship_start or ship_end and shipped > ship_end:
                     continue
-                if create_start and (pacific.parse(label["createDate"]) or create_start) < create_start:
+                if create_start and (read_pacific(label["createDate"]) or create_start) < create_start:
                     continue
                 if store and str(label["advancedOptions"].get("storeId")) != store or number and label["orderNumber"] != number:
                     continue
