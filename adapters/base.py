@@ -35,6 +35,7 @@ from connector.domain import (
     StockLevel,
     WarehouseOrder,
 )
+from connector.errors import PermanentError
 from connector.redact import Redactor
 
 ENTRY_POINT_GROUP = "connector.warehouses"
@@ -230,6 +231,19 @@ class WarehouseAdapterBase:
     def __init__(self, config: AdapterConfig | dict[str, Any], context: AdapterContext):
         self.config: Any = config if isinstance(config, self.Config) else self.Config.model_validate(config)
         self.context = context
+
+    async def already_there(self, reference: str) -> CreateResult | None:
+        """The order the warehouse already has for `reference`, flagged `already_existed`; None
+        when it has none. What a create asks first, or after a refusal that may mean "a repeat"."""
+        found = await self.find_order(reference)  # type: ignore[attr-defined]
+        return None if found is None else found.model_copy(update={"already_existed": True})
+
+    async def accepted(self, reference: str) -> CreateResult:
+        """The order a create was accepted for when the answer did not name it: looked up."""
+        found = await self.find_order(reference)  # type: ignore[attr-defined]
+        if found is None:
+            raise PermanentError(f"{self.name} accepted {reference} but does not list it", vendor=self.name)
+        return found
 
     async def cancel_order(self, reference: str) -> CancelResult:
         """No cancel API here (yet): a person cancels the order in the warehouse's own screens."""

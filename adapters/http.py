@@ -133,6 +133,22 @@ def limiter_for(vendor: str, credential: str, per_minute: float | None) -> RateL
     return DEFAULT_LIMITERS.get(vendor, credential, per_minute)
 
 
+def short_retries(*, repeatable: bool, attempts: int = 3, wait: float = 0.1) -> AsyncRetrying:
+    """In-call retries of one vendor operation: transient failures only, at most `attempts`
+    tries with full jitter, and only when the operation may be repeated (`repeatable`) or
+    surely never reached the vendor (`not_sent`)."""
+
+    def retryable(exc: BaseException) -> bool:
+        return isinstance(exc, VendorError) and exc.error_class is ErrorClass.transient and (repeatable or exc.not_sent)
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=wait, max=2.0),
+        retry=retry_if_exception(retryable),
+        reraise=True,
+    )
+
+
 @dataclass
 class CallRecord:
     """One vendor call, redacted: what the event log stores and metrics count."""
@@ -211,18 +227,7 @@ class HttpClient:
         if idempotent is None:
             idempotent = method.upper() in ("GET", "HEAD", "PUT", "DELETE")
 
-        def retryable(exc: BaseException) -> bool:
-            return isinstance(exc, VendorError) and exc.error_class is ErrorClass.transient and (
-                idempotent or exc.not_sent
-            )
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_random_exponential(multiplier=0.1, max=2.0),
-            retry=retry_if_exception(retryable),
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in short_retries(repeatable=idempotent, attempts=self.max_attempts):
             with attempt:
                 return await self._once(method, path, json=json, params=params, idempotent=idempotent, ok=ok)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -36,6 +36,7 @@ from pydantic import Field
 from adapters.base import AdapterConfig, AdapterContext, WarehouseAdapterBase
 from adapters.http import HttpClient, Paginator, parse_retry_after
 from connector.domain import ShipmentLine, WarehouseLine, WarehouseOrder
+from connector.errors import PermanentError
 
 ERROR_CHARS = 1000  # of a vendor's error message kept in an exception
 
@@ -129,6 +130,16 @@ class VendorAdapter(WarehouseAdapterBase):
         """One API call's decoded JSON body (None when the answer has no body)."""
         response = await self.call(method, path, **kw)
         return response.json() if response.content else None
+
+    async def fetch_record(self, path: str, **kw: Any) -> dict[str, Any] | None:
+        """`GET path` for one record: its body, or None when the vendor answers 404 (no such record)."""
+        try:
+            body = await self.fetch("GET", path, **kw)
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return body if isinstance(body, dict) else {}
 
     def pages(self, paginator: Paginator, path: str, params: dict[str, Any]) -> AsyncIterator[list[Any]]:
         """The records of `GET path`, page by page, as `paginator` says the list pages."""

@@ -125,18 +125,18 @@ class ExtensivAdapter(VendorAdapter):
             body = mapping.order_body(order, self.customer_id, self.facility_id)
         except mapping.BadShipMethod as exc:
             raise PermanentError(str(exc), vendor="extensiv") from None
-        existing = await self.find_order(order.reference)
+        existing = await self.already_there(order.reference)
         if existing is not None:
-            return existing.model_copy(update={"already_existed": True})
+            return existing
         try:
             response = await self.call("POST", "/orders", json=body, idempotent=False, ok=(200, 201))
         except PermanentError as exc:
             if exc.status not in (400, 409) or not mapping.is_duplicate_reference(exc.message):
                 raise
-            found = await self.find_order(order.reference)  # created by a racing worker
+            found = await self.already_there(order.reference)  # created by a racing worker
             if found is None:
                 raise
-            return found.model_copy(update={"already_existed": True})
+            return found
         created = response.json() if response.content else {}
         oid = mapping.order_id(created) if isinstance(created, dict) else ""
         if not oid:
@@ -145,10 +145,7 @@ class ExtensivAdapter(VendorAdapter):
             oid = location.rsplit("/", 1)[-1] if location.rsplit("/", 1)[-1].isdigit() else ""
         if oid:
             return CreateResult(warehouse_order_id=oid, reference=order.reference)
-        found = await self.find_order(order.reference)
-        if found is None:
-            raise PermanentError(f"Extensiv accepted {order.reference} but does not list it", vendor="extensiv")
-        return found
+        return await self.accepted(order.reference)
 
     async def find_order(self, reference: str) -> CreateResult | None:
         """`GET /orders?rql=ReadOnly.CustomerIdentifier.Id==C;ReferenceNum=="<reference>"`.

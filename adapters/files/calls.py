@@ -9,12 +9,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
-
 from adapters.base import AdapterContext
 from adapters.files.transport import FX_OK, VENDOR, Transport
-from adapters.http import CallRecord
-from connector.errors import ErrorClass, VendorError
+from adapters.http import CallRecord, short_retries
+from connector.errors import VendorError
 from connector.redact import DEFAULT as DEFAULT_REDACTOR
 
 T = TypeVar("T")
@@ -40,16 +38,7 @@ class Calls:
         """Run `op`; transient failures are retried (at most 3 tries, jitter) when `retry` says the
         operation may be repeated, or whenever nothing reached the server."""
 
-        def retryable(exc: BaseException) -> bool:
-            return isinstance(exc, VendorError) and exc.error_class is ErrorClass.transient and (retry or exc.not_sent)
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(MAX_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=self.retry_wait, max=2.0),
-            retry=retry_if_exception(retryable),
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in short_retries(repeatable=retry, attempts=MAX_ATTEMPTS, wait=self.retry_wait):
             with attempt:
                 started = time.perf_counter()
                 try:

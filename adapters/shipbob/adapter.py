@@ -89,7 +89,7 @@ class ShipBobAdapter(VendorAdapter):
         except PermanentError as exc:
             if exc.status != 422 or not mapping.is_duplicate_reference(exc.message):
                 raise
-            found = await self.find_order(order.reference)
+            found = await self.already_there(order.reference)
             if found is None:
                 # ShipBob holds the reference account-wide, but not in our channel.
                 raise PermanentError(
@@ -97,14 +97,11 @@ class ShipBobAdapter(VendorAdapter):
                     vendor="shipbob",
                     status=422,
                 ) from exc
-            return found.model_copy(update={"already_existed": True})
+            return found
         created = response.json() if response.content else {}
         if isinstance(created, dict) and created.get("id") is not None:
             return CreateResult(warehouse_order_id=str(created["id"]), reference=order.reference)
-        found = await self.find_order(order.reference)  # a 201 without a body: ask
-        if found is None:
-            raise PermanentError(f"ShipBob accepted {order.reference} but does not list it", vendor="shipbob")
-        return found
+        return await self.accepted(order.reference)  # a 201 without a body: ask
 
     async def find_order(self, reference: str) -> CreateResult | None:
         """`GET /{ver}/order?ReferenceIds=<reference>` (the filter is comma separated: exact match kept)."""

@@ -84,9 +84,9 @@ class ShipStationAdapter(VendorAdapter):
 
     async def create_order(self, order: WarehouseOrder) -> CreateResult:
         """Look up, then `POST /orders/createorder`; a timeout or 5xx raises InDoubtError."""
-        found = await self.find_order(order.reference)
+        found = await self.already_there(order.reference)
         if found is not None:
-            return found.model_copy(update={"already_existed": True})
+            return found
         response = await self.http.request(
             "POST",
             "/orders/createorder",
@@ -96,10 +96,7 @@ class ShipStationAdapter(VendorAdapter):
         )
         created = response.json() if response.content else {}
         if not isinstance(created, dict) or created.get("orderId") is None:
-            found = await self.find_order(order.reference)  # an answer without the order: ask
-            if found is None:
-                raise PermanentError(f"ShipStation accepted {order.reference} but does not list it", vendor="shipstation")
-            return found
+            return await self.accepted(order.reference)  # an answer without the order: ask
         if (created.get("orderKey") or order.reference) != order.reference:
             raise PermanentError(
                 f"ShipStation answered {order.reference} with another order's key {created.get('orderKey')!r}", vendor="shipstation"

@@ -152,10 +152,10 @@ class ShipStationV2Adapter(VendorAdapter):
         except PermanentError as exc:
             # ShipStation's wording for a repeated external_shipment_id is not documented, so
             # every refusal is checked: if the reference exists, this was a repeat.
-            found = await self.find_order(order.reference)
+            found = await self.already_there(order.reference)
             if found is None:
                 raise
-            return found.model_copy(update={"already_existed": True})
+            return found
         shipment_id, errors = mapping.created_result(response.json() if response.content else None)
         if shipment_id and not errors:
             return CreateResult(warehouse_order_id=shipment_id, reference=order.reference)
@@ -182,16 +182,12 @@ class ShipStationV2Adapter(VendorAdapter):
         return service
 
     async def find_order(self, reference: str) -> CreateResult | None:
-        """`GET /v2/shipments/external_shipment_id/{reference}`; 404 -> None."""
+        """`GET /v2/shipments/external_shipment_id/{reference}`; none when ShipStation answers 404."""
         if not reference or len(reference) > mapping.MAX_EXTERNAL_ID:
             return None  # never sent: ShipStation would have truncated it
-        try:
-            response = await self.http.request("GET", f"/v2/shipments/external_shipment_id/{quote(reference, safe='')}")
-        except PermanentError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        shipment = response.json() or {}
+        shipment = await self.fetch_record(f"/v2/shipments/external_shipment_id/{quote(reference, safe='')}")
+        if shipment is None:
+            return None
         if shipment.get("external_shipment_id") not in (None, reference) or not shipment.get("shipment_id"):
             return None
         return CreateResult(warehouse_order_id=str(shipment["shipment_id"]), reference=reference)
@@ -262,13 +258,7 @@ class ShipStationV2Adapter(VendorAdapter):
     async def _shipment(self, shipment_id: str) -> dict[str, Any] | None:
         if not shipment_id:
             return None
-        try:
-            response = await self.http.request("GET", f"/v2/shipments/{quote(shipment_id, safe='')}")
-        except PermanentError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return response.json() or {}
+        return await self.fetch_record(f"/v2/shipments/{quote(shipment_id, safe='')}")
 
     async def _split_from(self, shipment: dict[str, Any]) -> tuple[str, str] | None:
         """Our (reference, shipment id) for a shipment split off one of ours: Split Ship keeps
