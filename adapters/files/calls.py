@@ -52,6 +52,15 @@ class Calls:
                 return result
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def replace(self, path: str, data: bytes) -> None:
+        """Replace a small file of ours (a ledger, a marker) atomically: written aside, then
+        renamed over the old one, so a crash leaves the old or the new, never half of one."""
+        await self("PUT", path + ".part", lambda: self.io.write(path + ".part", data))
+        try:
+            await self("MOVE", path, lambda: self.io.replace(path + ".part", path))
+        except FileNotFoundError:
+            pass  # a retried replace whose first try went through (only a lost reply looks like this)
+
     async def record(self, method: str, path: str, *, started: float | None = None, body: Any = None, response: Any = None,
                      status: int | None = FX_OK, error: str = "", order_id: str = "") -> None:
         """One entry in the event log (errors carry no status unless the server gave one)."""

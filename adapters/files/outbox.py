@@ -150,8 +150,4 @@ class Outbox:
         await self.prepare()
         path = self._marker_path(reference)
         data = json.dumps({**marker, "reference": reference, "at": datetime.now(UTC).isoformat()}).encode()
-        await self.calls("PUT", path + ".part", lambda: self.io.write(path + ".part", data))
-        try:
-            await self.calls("MOVE", path, lambda: self.io.replace(path + ".part", path))
-        except FileNotFoundError:
-            pass  # a retried replace whose first try went through (only a lost reply looks like this)
+        await self.calls.replace(path, data)
