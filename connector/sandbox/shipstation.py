@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -420,8 +421,10 @@ class ShipStationSandbox(Planned):
         return page, size
 
     @staticmethod
-    def _page_of(key: str, records: list[dict[str, Any]], page: int, size: int) -> dict[str, Any]:
-        return {key: records[(page - 1) * size : page * size], "total": len(records), "page": page,
+    def _page_of(key: str, records: list[dict[str, Any]], page: int, size: int,
+                 render: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """One page of `records`; only its own records are rendered (copied out)."""
+        return {key: [render(r) for r in records[(page - 1) * size : page * size]], "total": len(records), "page": page,
                 "pages": math.ceil(len(records) / size) if records else 0}
 
     # -- API handlers -------------------------------------------------------------------------
@@ -447,12 +450,12 @@ class ShipStationSandbox(Planned):
         number, status, store = q.get("orderNumber"), q.get("orderStatus"), q.get("storeId")
         with self._lock:
             found = [
-                self._public(o) for o in sorted(self.orders.values(), key=lambda o: o["orderId"])
+                o for o in self.orders.values()  # created in orderId order
                 if (not number or o["orderNumber"].startswith(number))
                 and (not status or o["orderStatus"] == status)
                 and (not store or str(o["advancedOptions"].get("storeId")) == store)
             ]
-        return JSONResponse(self._page_of("orders", found, page, size))
+            return JSONResponse(self._page_of("orders", found, page, size, self._public))
 
     async def _list_shipments(self, request: Request) -> Response:
         try:
@@ -482,11 +485,15 @@ class ShipStationSandbox(Planned):
                     continue
                 if store and str(label["advancedOptions"].get("storeId")) != store or number and label["orderNumber"] != number:
                     continue
+                found.append(label)
+
+            def render(label: dict[str, Any]) -> dict[str, Any]:
                 record = copy.deepcopy(label)
                 if not with_items:
                     record["shipmentItems"] = None
-                found.append(record)
-        return JSONResponse(self._page_of("shipments", found, page, size))
+                return record
+
+            return JSONResponse(self._page_of("shipments", found, page, size, render))
 
     @staticmethod
     def _date_param(value: str | None, name: str) -> date | None:
@@ -536,9 +543,15 @@ class ShipStationKit(SandboxKit):
     """
 
     name = "shipstation"
+    routes = {
+        "create": ("POST", "/orders/createorder"),
+        "find": ("GET", "/orders"),
+        "shipments": ("GET", "/shipments"),
+        "ship_methods": ("GET", "/carriers"),
+    }
 
-    def __init__(self, sandbox: ShipStationSandbox, ship_methods: tuple[str, ...], store_id: int | None):
-        super().__init__(sandbox, ship_methods)
+    def __init__(self, sandbox: ShipStationSandbox, ship_methods: tuple[str, ...], store_id: int | None, skus: tuple[str, ...] = ()):
+        super().__init__(sandbox, ship_methods, skus or tuple(sandbox.products))
         self.store_id = store_id
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
@@ -553,8 +566,15 @@ class ShipStationKit(SandboxKit):
             config["store_id"] = self.store_id
         return config
 
-    def set_stock(self, sku: str, warehouse_id: str, available: int) -> None:
+    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
         """ShipStation v1 keeps no stock: nothing to set."""
+
+    def orders_created(self, reference: str) -> int:
+        # orderKey is unique by construction in ShipStation (an upsert key), so count orders
+        # by order number too: a keyless resend would show up as a second order there.
+        number = reference.split("-", 1)[-1]
+        with self.sandbox._lock:
+            return sum(1 for o in self.sandbox.orders.values() if o["orderKey"] == reference or o["orderNumber"] == number)
 
     def warehouse_ids(self) -> list[str]:
         return [str(w) for w in self.sandbox.warehouse_ids]
@@ -569,4 +589,4 @@ def kit(*, products, ship_methods, credential: str = "sandbox-secret", store_id:
         carrier, _, service = method.partition(":")
         if carrier not in sandbox.carriers or service not in sandbox.carriers[carrier][1]:
             sandbox.add_method(carrier, service)
-    return ShipStationKit(sandbox, methods, store_id)
+    return ShipStationKit(sandbox, methods, store_id, tuple(products))

@@ -336,19 +336,6 @@ def test_routing_values() -> None:
     assert mapping.routing("Will Call|") == {"carrier": "Will Call", "mode": ""}
 
 
-@pytest.mark.parametrize("failure", [httpx.Response(502), httpx.Response(500), httpx.ReadTimeout("slow")])
-async def test_a_lost_create_is_in_doubt_and_not_resent(adapter, router, failure) -> None:
-    router.get("/orders").respond(200, json=listing())
-    route = router.post("/orders")
-    if isinstance(failure, Exception):
-        route.side_effect = failure
-    else:
-        route.return_value = failure
-    with pytest.raises(InDoubtError):
-        await adapter.create_order(an_order())
-    assert route.call_count == 1
-
-
 async def test_a_created_answer_with_only_a_location(adapter, router) -> None:
     router.get("/orders").respond(200, json=listing())
     router.post("/orders").respond(201, headers={"Location": f"{BASE}/orders/987"})

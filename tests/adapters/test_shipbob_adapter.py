@@ -171,18 +171,6 @@ async def test_other_rejections_are_permanent_with_shipbobs_message(adapter, rou
     assert lookup.call_count == 0
 
 
-@pytest.mark.parametrize("failure", [httpx.Response(502), httpx.ReadTimeout("slow")])
-async def test_lost_create_is_in_doubt_and_not_retried(adapter, router, failure) -> None:
-    route = router.post(f"{V}/order")
-    if isinstance(failure, Exception):
-        route.side_effect = failure
-    else:
-        route.return_value = failure
-    with pytest.raises(InDoubtError):
-        await adapter.create_order(an_order())
-    assert route.call_count == 1
-
-
 async def test_find_order(adapter, router) -> None:
     router.get(f"{V}/order", params={"ReferenceIds": "acme-1"}).respond(200, json=[{"id": 5, "reference_id": "acme-1"}])
     router.get(f"{V}/order", params={"ReferenceIds": "acme-2"}).respond(200, json=[])

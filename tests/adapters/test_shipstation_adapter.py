@@ -371,19 +371,6 @@ async def test_rejections_are_permanent_with_shipstations_message(adapter, route
     assert caught.value.message == expected and caught.value.status == 400
 
 
-@pytest.mark.parametrize("failure", [httpx.Response(502), httpx.Response(500), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset")])
-async def test_lost_create_is_in_doubt_and_not_retried(adapter, router, failure) -> None:
-    router.get("/orders").respond(200, json=page("orders", []))
-    route = router.post("/orders/createorder")
-    if isinstance(failure, Exception):
-        route.side_effect = failure
-    else:
-        route.return_value = failure
-    with pytest.raises(InDoubtError):
-        await adapter.create_order(an_order())
-    assert route.call_count == 1
-
-
 async def test_a_failed_lookup_sends_nothing(adapter, router) -> None:
     router.get("/orders").respond(503)
     create = router.post("/orders/createorder").respond(200, json=ss_order(1, "acme-DEMO-1001"))

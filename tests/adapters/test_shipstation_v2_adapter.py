@@ -346,19 +346,6 @@ async def test_other_rejections_are_permanent_with_shipstations_message(adapter,
     assert "Invalid ship_to address [invalid_address] (request id aa3d8e8e-462b-4476-9618-72db7f7b7009)" in caught.value.message
 
 
-@pytest.mark.parametrize("failure", [httpx.Response(502), httpx.Response(500), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset")])
-async def test_lost_create_is_in_doubt_and_not_retried(adapter, router, failure) -> None:
-    carriers_route(router)
-    route = router.post("/v2/shipments")
-    if isinstance(failure, Exception):
-        route.side_effect = failure
-    else:
-        route.return_value = failure
-    with pytest.raises(InDoubtError):
-        await adapter.create_order(an_order())
-    assert route.call_count == 1
-
-
 async def test_find_order(adapter, router) -> None:
     router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json={"shipment_id": "se-5", "external_shipment_id": "acme-1"})
     router.get("/v2/shipments/external_shipment_id/acme-2").respond(404, json=ss_error("invalid_identifier", "not found"))
