@@ -124,6 +124,9 @@ class WarehouseContract:
         assert isinstance(text, str) and text.strip()
 
     async def test_capabilities_are_declared(self, adapter: Any) -> None:
+        from adapters.base import WarehouseAdapter
+
+        assert isinstance(adapter, WarehouseAdapter)  # every attribute and method the engine uses
         assert isinstance(adapter.name, str) and adapter.name
         for flag in ("inventory", "shipment_ack", "cancel", "bulk_create", "sku_catalog", "ship_method_catalog"):
             assert isinstance(getattr(adapter.capabilities, flag), bool), flag

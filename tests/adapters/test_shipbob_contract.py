@@ -105,6 +105,26 @@ class TestShipBobSandbox:
         with pytest.raises(RateLimitedError):
             await adapter.find_order("anything")
 
+    async def test_a_page_builds_only_its_own_records(self, sandbox, monkeypatch) -> None:
+        # The bench reads 100,000 SKUs of stock: building all of them for every page made it
+        # measure the sandbox instead of the connector. The pages still add up to the whole list.
+        for n in range(600):
+            sandbox.set_stock(f"GEN-{n:04d}", 10 + n % 2, n)
+        built: list[str] = []
+        item = sandbox._inventory_item
+        monkeypatch.setattr(sandbox, "_inventory_item", lambda sku: built.append(sku) or item(sku))
+        seen: list[str] = []
+        params: dict = {"PageSize": 250}
+        async with httpx.AsyncClient(base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.token}"}) as client:
+            while True:
+                page = (await client.get("/2026-01/inventory-level/locations", params=params)).json()
+                assert len(built) == len(seen) + len(page["items"])  # this page's records, no more
+                seen += [i["sku"] for i in page["items"]]
+                if not page["next"]:
+                    break
+                params = dict(httpx.URL(page["next"]).params)
+        assert seen == [f"GEN-{n:04d}" for n in range(600)] and len(built) == 600
+
     async def test_control_api(self, sandbox) -> None:
         async with httpx.AsyncClient(base_url=sandbox.url) as control:
             assert (await control.post("/_sandbox/stock", json={"sku": "SKU-3", "fc_id": 11, "fulfillable": 4, "on_hand": 6})).status_code == 200
