@@ -23,9 +23,10 @@ paginators. The pure helpers below (`error_text`, `parse_time`, `iso`, `tracking
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -224,11 +225,18 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.cache
+def _splitter(separators: str) -> Callable[[str], list[str]]:
+    if not separators:
+        return lambda value: [value]
+    return re.compile("[" + re.escape(separators) + "]").split
+
+
 def tracking_numbers(*values: Any, separators: str = ",;") -> list[str]:
     """Tracking numbers from one or more fields (each may hold several, separated by any of
     `separators`): trimmed, de-duplicated in order, blanks dropped."""
-    split = re.compile("[" + re.escape(separators) + "]") if separators else None
-    numbers = (n.strip() for v in values if isinstance(v, str) for n in (split.split(v) if split else [v]))
+    split = _splitter(separators)
+    numbers = (n.strip() for v in values if isinstance(v, str) for n in split(v))
     return list(dict.fromkeys(n for n in numbers if n))
 
 
