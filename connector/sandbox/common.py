@@ -246,7 +246,7 @@ class SandboxKit:
         self.app = sandbox.app
         self.faults = sandbox.faults
         self.ship_methods = ship_methods
-        self.skus = tuple(skus)
+        self.skus = tuple(skus or getattr(sandbox, "products", ()))  # the catalogue it was made with
 
     def ship_all(self) -> None:
         self.sandbox.ship_all()

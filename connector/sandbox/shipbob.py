@@ -555,7 +555,7 @@ class ShipBobKit(SandboxKit):
     name = "shipbob"
 
     def __init__(self, sandbox: ShipBobSandbox, skus: tuple[str, ...] = ()):
-        super().__init__(sandbox, tuple(sandbox.ship_methods), skus or tuple(sandbox.products))
+        super().__init__(sandbox, tuple(sandbox.ship_methods), skus)
         v = "/" + sandbox.api_version
         self.routes = {
             "create": ("POST", f"{v}/order"),

@@ -551,7 +551,7 @@ class ShipStationKit(SandboxKit):
     }
 
     def __init__(self, sandbox: ShipStationSandbox, ship_methods: tuple[str, ...], store_id: int | None, skus: tuple[str, ...] = ()):
-        super().__init__(sandbox, ship_methods, skus or tuple(sandbox.products))
+        super().__init__(sandbox, ship_methods, skus)
         self.store_id = store_id
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:

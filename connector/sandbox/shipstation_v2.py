@@ -566,9 +566,6 @@ class ShipStationV2Kit(SandboxKit):
         "skus": ("GET", "/v2/products"),
     }
 
-    def __init__(self, sandbox: ShipStationV2Sandbox, ship_methods: tuple[str, ...], skus: tuple[str, ...] = ()):
-        super().__init__(sandbox, ship_methods, skus or tuple(sandbox.products))
-
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
         return {"adapter": "shipstation-v2", "base_url": base_url, "api_key": self.sandbox.api_key, "warehouse_id": SHIP_FROM_ID}
 

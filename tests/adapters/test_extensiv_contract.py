@@ -12,13 +12,11 @@ import uuid
 import httpx
 import pytest
 
-from adapters.base import AdapterContext
-from adapters.http import Limiters
 from adapters.extensiv import ExtensivAdapter
 from connector.errors import ConfigurationError, InDoubtError, PermanentError
 from connector.sandbox.extensiv import ExtensivKit, ExtensivSandbox
 from tests.adapters.contract import WarehouseContract, make_order
-from tests.support.warehouse import KitDriver, opened, served
+from tests.support.warehouse import KitDriver, fresh_context, opened, served
 
 MERCHANT = "ct"  # the contract's references are "ct-<hex>": `{merchant}-{id}` for merchant "ct"
 
@@ -27,10 +25,6 @@ def sandbox():
     with served(ExtensivSandbox(client_id="ct-client", products=["SKU-1", "SKU-2", "SKU-3"])) as sb:
         yield sb
 
-
-def context(merchant: str = MERCHANT) -> AdapterContext:
-    # Its own rate limiters: a 429 in one test must not slow the next.
-    return AdapterContext(merchant=merchant, limiters=Limiters())
 
 
 def config_for(sandbox: ExtensivSandbox, **overrides) -> dict:
@@ -49,7 +43,7 @@ def config_for(sandbox: ExtensivSandbox, **overrides) -> dict:
 
 @pytest.fixture
 async def adapter(sandbox):
-    async with opened(ExtensivAdapter(config_for(sandbox), context())) as adapter:
+    async with opened(ExtensivAdapter(config_for(sandbox), fresh_context(MERCHANT))) as adapter:
         yield adapter
 
 
@@ -108,7 +102,7 @@ class TestExtensivContract(WarehouseContract):
 
     @pytest.mark.parametrize("field, value", [("client_secret", "wrong"), ("tpl", str(uuid.uuid4())), ("user_login_id", 7)])
     async def test_bad_credentials_are_a_configuration_error(self, sandbox, field, value) -> None:
-        adapter = ExtensivAdapter(config_for(sandbox, **{field: value}), context())
+        adapter = ExtensivAdapter(config_for(sandbox, **{field: value}), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError):
                 await adapter.check()
@@ -117,7 +111,7 @@ class TestExtensivContract(WarehouseContract):
 
     @pytest.mark.parametrize("field, value, match", [("customer_id", 99, "customer 99"), ("facility_id", 5, "facility 5")])
     async def test_check_names_a_wrong_customer_or_facility(self, sandbox, field, value, match) -> None:
-        adapter = ExtensivAdapter(config_for(sandbox, **{field: value}), context())
+        adapter = ExtensivAdapter(config_for(sandbox, **{field: value}), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError, match=match):
                 await adapter.check()

@@ -19,12 +19,11 @@ import os
 
 import pytest
 
-from adapters.base import AdapterContext, load_adapter
-from adapters.http import Limiters
+from adapters.base import load_adapter
 from connector.sandbox.kits import KITS, make_kit
 from connector.sandbox.server import SandboxServer
 from tests.adapters.contract import WarehouseContract
-from tests.support.warehouse import FAULT_HANG_S, KitDriver, opened
+from tests.support.warehouse import FAULT_HANG_S, KitDriver, fresh_context, opened
 
 MERCHANT = "ct"  # the contract's references are `ct-<hex>`: `{merchant}-{order id}`
 PRODUCTS = ("SKU-1", "SKU-2", "SKU-3")
@@ -64,7 +63,7 @@ def base_url(kit):
 async def adapter(kit, base_url, tmp_path):
     cls = load_adapter(kit.name)
     config = cls.Config.model_validate(kit.warehouse_config(base_url, tmp_path), context={"base_dir": tmp_path})
-    async with opened(cls(config, AdapterContext(merchant=MERCHANT, limiters=Limiters()))) as adapter:
+    async with opened(cls(config, fresh_context(MERCHANT))) as adapter:
         yield adapter
 
 

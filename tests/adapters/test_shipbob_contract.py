@@ -9,13 +9,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from adapters.base import AdapterContext
-from adapters.http import Limiters
 from adapters.shipbob import ShipBobAdapter
 from connector.sandbox.shipbob import ShipBobKit, ShipBobSandbox
 from tests.adapters.contract import WarehouseContract
 from tests.support.openapi import ValidatingTransport, spec_validator
-from tests.support.warehouse import KitDriver, opened, served
+from tests.support.warehouse import KitDriver, fresh_context, opened, served
 
 SPEC = "shipbob-2026-01-openapi.json"
 
@@ -36,9 +34,7 @@ async def adapter(sandbox):
         "token": sandbox.token,
         "channel_id": sandbox.channel_id,
     }
-    # Its own rate limiters: a 429 in one test must not slow the next.
-    context = AdapterContext(merchant="ct", transport=transport, limiters=Limiters())
-    async with opened(ShipBobAdapter(config, context), transport) as adapter:
+    async with opened(ShipBobAdapter(config, fresh_context("ct", transport=transport)), transport) as adapter:
         yield adapter
 
 
@@ -60,7 +56,7 @@ class TestShipBobContract(WarehouseContract):
         from connector.errors import ConfigurationError
 
         config = {"adapter": "shipbob", "base_url": sandbox.url, "token": "wrong", "channel_id": sandbox.channel_id}
-        adapter = ShipBobAdapter(config, AdapterContext(merchant="ct", limiters=Limiters()))
+        adapter = ShipBobAdapter(config, fresh_context("ct"))
         try:
             with pytest.raises(ConfigurationError):
                 await adapter.check()

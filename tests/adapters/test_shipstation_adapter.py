@@ -14,7 +14,6 @@ import base64
 import json
 import re
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -23,10 +22,11 @@ import httpx
 import pytest
 
 from adapters.base import AdapterContext, order_reference
+from adapters.http import Limiters
 from adapters.shipstation import ShipStationAdapter, ShipStationConfig, mapping
 from adapters.shipstation import adapter as adapter_module
 from connector.domain import Address, Order, Weight, WarehouseLine, WarehouseOrder
-from connector.errors import ConfigurationError, InDoubtError, PermanentError, RateLimitedError, TransientError
+from connector.errors import ConfigurationError, PermanentError, RateLimitedError, TransientError
 from tests.support.openapi import validated_router
 
 BASE = "https://ssapi.shipstation.com"
@@ -155,13 +155,18 @@ def router():
 
 @pytest.fixture
 def secret() -> str:
-    return f"secret-{uuid.uuid4().hex}"  # a fresh credential: the limiter is per key, process-wide
+    return "secret-test"
 
 
 @pytest.fixture
-async def adapter(router, secret):
+def limiters() -> Limiters:
+    return Limiters()  # the runtime's are shared: a 429 here must never slow another test
+
+
+@pytest.fixture
+async def adapter(router, secret, limiters):
     config = {"adapter": "shipstation", "api_key": "key-1", "api_secret": secret, "store_id": 777}
-    a = ShipStationAdapter(config, AdapterContext(merchant="acme", transport=router.transport()))
+    a = ShipStationAdapter(config, AdapterContext(merchant="acme", transport=router.transport(), limiters=limiters))
     yield a
     await a.aclose()
 
@@ -436,11 +441,11 @@ async def test_remaining_and_reset_headers_pace_the_key(adapter, router) -> None
     assert adapter.http.limiter.blocked_until > time.monotonic() + 25
 
 
-async def test_the_key_budget_is_shared_and_paced_locally(router, secret) -> None:
+async def test_the_key_budget_is_shared_and_paced_locally(router, secret, limiters) -> None:
     router.get("/carriers").respond(200, json=[])
     config = {"adapter": "shipstation", "api_key": "key-1", "api_secret": secret, "rate_per_minute": 3}
-    first = ShipStationAdapter(config, AdapterContext(merchant="acme", transport=router.transport()))
-    second = ShipStationAdapter(config, AdapterContext(merchant="globex", transport=router.transport()))
+    first = ShipStationAdapter(config, AdapterContext(merchant="acme", transport=router.transport(), limiters=limiters))
+    second = ShipStationAdapter(config, AdapterContext(merchant="globex", transport=router.transport(), limiters=limiters))
     try:
         assert first.http.limiter is second.http.limiter  # one budget per key+secret, across merchants
         for a in (first, second, first):
@@ -543,9 +548,10 @@ async def test_shipments_since_maps_filters_and_pages(adapter, router, monkeypat
     assert shipments["7"].lines == []
 
 
-async def test_shipments_without_a_store_are_not_filtered_by_store(router, secret) -> None:
+async def test_shipments_without_a_store_are_not_filtered_by_store(router, secret, limiters) -> None:
     route = router.get("/shipments").respond(200, json=page("shipments", []))
-    a = ShipStationAdapter({"adapter": "shipstation", "api_key": "k", "api_secret": secret}, AdapterContext(merchant="acme", transport=router.transport()))
+    context = AdapterContext(merchant="acme", transport=router.transport(), limiters=limiters)
+    a = ShipStationAdapter({"adapter": "shipstation", "api_key": "k", "api_secret": secret}, context)
     try:
         assert await a.shipments_since(datetime(2026, 7, 1, 6, 59, tzinfo=UTC)) == []
     finally:

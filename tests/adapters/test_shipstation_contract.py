@@ -13,15 +13,13 @@ import base64
 import httpx
 import pytest
 
-from adapters.base import AdapterContext
-from adapters.http import Limiters
 from adapters.shipstation import ShipStationAdapter
 from connector.errors import ConfigurationError, RateLimitedError
 from connector.sandbox.shipstation import ShipStationKit, ShipStationSandbox, kit
 from tests.adapters.contract import WarehouseContract, make_order
 from tests.adapters.test_shipstation_adapter import ShipStationV1Facts
 from tests.support.openapi import ValidatingTransport
-from tests.support.warehouse import KitDriver, opened, served
+from tests.support.warehouse import KitDriver, fresh_context, opened, served
 
 MERCHANT = "ct"  # the contract's references are `ct-<hex>`: `{merchant}-{order id}`
 
@@ -37,15 +35,11 @@ def config_for(sandbox: ShipStationSandbox, **extra) -> dict:
             "store_id": 310001, **extra}
 
 
-def context(merchant: str = MERCHANT, **kw) -> AdapterContext:
-    # Its own rate limiters: a 429 in one test must not slow the next.
-    return AdapterContext(merchant=merchant, limiters=Limiters(), **kw)
-
 
 @pytest.fixture
 async def adapter(sandbox):
     transport = ValidatingTransport(ShipStationV1Facts(), responses=True)
-    async with opened(ShipStationAdapter(config_for(sandbox), context(transport=transport)), transport) as adapter:
+    async with opened(ShipStationAdapter(config_for(sandbox), fresh_context(MERCHANT, transport=transport)), transport) as adapter:
         yield adapter
 
 
@@ -97,7 +91,7 @@ class TestShipStationContract(WarehouseContract):
             await adapter.create_order(order)
 
     async def test_other_merchants_labels_are_not_read(self, adapter, sandbox, warehouse) -> None:
-        other = ShipStationAdapter(config_for(sandbox), context("globex"))
+        other = ShipStationAdapter(config_for(sandbox), fresh_context("globex"))
         try:
             theirs = await other.create_order(make_order(warehouse, reference="globex-X1"))
         finally:
@@ -108,7 +102,7 @@ class TestShipStationContract(WarehouseContract):
         assert refs == {ours.reference} and theirs.reference not in refs
 
     async def test_unknown_credentials_are_a_configuration_error(self, sandbox) -> None:
-        adapter = ShipStationAdapter(config_for(sandbox, api_secret="wrong"), context())
+        adapter = ShipStationAdapter(config_for(sandbox, api_secret="wrong"), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError):
                 await adapter.check()
@@ -116,7 +110,7 @@ class TestShipStationContract(WarehouseContract):
             await adapter.aclose()
 
     async def test_unknown_store_is_a_configuration_error(self, sandbox) -> None:
-        adapter = ShipStationAdapter(config_for(sandbox, store_id=4), context())
+        adapter = ShipStationAdapter(config_for(sandbox, store_id=4), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError, match="store_id 4"):
                 await adapter.check()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
@@ -31,9 +30,10 @@ import pytest
 import yaml
 
 from adapters.base import AdapterContext
+from adapters.http import Limiters
 from adapters.shipstation_v2 import ShipStationV2Adapter, ShipStationV2Config
 from connector.domain import Address, Order, Shipment, WarehouseLine, WarehouseOrder, Weight
-from connector.errors import ConfigurationError, InDoubtError, PermanentError, RateLimitedError
+from connector.errors import ConfigurationError, PermanentError, RateLimitedError
 from tests.support.openapi import SPECS_DIR, SpecValidator, normalise_shipbob, spec_validator, validated_router
 
 SPEC = "shipstation-v2-openapi.yaml"
@@ -108,12 +108,13 @@ def router():
 
 @pytest.fixture
 def api_key() -> str:
-    return f"key-{uuid.uuid4().hex}"  # a fresh credential: the limiter is per key, process-wide
+    return "key-test"
 
 
 def make_adapter(router, api_key: str, **config: Any) -> ShipStationV2Adapter:
     settings = {"adapter": "shipstation-v2", "api_key": api_key, **config}
-    return ShipStationV2Adapter(settings, AdapterContext(merchant="acme", transport=router.transport()))
+    # Rate limiters of its own (the runtime's are shared): a 429 here never slows another test.
+    return ShipStationV2Adapter(settings, AdapterContext(merchant="acme", transport=router.transport(), limiters=Limiters()))
 
 
 @pytest.fixture

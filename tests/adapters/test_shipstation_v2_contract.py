@@ -10,15 +10,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from adapters.base import AdapterContext
-from adapters.http import Limiters
 from adapters.shipstation_v2 import ShipStationV2Adapter
 from connector.errors import ConfigurationError, RateLimitedError
 from connector.sandbox.shipstation_v2 import SHIP_FROM_ID, ShipStationV2Kit, ShipStationV2Sandbox
 from tests.adapters.contract import WarehouseContract, make_order
 from tests.adapters.test_shipstation_v2_adapter import shipstation_validator
 from tests.support.openapi import ValidatingTransport
-from tests.support.warehouse import KitDriver, opened, served
+from tests.support.warehouse import KitDriver, fresh_context, opened, served
 
 MERCHANT = "ct"  # the contract's references are `ct-...`: the adapter reads only its merchant's
 
@@ -53,15 +51,11 @@ def settings(sandbox, **extra) -> dict:
     return {"adapter": "shipstation-v2", "base_url": sandbox.url, "api_key": sandbox.api_key, "warehouse_id": SHIP_FROM_ID, **extra}
 
 
-def context(merchant: str = MERCHANT, **kw) -> AdapterContext:
-    # Its own rate limiters: a 429 in one test must not slow the next.
-    return AdapterContext(merchant=merchant, limiters=Limiters(), **kw)
-
 
 @pytest.fixture
 async def adapter(sandbox):
     transport = _SandboxTransport(shipstation_validator(), responses=True)
-    async with opened(ShipStationV2Adapter(settings(sandbox), context(transport=transport)), transport) as adapter:
+    async with opened(ShipStationV2Adapter(settings(sandbox), fresh_context(MERCHANT, transport=transport)), transport) as adapter:
         yield adapter
 
 
@@ -81,7 +75,7 @@ class TestShipStationV2Contract(WarehouseContract):
         assert sandbox.create_count == 1
 
     async def test_unknown_api_key_is_a_configuration_error(self, sandbox) -> None:
-        adapter = ShipStationV2Adapter(settings(sandbox, api_key="wrong"), context())
+        adapter = ShipStationV2Adapter(settings(sandbox, api_key="wrong"), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError, match="API key is invalid"):
                 await adapter.check()
@@ -89,7 +83,7 @@ class TestShipStationV2Contract(WarehouseContract):
             await adapter.aclose()
 
     async def test_unknown_ship_from_warehouse_is_a_configuration_error(self, sandbox) -> None:
-        adapter = ShipStationV2Adapter(settings(sandbox, warehouse_id="se-999"), context())
+        adapter = ShipStationV2Adapter(settings(sandbox, warehouse_id="se-999"), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError, match="warehouse_id se-999"):
                 await adapter.check()
@@ -118,7 +112,7 @@ class TestShipStationV2Sandbox:
 
     async def test_other_stores_labels_are_not_reported(self, adapter, sandbox, warehouse) -> None:
         order, _ = await WarehouseContract().created(adapter, warehouse)
-        other = ShipStationV2Adapter(settings(sandbox), context("globex"))
+        other = ShipStationV2Adapter(settings(sandbox), fresh_context("globex"))
         try:
             foreign = make_order(warehouse, reference="globex-1")
             await other.create_order(foreign)

@@ -19,6 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.base import AdapterContext
+from adapters.http import Limiters
+
 from connector.sandbox.samples import make_order
 from connector.sandbox.server import SandboxServer
 from tests.support.flow import Flow
@@ -40,6 +43,11 @@ def served(sandbox: Any) -> Iterator[Any]:
     with SandboxServer(sandbox.app) as server:
         sandbox.url = server.url
         yield sandbox
+
+
+def fresh_context(merchant: str, **kw: Any) -> AdapterContext:
+    """An AdapterContext with rate limiters of its own, so a 429 in one test never slows the next."""
+    return AdapterContext(merchant=merchant, limiters=Limiters(), **kw)
 
 
 @asynccontextmanager
