@@ -160,7 +160,7 @@ def _lookup(body: dict[str, Any], key: str) -> Any:
     return next((v for k, v in body.items() if isinstance(k, str) and k.lower() == lowered), None)
 
 
-def error_text(body: Any, *, messages: Iterable[str] = ("message", "title", "detail"), fields: Iterable[str] = (),
+def error_text(body: Any, *, messages: Iterable[str] = ("message", "error", "title", "detail", "error_description"), fields: Iterable[str] = (),
                rest: bool = False, skip: Iterable[str] = (), separator: str = "; ") -> str:
     """A vendor's readable message out of a JSON error body of any shape.
 

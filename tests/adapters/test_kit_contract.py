@@ -21,11 +21,9 @@ import pytest
 
 from adapters.base import load_adapter
 from connector.sandbox.kits import KITS, make_kit
-from connector.sandbox.server import SandboxServer
 from tests.adapters.contract import WarehouseContract
-from tests.support.warehouse import FAULT_HANG_S, KitDriver, fresh_context, opened
+from tests.support.warehouse import FAULT_HANG_S, kit_adapter, kit_base_url, kit_warehouse  # noqa: F401 (fixtures)
 
-MERCHANT = "ct"  # the contract's references are `ct-<hex>`: `{merchant}-{order id}`
 PRODUCTS = ("SKU-1", "SKU-2", "SKU-3")
 SHIP_METHODS = ("Standard", "Expedited", "2-Day")  # generic names: each kit turns them into its own
 
@@ -40,36 +38,14 @@ def _selected() -> list[str]:
 
 @pytest.fixture(params=_selected())
 def kit(request):
-    # No automatic splits or voids: the contract plans each order's shipping itself.
-    made = make_kit(request.param, products=PRODUCTS, ship_methods=SHIP_METHODS, credential="ct-secret", split_every=0, void_every=0)
+    # Only what every kit factory takes: the contract plans each order's shipping itself.
+    made = make_kit(request.param, products=PRODUCTS, ship_methods=SHIP_METHODS, credential="ct-secret")
     if made.faults is not None:
         made.faults.retry_after_s = 1
         made.faults.timeout_s = FAULT_HANG_S
     yield made
     if hasattr(made, "close"):
         made.close()
-
-
-@pytest.fixture
-def base_url(kit):
-    if kit.app is None:
-        yield ""
-        return
-    with SandboxServer(kit.app) as server:
-        yield server.url
-
-
-@pytest.fixture
-async def adapter(kit, base_url, tmp_path):
-    cls = load_adapter(kit.name)
-    config = cls.Config.model_validate(kit.warehouse_config(base_url, tmp_path), context={"base_dir": tmp_path})
-    async with opened(cls(config, fresh_context(MERCHANT))) as adapter:
-        yield adapter
-
-
-@pytest.fixture
-def warehouse(kit) -> KitDriver:
-    return KitDriver(kit)
 
 
 class TestEveryKitKeepsTheContract(WarehouseContract):

@@ -3,7 +3,8 @@
 Contract tests (tests/adapters/test_*_contract.py): `served()` runs a sandbox on loopback with
 fault timings the short client timeouts can afford, `opened()` gives an adapter those timeouts,
 and `KitDriver` is the `WarehouseDriver` of any sandbox kit (connector.sandbox.kits), which is
-how the contract suite runs for every registered warehouse, a third party's included.
+how the contract suite runs for every registered warehouse, a third party's included: given a
+`kit` fixture, `kit_base_url`, `kit_adapter` and `kit_warehouse` provide the rest.
 
 Flow tests (tests/integration/test_*_flow.py): `flow_fixture()` builds the `flow` fixture for a
 warehouse (the `runtime` fixture of tests/conftest.py then runs on it), and `orders`, `states`
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.base import AdapterContext
+from adapters.base import AdapterContext, load_adapter
 from adapters.http import Limiters
 
 from connector.sandbox.samples import make_order
@@ -60,6 +61,30 @@ async def opened(adapter: Any, transport: Any = None) -> AsyncIterator[Any]:
     await adapter.aclose()
     if transport is not None:
         transport.assert_valid()
+
+
+@pytest.fixture(name="base_url")
+def kit_base_url(kit: Any) -> Iterator[str]:
+    """The kit's sandbox served on loopback ("" for a kit without HTTP)."""
+    if kit.app is None:
+        yield ""
+        return
+    with SandboxServer(kit.app) as server:
+        yield server.url
+
+
+@pytest.fixture(name="adapter")
+async def kit_adapter(kit: Any, base_url: str, tmp_path: Any) -> AsyncIterator[Any]:
+    """The adapter registered under the kit's name, configured by the kit as the engine would."""
+    cls = load_adapter(kit.name)
+    config = cls.Config.model_validate(kit.warehouse_config(base_url, tmp_path), context={"base_dir": tmp_path})
+    async with opened(cls(config, fresh_context("ct"))) as adapter:  # the contract's references are `ct-...`
+        yield adapter
+
+
+@pytest.fixture(name="warehouse")
+def kit_warehouse(kit: Any) -> KitDriver:
+    return KitDriver(kit)
 
 
 class KitDriver:
