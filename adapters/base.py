@@ -7,6 +7,10 @@ third party can ship one as its own package:
     [project.entry-points."connector.warehouses"]
     mywms = "mywms_connector:MyWmsAdapter"
 
+`WarehouseAdapterBase` gives the defaults of every optional part and `adapters.kit.VendorAdapter`
+the HTTP plumbing; a sandbox kit declared under the same name in `connector.sandboxes` (see
+`connector.sandbox.kits`) gives the adapter `connector demo`, the bench and the contract suite.
+
 Adapters know `connector.domain`, `connector.errors` and `adapters.http`; never the store or the
 pipeline. Every method raises `connector.errors.VendorError` subclasses on failure.
 """
