@@ -7,29 +7,69 @@ third party can ship one as its own package:
     [project.entry-points."connector.warehouses"]
     mywms = "mywms_connector:MyWmsAdapter"
 
+`WarehouseAdapterBase` gives the defaults of every optional part and `adapters.kit.VendorAdapter`
+the HTTP plumbing; a sandbox kit declared under the same name in `connector.sandboxes` (see
+`connector.sandbox.kits`) gives the adapter `connector demo`, the bench and the contract suite.
+
 Adapters know `connector.domain`, `connector.errors` and `adapters.http`; never the store or the
 pipeline. Every method raises `connector.errors.VendorError` subclasses on failure.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
-from adapters.http import OnCall
-from connector.domain import CreateResult, DistributionCenter, Shipment, StockLevel, WarehouseOrder
+from adapters.http import DEFAULT_LIMITERS, Limiters, OnCall
+from connector.domain import (
+    CancelOutcome,
+    CancelResult,
+    CreateResult,
+    DistributionCenter,
+    Shipment,
+    StockLevel,
+    WarehouseOrder,
+)
+from connector.errors import PermanentError
 from connector.redact import Redactor
 
 ENTRY_POINT_GROUP = "connector.warehouses"
+REFERENCE_LIMIT = 50  # every warehouse we know takes references of 50 characters
+_HASHED_TAIL = re.compile(r"~[0-9a-f]{10}$")
+
+
+def config_path(value: str, info: ValidationInfo) -> str:
+    """A local path in an adapter config, resolved against the config file's folder.
+
+    The engine validates a warehouse block with `Config.model_validate(block, context={"base_dir":
+    folder})`, so `known_hosts = "keys/known_hosts"` means the same file whichever folder the
+    daemon was started from. Absolute paths, `~` paths and "" stay as they are; without a
+    `base_dir` (a test, a block built in code) nothing changes.
+    """
+    base = (info.context or {}).get("base_dir")
+    if not value or base is None or value.startswith("~") or Path(value).is_absolute():
+        return value
+    return str(Path(base) / value)
+
+
+# A `str` field holding a local path (a key file, a folder): see `config_path`.
+LocalPath = Annotated[str, AfterValidator(config_path)]
 
 
 class AdapterConfig(BaseModel):
-    """Base of every adapter's config block: unknown keys are errors, so typos are caught."""
+    """Base of every adapter's config block: unknown keys are errors, so typos are caught.
+
+    Declare local paths as `LocalPath` so relative ones are read from the config file's folder.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -42,14 +82,53 @@ class AdapterConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a warehouse system can do; the engine switches services on and off by these."""
+    """What a warehouse system can do; the engine switches services on and off by these.
+
+    Claim only what the adapter really implements: the contract suite checks that a claimed
+    `cancel` comes with a `cancel_order` of the adapter's own, and `bulk_create` with a
+    `create_orders` (which no adapter has yet: the protocol does not declare one).
+    """
 
     inventory: bool = False  # stock_levels() works: the inventory upload service runs
     shipment_ack: bool = False  # acknowledge_shipments() tells the warehouse tracking reached the cart
-    cancel: bool = False  # cancel_order() works
-    bulk_create: bool = False  # create_orders() sends many in one call
+    cancel: bool = False  # cancel_order() cancels at the warehouse (else it answers `by_hand`)
+    bulk_create: bool = False  # create_orders() sends many in one call (not part of the protocol yet)
     sku_catalog: bool = False  # known_skus() returns the warehouse's SKUs (unknown SKUs are held)
     ship_method_catalog: bool = False  # known_ship_methods() returns the valid methods
+
+
+def order_reference(merchant: str, order_id: str, limit: int = REFERENCE_LIMIT) -> str:
+    """The deterministic reference every create carries: `{merchant}-{order_id}`, <= 50 characters.
+
+    When the plain form is too long the tail is replaced by a short hash, so the reference stays
+    deterministic and unique.
+    """
+    ref = f"{merchant}-{order_id}"
+    if len(ref) <= limit:
+        return ref
+    digest = hashlib.sha256(ref.encode()).hexdigest()[:10]
+    return ref[: limit - 11] + "~" + digest
+
+
+def reference_order_id(merchant: str, reference: str, limit: int = REFERENCE_LIMIT) -> str | None:
+    """The inverse of `order_reference`: the part of the cart order id a reference keeps (all of
+    it, or the head a hashed reference kept; "" when the merchant id took every character), or
+    None when the reference is not this merchant's.
+
+    References are `{merchant}-{order id}`, so a merchant id that is another's plus a dash
+    (`acme` and `acme-east`) cannot be told apart by the reference alone.
+    """
+    if not reference:
+        return None
+    if not merchant:
+        return reference
+    prefix = f"{merchant}-"
+    head = reference[: -len("~0123456789")] if len(reference) == limit and _HASHED_TAIL.search(reference) else reference
+    if head.startswith(prefix):
+        return head[len(prefix) :]
+    if head != reference and prefix.startswith(head):
+        return ""  # hashed within the merchant id itself
+    return None
 
 
 @dataclass
@@ -61,15 +140,48 @@ class AdapterContext:
     redactor: Redactor | None = None
     transport: httpx.AsyncBaseTransport | None = None  # tests inject respx / failure transports
     extra: dict[str, Any] = field(default_factory=dict)
+    # The runtime's rate limiters (one per vendor credential, shared by its merchants); the
+    # module default until the runtime hands its own.
+    limiters: Limiters = field(default_factory=lambda: DEFAULT_LIMITERS)
+
+    def owns(self, reference: str) -> bool:
+        """Whether a warehouse order or shipment reference is one of this merchant's.
+
+        Several merchants (and other order sources) often share one warehouse account; only the
+        merchant's own orders are read, reported or acknowledged.
+        """
+        return reference_order_id(self.merchant, reference) is not None
+
+    def order_id_of(self, reference: str) -> str | None:
+        """The cart order id (or the head of it a hashed reference kept) inside one of this
+        merchant's references; None for anybody else's."""
+        return reference_order_id(self.merchant, reference)
+
+
+class DataProblem(Protocol):
+    """Something wrong in data a warehouse handed over (a bad row in a partner's file): the
+    engine raises an alert with `str(problem)`; the pass itself goes on."""
+
+    message: str
+    fatal: bool  # the whole source (file) could not be used
 
 
 @runtime_checkable
 class WarehouseAdapter(Protocol):
-    """A warehouse system (WMS or shipping tool). Creates must be idempotent by `reference`."""
+    """A warehouse system (WMS or shipping tool). Creates must be idempotent by `reference`.
+
+    `WarehouseAdapterBase` (here) and `adapters.kit.VendorAdapter` (for HTTP APIs) give the
+    defaults, so an adapter writes only what its warehouse really does.
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type[AdapterConfig]]
     capabilities: ClassVar[Capabilities]
+    # Data problems found by the latest reads (bad rows in a partner's file); empty when none.
+    problems: Sequence[DataProblem]
+    # When the stock last returned by stock_levels() was counted, if the warehouse says (a file
+    # snapshot may be hours old); None: as of the call.
+    snapshot_at: datetime | None
 
     def __init__(self, config: Any, context: AdapterContext) -> None: ...
 
@@ -84,6 +196,9 @@ class WarehouseAdapter(Protocol):
 
     async def find_order(self, reference: str) -> CreateResult | None:
         """Look an order up by our reference (resolves `in_doubt`); None when it does not exist."""
+
+    async def cancel_order(self, reference: str) -> CancelResult:
+        """Cancel an order at the warehouse (capability `cancel`); `by_hand` when it cannot."""
 
     async def known_skus(self) -> set[str] | None:
         """The SKUs the warehouse knows, or None when it cannot tell (capability `sku_catalog`)."""
@@ -103,6 +218,59 @@ class WarehouseAdapter(Protocol):
     async def aclose(self) -> None: ...
 
 
+class WarehouseAdapterBase:
+    """The defaults of a warehouse adapter: the config validated, the context kept, and every
+    optional part answered the way a warehouse without it must answer.
+
+    Subclasses declare `name`, `Config` and `capabilities` and write `check`, `create_order`,
+    `find_order` and `shipments_since`, plus what their capabilities claim.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[AdapterConfig]]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    problems: Sequence[DataProblem] = ()
+    snapshot_at: datetime | None = None
+
+    def __init__(self, config: AdapterConfig | dict[str, Any], context: AdapterContext):
+        self.config: Any = config if isinstance(config, self.Config) else self.Config.model_validate(config)
+        self.context = context
+
+    async def already_there(self, reference: str) -> CreateResult | None:
+        """The order the warehouse already has for `reference`, flagged `already_existed`; None
+        when it has none. What a create asks first, or after a refusal that may mean "a repeat"."""
+        found = await self.find_order(reference)  # type: ignore[attr-defined]
+        return None if found is None else found.model_copy(update={"already_existed": True})
+
+    async def accepted(self, reference: str) -> CreateResult:
+        """The order a create was accepted for when the answer did not name it: looked up."""
+        found = await self.find_order(reference)  # type: ignore[attr-defined]
+        if found is None:
+            raise PermanentError(f"{self.name} accepted {reference} but does not list it", vendor=self.name)
+        return found
+
+    async def cancel_order(self, reference: str) -> CancelResult:
+        """No cancel API here (yet): a person cancels the order in the warehouse's own screens."""
+        return CancelResult(outcome=CancelOutcome.by_hand, reference=reference,
+                            reason=f"the {self.name} adapter cannot cancel orders: cancel {reference} in {self.name} by hand")
+
+    async def known_skus(self) -> set[str] | None:
+        return None  # no catalogue: unknown SKUs surface at the warehouse
+
+    async def known_ship_methods(self) -> set[str] | None:
+        return None
+
+    async def acknowledge_shipments(self, shipments: list[Shipment]) -> None:
+        """Nothing to tell the warehouse (capability `shipment_ack` off)."""
+        return None
+
+    async def stock_levels(self) -> list[StockLevel]:
+        raise NotImplementedError(f"{self.name} reports no stock (capability `inventory` is off)")
+
+    async def aclose(self) -> None:
+        return None
+
+
 class UnknownAdapter(LookupError):
     def __init__(self, name: str, available: list[str]):
         self.name, self.available = name, available
@@ -119,21 +287,6 @@ def load_adapter(name: str) -> type[WarehouseAdapter]:
     if name not in eps:
         raise UnknownAdapter(name, sorted(eps))
     return eps[name].load()
-
-
-def order_reference(merchant: str, order_id: str, limit: int = 50) -> str:
-    """The deterministic reference every create carries: `{merchant}-{order_id}`, <= 50 characters.
-
-    When the plain form is too long the tail is replaced by a short hash, so the reference stays
-    deterministic and unique.
-    """
-    ref = f"{merchant}-{order_id}"
-    if len(ref) <= limit:
-        return ref
-    import hashlib
-
-    digest = hashlib.sha256(ref.encode()).hexdigest()[:10]
-    return ref[: limit - 11] + "~" + digest
 
 
 class CartAdapter(Protocol):

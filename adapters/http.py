@@ -4,7 +4,9 @@ It owns what every vendor call needs and no adapter should write again: an `http
 with explicit timeouts, short in-call retries (tenacity, at most 3, full jitter, only where a
 retry is safe), a per-credential rate limiter fed by the vendor's headers, the status -> error
 class table of `connector.errors`, the vendor request id, and a redacted record of each call for
-the event log and metrics (`on_call`).
+the event log and metrics (`on_call`). It also holds the two things vendors disagree on only in
+detail: rate limiters per credential (`Limiters`) and the ways a list pages (`PageNumbers`,
+`CursorPages`, `NextLinkPages`).
 """
 
 from __future__ import annotations
@@ -14,21 +16,23 @@ import hashlib
 import json as jsonlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from connector.errors import ErrorClass, RateLimitedError, VendorError, classify_status, error_for
+from connector.errors import ErrorClass, PermanentError, RateLimitedError, VendorError, classify_status, error_for
 from connector.redact import DEFAULT as DEFAULT_REDACTOR
 from connector.redact import Redactor
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
 RECORD_CHARS = 20_000  # what the event log keeps of a body (connector.runtime._dump cuts there)
 MAX_RATE_WAIT_S = 2.0  # longer waits are not slept: the call raises RateLimitedError instead
+MAX_PAGES = 1000  # no list the connector reads is longer: more is a server handing out pages forever
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -89,15 +93,60 @@ class RateLimiter:
             self.block_for(reset_after if reset_after else 1.0)
 
 
-_limiters: dict[str, RateLimiter] = {}
+class Limiters:
+    """The rate limiters of one runtime: one per vendor and credential, so every merchant and
+    adapter instance sharing a credential shares its budget.
+
+    Keyed by the vendor and a hash of the credential, never the secret itself. The runtime owns
+    one (`AdapterContext.limiters`); tests give each adapter a fresh one instead of inventing
+    fresh credentials to get a fresh budget.
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, RateLimiter] = {}
+
+    @staticmethod
+    def key(vendor: str, credential: str) -> str:
+        return vendor + ":" + hashlib.sha256(credential.encode()).hexdigest()[:16]
+
+    def get(self, vendor: str, credential: str, per_minute: float | None) -> RateLimiter:
+        """The limiter of `credential` at `vendor`, made on first use with `per_minute`."""
+        key = self.key(vendor, credential)
+        limiter = self._by_key.get(key)
+        if limiter is None:
+            limiter = self._by_key[key] = RateLimiter(per_minute, vendor)
+        return limiter
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
+DEFAULT_LIMITERS = Limiters()  # for callers that bring no registry of their own
 
 
 def limiter_for(vendor: str, credential: str, per_minute: float | None) -> RateLimiter:
-    """The process-wide limiter of one credential (keyed by a hash, never the secret itself)."""
-    key = vendor + ":" + hashlib.sha256(credential.encode()).hexdigest()[:16]
-    if key not in _limiters:
-        _limiters[key] = RateLimiter(per_minute, vendor)
-    return _limiters[key]
+    """The limiter of one credential in the module's default registry.
+
+    Kept for callers not yet handed a runtime's `Limiters` (the UltraCart client); adapters take
+    theirs from `AdapterContext.limiters`.
+    """
+    return DEFAULT_LIMITERS.get(vendor, credential, per_minute)
+
+
+def short_retries(*, repeatable: bool, attempts: int = 3, wait: float = 0.1) -> AsyncRetrying:
+    """In-call retries of one vendor operation: transient failures only, at most `attempts`
+    tries with full jitter, and only when the operation may be repeated (`repeatable`) or
+    surely never reached the vendor (`not_sent`)."""
+
+    def retryable(exc: BaseException) -> bool:
+        return isinstance(exc, VendorError) and exc.error_class is ErrorClass.transient and (repeatable or exc.not_sent)
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=wait, max=2.0),
+        retry=retry_if_exception(retryable),
+        reraise=True,
+    )
 
 
 @dataclass
@@ -178,18 +227,7 @@ class HttpClient:
         if idempotent is None:
             idempotent = method.upper() in ("GET", "HEAD", "PUT", "DELETE")
 
-        def retryable(exc: BaseException) -> bool:
-            return isinstance(exc, VendorError) and exc.error_class is ErrorClass.transient and (
-                idempotent or exc.not_sent
-            )
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_random_exponential(multiplier=0.1, max=2.0),
-            retry=retry_if_exception(retryable),
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in short_retries(repeatable=idempotent, attempts=self.max_attempts):
             with attempt:
                 return await self._once(method, path, json=json, params=params, idempotent=idempotent, ok=ok)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -258,6 +296,162 @@ class HttpClient:
         result = self.on_call(record)
         if asyncio.iscoroutine(result):
             await result
+
+
+# -- pagination -------------------------------------------------------------------------------
+
+Fetch = Callable[[dict[str, Any]], Awaitable[Any]]  # query parameters -> the decoded body of one page
+
+
+def query_of(url: str | None) -> dict[str, str]:
+    """The query parameters of a URL (a vendor's next link), blanks kept."""
+    return dict(parse_qsl(urlsplit(url or "").query, keep_blank_values=True))
+
+
+def _count(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class Paginator:
+    """How one list endpoint of a vendor pages: the loop every adapter would otherwise write again.
+
+    `pages(fetch, params)` yields the records of each page; `fetch(params)` makes one call and
+    returns its decoded body. `items` says where a page's records are: a body key, a function of
+    the body, or None for a bare JSON array. A subclass says which parameters ask for the next
+    page (`following`) and how a page already read is recognised (`repeated`).
+
+    The loop always ends. A page, cursor or link the server hands out a second time, or more than
+    `max_pages` pages, raise PermanentError naming the endpoint: a server paging in circles is a
+    vendor fault to report, not a reason to read (and spend the rate budget) forever.
+    """
+
+    def __init__(self, vendor: str, *, items: str | Callable[[Any], list[Any]] | None = None, max_pages: int = MAX_PAGES):
+        self.vendor = vendor
+        self.max_pages = max_pages
+        if items is None:
+            self._items: Callable[[Any], list[Any]] = lambda body: body if isinstance(body, list) else []
+        elif isinstance(items, str):
+            self._items = lambda body: (body.get(items) if isinstance(body, dict) else None) or []
+        else:
+            self._items = items
+
+    def first(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters of the first page."""
+        return dict(params)
+
+    def following(self, body: Any, params: dict[str, Any], items: list[Any], number: int) -> dict[str, Any] | None:
+        """The parameters of the page after page `number` (asked for with `params`), or None
+        when it was the last."""
+        raise NotImplementedError
+
+    def repeated(self, following: dict[str, Any], items: list[Any], previous: list[Any] | None, seen: set[Any]) -> str:
+        """Why the next page is one already read ("" when it is new). `seen` is this run's own
+        memory, holding the first page's parameters at the start."""
+        return ""
+
+    async def pages(self, fetch: Fetch, params: dict[str, Any], *, what: str = "a list") -> AsyncIterator[list[Any]]:
+        params = self.first(params)
+        seen: set[Any] = {_key(params)}
+        previous: list[Any] | None = None
+        for number in range(1, self.max_pages + 1):
+            body = await fetch(params)
+            items = self._items(body) or []
+            yield items
+            following = self.following(body, params, items, number)
+            if following is None:
+                return
+            loop = self.repeated(following, items, previous, seen)
+            if loop:
+                raise PermanentError(f"{what}: {loop}; stopped rather than page in circles", vendor=self.vendor)
+            params, previous = following, items
+        raise PermanentError(f"{what}: more than {self.max_pages} pages; stopped rather than page forever", vendor=self.vendor)
+
+
+def _key(params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+class PageNumbers(Paginator):
+    """Pages numbered from 1 in `page_param`, `size` records each (asked for in `size_param`
+    when the vendor takes one). The list is over at an empty page, at the vendor's page count
+    (`pages(body)`) or record count (`total(body)`) when it gives one, else at a short page.
+    A page identical to the one before means the server ignores `page_param`."""
+
+    def __init__(self, vendor: str, *, page_param: str, size: int, size_param: str | None = None,
+                 pages: Callable[[Any], Any] | None = None, total: Callable[[Any], Any] | None = None, **kw: Any):
+        super().__init__(vendor, **kw)
+        self.page_param, self.size, self.size_param = page_param, size, size_param
+        self._pages, self._total = pages, total
+
+    def first(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._numbered(params, 1)
+
+    def _numbered(self, params: dict[str, Any], number: int) -> dict[str, Any]:
+        return {**params, self.page_param: number, **({self.size_param: self.size} if self.size_param else {})}
+
+    def following(self, body: Any, params: dict[str, Any], items: list[Any], number: int) -> dict[str, Any] | None:
+        if not items:
+            return None
+        pages = _count(self._pages(body)) if self._pages else None
+        total = _count(self._total(body)) if self._total else None
+        if pages:
+            done = number >= pages
+        elif total is not None:
+            done = number * self.size >= total
+        else:
+            done = len(items) < self.size
+        return None if done else self._numbered(params, number + 1)
+
+    def repeated(self, following: dict[str, Any], items: list[Any], previous: list[Any] | None, seen: set[Any]) -> str:
+        number = following[self.page_param] - 1
+        return f"page {number} is page {number - 1} again (is `{self.page_param}` ignored?)" if items == previous else ""
+
+
+class CursorPages(Paginator):
+    """Pages chained by an opaque cursor: `cursor(body)` names the next page (None: the last),
+    sent back in `param` beside our own parameters. A cursor handed out twice is a loop."""
+
+    def __init__(self, vendor: str, *, cursor: Callable[[Any], str | None], param: str, **kw: Any):
+        super().__init__(vendor, **kw)
+        self.cursor, self.param = cursor, param
+
+    def following(self, body: Any, params: dict[str, Any], items: list[Any], number: int) -> dict[str, Any] | None:
+        cursor = self.cursor(body)
+        return {**params, self.param: cursor} if cursor else None
+
+    def repeated(self, following: dict[str, Any], items: list[Any], previous: list[Any] | None, seen: set[Any]) -> str:
+        cursor = following[self.param]
+        if cursor in seen:
+            return f"cursor {cursor!r} handed out twice"
+        seen.add(cursor)
+        return ""
+
+
+class NextLinkPages(Paginator):
+    """Pages chained by a link to the next one (`link(body)`; none, or an empty page: the last).
+    The link's query is replayed over our own parameters on our own base URL, so neither a proxy
+    host in it nor a link that drops one of our filters matters. A link back to a page already
+    read is a loop."""
+
+    def __init__(self, vendor: str, *, link: Callable[[Any], str | None], **kw: Any):
+        super().__init__(vendor, **kw)
+        self.link = link
+
+    def following(self, body: Any, params: dict[str, Any], items: list[Any], number: int) -> dict[str, Any] | None:
+        href = self.link(body)
+        if not href or not items:
+            return None
+        return {**params, **query_of(href)}
+
+    def repeated(self, following: dict[str, Any], items: list[Any], previous: list[Any] | None, seen: set[Any]) -> str:
+        key = _key(following)
+        if key in seen:
+            return "a next link back to a page already read"
+        seen.add(key)
+        return ""
 
 
 def _keepable(body: Any, size: int) -> Any:

@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 
 import httpx
 
-from adapters.base import AdapterContext, Capabilities
+from adapters.base import Capabilities
 from adapters.extensiv import mapping
 from adapters.extensiv.auth import TokenSource, basic_auth
 from adapters.extensiv.config import ExtensivConfig
-from adapters.http import HttpClient, limiter_for
+from adapters.http import PageNumbers
+from adapters.kit import VendorAdapter
 from connector.domain import CreateResult, Shipment, StockLevel, WarehouseOrder
 from connector.errors import ConfigurationError, PermanentError
 
@@ -26,21 +27,13 @@ HAL_JSON = "application/hal+json"
 ORDERS_PAGE = 100  # orders come with every detail: keep pages modest
 ITEMS_PAGE = 100
 STOCK_PAGE = 500
-MAX_PAGES = 1000
 READ_PASSES = 3  # re-reads of a shipments window whose pages shifted under us
 # Extensiv keeps its dates in server/warehouse time without an offset. Reading this much further
 # back than asked covers any US time zone; orders read twice are absorbed by their shipment ids.
 CLOCK_SLACK = timedelta(hours=12)
 
 
-def _error_message(response: httpx.Response) -> str:
-    try:
-        return mapping.error_text(response.json())[:1000]
-    except ValueError:
-        return (response.text or response.reason_phrase or f"HTTP {response.status_code}")[:1000]
-
-
-class ExtensivAdapter:
+class ExtensivAdapter(VendorAdapter):
     """Creates orders in one Extensiv customer and facility by reference; reads back the parcels
     of closed orders and the customer's stock per facility.
 
@@ -50,49 +43,35 @@ class ExtensivAdapter:
     the same way. Extensiv has no "tracking uploaded" flag: shipments are read incrementally by
     `ReadOnly.LastModifiedDate` and the engine keeps each parcel once by its id.
 
-    Only orders whose reference starts with `{merchant}-` are reported: the same Extensiv
+    Only the merchant's own orders (`AdapterContext.owns`) are reported: the same Extensiv
     customer usually has orders from other channels, which are not ours to post to UltraCart.
     """
 
     name: ClassVar[str] = "extensiv"
     Config: ClassVar[type[ExtensivConfig]] = ExtensivConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        inventory=True, shipment_ack=False, cancel=False, bulk_create=False, sku_catalog=True, ship_method_catalog=False
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(inventory=True, sku_catalog=True)
+    config: ExtensivConfig  # Extensiv documents no request id header
 
-    def __init__(self, config: ExtensivConfig | dict[str, Any], context: AdapterContext):
-        self.config = config if isinstance(config, ExtensivConfig) else ExtensivConfig.model_validate(config)
-        self.context = context
+    def __init__(self, config: ExtensivConfig | dict[str, Any], context):
+        super().__init__(config, context)
         self.customer_id = int(str(self.config.customer_id).strip())
         self.facility_id = int(str(self.config.facility_id).strip())
-        self.prefix = f"{context.merchant}-"
-        # One budget per Extensiv login (client id + 3PL key), token calls included.
-        limiter = limiter_for("extensiv", f"{self.config.client_id}:{self.config.tpl_key}", self.config.rate_per_minute)
-        common: dict[str, Any] = dict(
-            request_id_header="",  # Extensiv documents no request id header
-            limiter=limiter,
-            error_message=_error_message,
-            redactor=context.redactor,
-            on_call=context.on_call,
-            transport=context.transport,
-        )
-        self.http = HttpClient(
-            "extensiv",
-            self.config.base_url,
-            headers={"Accept": HAL_JSON, "Content-Type": f"{HAL_JSON}; charset=utf-8"},
-            **common,
-        )
-        auth_http = HttpClient(
-            "extensiv",
-            self.config.base_url,
-            headers={"Accept": "application/json", "Authorization": basic_auth(self.config.client_id, self.config.client_secret)},
-            **common,
-        )
+        # Tokens come from the same host with the client's Basic credentials, on the same budget.
+        auth_http = self.http_client({"Accept": "application/json", "Authorization": basic_auth(self.config.client_id, self.config.client_secret)})
         self.tokens = TokenSource(auth_http, self.config, redactor=context.redactor)
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Accept": HAL_JSON, "Content-Type": f"{HAL_JSON}; charset=utf-8"}  # the Bearer token is set per call
+
+    def rate_key(self) -> str:
+        return f"{self.config.client_id}:{self.config.tpl_key}"  # one budget per Extensiv login, token calls included
+
+    def error_text(self, body: Any) -> str:
+        return mapping.error_text(body)
 
     # -- the one way every API call goes ------------------------------------------------------
 
-    async def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+    async def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         """One API call with a current token; a 401 (token revoked or expired early) fetches a
         new token and sends once more. A 401 means Extensiv did nothing, so a create is safe too."""
         token = await self.tokens.token()
@@ -106,27 +85,18 @@ class ExtensivAdapter:
         self.http.client.headers["Authorization"] = f"Bearer {token}"
         return await self.http.request(method, path, **kw)
 
-    async def _pages(self, path: str, params: dict[str, Any], size: int, field: str = "ResourceList") -> AsyncIterator[list[dict[str, Any]]]:
+    def _pages(self, path: str, params: dict[str, Any], size: int, field: str = "ResourceList") -> AsyncIterator[list[dict[str, Any]]]:
         """Pages by `pgnum` (from 1) and `pgsiz` until `TotalResults` records were offered."""
-        for page in range(1, MAX_PAGES + 1):
-            response = await self._call("GET", path, params={**params, "pgsiz": size, "pgnum": page})
-            body = response.json() if response.content else {}
-            records = mapping.collection(body, field)
-            yield records
-            total = mapping.pick(body, "TotalResults")
-            try:
-                done = page * size >= int(total)
-            except (TypeError, ValueError):
-                done = len(records) < size  # no total given: a short page is the last
-            if done or not records:
-                return
+        paging = PageNumbers(self.name, items=lambda body: mapping.collection(body or {}, field), page_param="pgnum", size=size,
+                             size_param="pgsiz", total=lambda body: mapping.pick(body, "TotalResults"))
+        return self.pages(paging, path, params)
 
     # -- setup --------------------------------------------------------------------------------
 
     async def check(self) -> str:
         """A token, then `GET /customers/{id}`: the customer is visible and uses the facility."""
         try:
-            response = await self._call("GET", f"/customers/{self.customer_id}")
+            response = await self.call("GET", f"/customers/{self.customer_id}")
         except PermanentError as exc:
             if exc.status == 404:
                 raise ConfigurationError(f"customer {self.customer_id} is not visible to this login", vendor="extensiv", status=404) from exc
@@ -155,18 +125,18 @@ class ExtensivAdapter:
             body = mapping.order_body(order, self.customer_id, self.facility_id)
         except mapping.BadShipMethod as exc:
             raise PermanentError(str(exc), vendor="extensiv") from None
-        existing = await self.find_order(order.reference)
+        existing = await self.already_there(order.reference)
         if existing is not None:
-            return existing.model_copy(update={"already_existed": True})
+            return existing
         try:
-            response = await self._call("POST", "/orders", json=body, idempotent=False, ok=(200, 201))
+            response = await self.call("POST", "/orders", json=body, idempotent=False, ok=(200, 201))
         except PermanentError as exc:
             if exc.status not in (400, 409) or not mapping.is_duplicate_reference(exc.message):
                 raise
-            found = await self.find_order(order.reference)  # created by a racing worker
+            found = await self.already_there(order.reference)  # created by a racing worker
             if found is None:
                 raise
-            return found.model_copy(update={"already_existed": True})
+            return found
         created = response.json() if response.content else {}
         oid = mapping.order_id(created) if isinstance(created, dict) else ""
         if not oid:
@@ -175,10 +145,7 @@ class ExtensivAdapter:
             oid = location.rsplit("/", 1)[-1] if location.rsplit("/", 1)[-1].isdigit() else ""
         if oid:
             return CreateResult(warehouse_order_id=oid, reference=order.reference)
-        found = await self.find_order(order.reference)
-        if found is None:
-            raise PermanentError(f"Extensiv accepted {order.reference} but does not list it", vendor="extensiv")
-        return found
+        return await self.accepted(order.reference)
 
     async def find_order(self, reference: str) -> CreateResult | None:
         """`GET /orders?rql=ReadOnly.CustomerIdentifier.Id==C;ReferenceNum=="<reference>"`.
@@ -216,7 +183,7 @@ class ExtensivAdapter:
         shipments: list[Shipment] = []
         for order in await self._closed_orders_since(since - CLOCK_SLACK):
             reference = str(mapping.pick(order, "ReferenceNum", default="")).strip()
-            if reference.startswith(self.prefix):
+            if self.context.owns(reference):
                 shipments += mapping.shipments_of(order)
         return shipments
 
@@ -245,10 +212,6 @@ class ExtensivAdapter:
             if not shifted:
                 break
         return list(orders.values())
-
-    async def acknowledge_shipments(self, shipments: list[Shipment]) -> None:
-        """Nothing to tell Extensiv (capability `shipment_ack` is off)."""
-        return None
 
     # -- stock --------------------------------------------------------------------------------
 

@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from adapters.base import AdapterConfig
+from adapters.kit import VendorConfig
 
 
-class ExtensivConfig(AdapterConfig):
+class ExtensivConfig(VendorConfig):
     """Extensiv (3PL Central) REST credentials and the customer / facility the merchant lives in.
 
     The warehouse issues the client id and secret (Support > Manage Credentials, or through

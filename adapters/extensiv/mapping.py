@@ -12,13 +12,13 @@ service the warehouse has set up.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.domain import Shipment, ShipmentLine, StockLevel, WarehouseOrder
+from adapters import kit
+from connector.domain import Shipment, StockLevel, WarehouseOrder
 
 STATUS_OPEN, STATUS_CLOSED, STATUS_CANCELED = 0, 1, 2  # ReadOnly.Status
 
@@ -169,23 +169,12 @@ def is_shipped(order: dict[str, Any]) -> bool:
 
 def tracking_numbers(raw: Any) -> list[str]:
     """Trimmed, de-duplicated, blanks dropped (one field may hold several, comma separated)."""
-    numbers = [n.strip() for n in re.split(r"[,;]", str(raw or ""))]
-    return list(dict.fromkeys(n for n in numbers if n))
+    return kit.tracking_numbers(str(raw or ""))
 
 
 def parse_time(value: Any) -> datetime | None:
     """Extensiv's date-times carry no offset; they are read as UTC."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _lines(quantities: dict[str, float]) -> list[ShipmentLine]:
-    return [ShipmentLine(sku=sku, quantity=int(q)) for sku, q in quantities.items() if sku and int(q) > 0]
+    return kit.parse_time(value)
 
 
 def shipments_of(order: dict[str, Any]) -> list[Shipment]:
@@ -242,7 +231,7 @@ def shipments_of(order: dict[str, Any]) -> list[Shipment]:
             service=mode,
             tracking_numbers=numbers,
             shipped_at=shipped_at,
-            lines=_lines(contents),
+            lines=kit.shipment_lines(contents.items()),
         )
         for package_id, numbers, contents in parcels
     ]
@@ -282,23 +271,12 @@ def active_skus(items: list[dict[str, Any]]) -> set[str]:
 def error_text(body: Any) -> str:
     """Extensiv's readable message from its error shapes: `{ErrorCode, Hint, Properties}` (REST),
     `{error, error_description}` (the token server), `{Message}` (the web framework)."""
-    if isinstance(body, str):
-        return body.strip()
-    if isinstance(body, list):
-        return "; ".join(filter(None, (error_text(x) for x in body)))
-    if not isinstance(body, dict):
-        return json.dumps(body)
-    parts: list[str] = []
-    for key in ("ErrorCode", "error", "Hint", "error_description", "Message", "title", "detail"):
-        value = pick(body, key)
-        if isinstance(value, str | int) and str(value).strip():
-            parts.append(str(value).strip())
-    props = pick(body, "Properties")
-    if isinstance(props, dict) and props:
-        parts.append(", ".join(f"{k}={v}" for k, v in props.items()))
-    elif isinstance(props, list) and props:
-        parts.append(", ".join(map(str, props)))
-    return ": ".join(dict.fromkeys(parts)) or json.dumps(body)[:500]
+    props = pick(body, "Properties") if isinstance(body, dict) else None
+    if isinstance(props, dict | list) and props:
+        listed = ", ".join(f"{k}={v}" for k, v in props.items()) if isinstance(props, dict) else ", ".join(map(str, props))
+        body = {k: v for k, v in body.items() if str(k).lower() != "properties"} | {"_properties": listed}
+    return kit.error_text(body, messages=("ErrorCode", "error", "Hint", "error_description", "Message", "title", "detail", "_properties"),
+                          separator=": ")
 
 
 def is_duplicate_reference(message: str) -> bool:

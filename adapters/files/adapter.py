@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import structlog
 
-from adapters.base import AdapterContext, Capabilities
+from adapters.base import AdapterContext, Capabilities, WarehouseAdapterBase
 from adapters.files.calls import Calls
 from adapters.files.config import FilesConfig
 from adapters.files.inbox import Inbox
@@ -23,7 +23,7 @@ from connector.domain import CreateResult, Shipment, StockLevel, WarehouseOrder
 from connector.errors import ConfigurationError
 
 
-class FilesAdapter:
+class FilesAdapter(WarehouseAdapterBase):
     """Orders out as files exactly once, shipments and stock in from files, each processed once.
 
     Idempotency: each reference has a marker in the ledger folder written before the order file
@@ -38,13 +38,11 @@ class FilesAdapter:
 
     name: ClassVar[str] = "files"
     Config: ClassVar[type[FilesConfig]] = FilesConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        inventory=True, shipment_ack=True, cancel=False, bulk_create=False, sku_catalog=False, ship_method_catalog=False
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(inventory=True, shipment_ack=True)
+    config: FilesConfig
 
     def __init__(self, config: FilesConfig | dict[str, Any], context: AdapterContext):
-        self.config = config if isinstance(config, FilesConfig) else FilesConfig.model_validate(config)
-        self.context = context
+        super().__init__(config, context)
         self.log = structlog.get_logger("adapters.files").bind(merchant=context.merchant)
         self.calls = Calls(make_transport(self.config), context)
         self.outbox = Outbox(self.config, self.calls)
@@ -91,12 +89,6 @@ class FilesAdapter:
     async def find_order(self, reference: str) -> CreateResult | None:
         """The order file sent for `reference` (ledger marker, else the outbound folder), or None."""
         return await self.outbox.find(reference)
-
-    async def known_skus(self) -> set[str] | None:
-        return None  # a file drop has no catalogue: unknown SKUs surface at the warehouse
-
-    async def known_ship_methods(self) -> set[str] | None:
-        return None
 
     # -- shipments and stock ------------------------------------------------------------------
 

@@ -9,12 +9,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
-
 from adapters.base import AdapterContext
 from adapters.files.transport import FX_OK, VENDOR, Transport
-from adapters.http import CallRecord
-from connector.errors import ErrorClass, VendorError
+from adapters.http import CallRecord, short_retries
+from connector.errors import VendorError
 from connector.redact import DEFAULT as DEFAULT_REDACTOR
 
 T = TypeVar("T")
@@ -40,16 +38,7 @@ class Calls:
         """Run `op`; transient failures are retried (at most 3 tries, jitter) when `retry` says the
         operation may be repeated, or whenever nothing reached the server."""
 
-        def retryable(exc: BaseException) -> bool:
-            return isinstance(exc, VendorError) and exc.error_class is ErrorClass.transient and (retry or exc.not_sent)
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(MAX_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=self.retry_wait, max=2.0),
-            retry=retry_if_exception(retryable),
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in short_retries(repeatable=retry, attempts=MAX_ATTEMPTS, wait=self.retry_wait):
             with attempt:
                 started = time.perf_counter()
                 try:
@@ -62,6 +51,15 @@ class Calls:
                     await self.record(method, path, started=started, body=body, response=summary(result) if summary else None, order_id=order_id)
                 return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def replace(self, path: str, data: bytes) -> None:
+        """Replace a small file of ours (a ledger, a marker) atomically: written aside, then
+        renamed over the old one, so a crash leaves the old or the new, never half of one."""
+        await self("PUT", path + ".part", lambda: self.io.write(path + ".part", data))
+        try:
+            await self("MOVE", path, lambda: self.io.replace(path + ".part", path))
+        except FileNotFoundError:
+            pass  # a retried replace whose first try went through (only a lost reply looks like this)
 
     async def record(self, method: str, path: str, *, started: float | None = None, body: Any = None, response: Any = None,
                      status: int | None = FX_OK, error: str = "", order_id: str = "") -> None:

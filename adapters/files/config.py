@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from adapters.base import AdapterConfig
+from adapters.base import AdapterConfig, LocalPath, config_path
 from adapters.files.layout import COLUMNS
 
 
@@ -24,6 +24,16 @@ class FilesConfig(AdapterConfig):
     warehouse's inbox, DropStream's `/in`), `inbound_dir` where the warehouse drops shipment and
     stock files (`/out`), `archive_dir` where processed inbound files are moved. Relative folders
     are taken under `root` (a local path, or a path on the SFTP server; "" = the login folder).
+    Local paths (`root` of a local folder, `private_key`, `known_hosts`) given relative are read
+    from the config file's folder, not the folder the daemon was started in.
+
+    Spreadsheet formulas (`escape_formulas`, on by default): a cell of an order file that starts
+    with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, as OWASP's CSV
+    injection guidance says, so a clerk opening the file in Excel or LibreOffice never runs what
+    a shopper typed into a name or a gift message (`=HYPERLINK(...)`, `=cmd|' /C calc'!A0`).
+    Plain numbers (`-2.50`, `+15550100`) are not formulas and are written as they are. Turn it off
+    only for a warehouse whose importer needs the raw values and never opens files in a
+    spreadsheet. Header names come from this config and are written as configured.
     """
 
     adapter: Literal["files"] = "files"
@@ -34,9 +44,9 @@ class FilesConfig(AdapterConfig):
     port: int = Field(default=22, gt=0, lt=65536)
     username: str = Field("", validate_default=True)
     password: str = ""
-    private_key: str = Field("", validate_default=True)  # path to an OpenSSH private key file
+    private_key: LocalPath = Field("", validate_default=True)  # path to an OpenSSH private key file
     passphrase: str = ""  # of the private key, when it has one
-    known_hosts: str = ""  # path to a known_hosts file listing the server's key
+    known_hosts: LocalPath = ""  # path to a known_hosts file listing the server's key
     host_key: str = Field("", validate_default=True)  # or the key itself ("ssh-ed25519 AAAA...") or its fingerprint ("SHA256:...")
     timeout_s: float = Field(default=30.0, gt=0)  # per file operation (connect included)
     # Layout
@@ -52,6 +62,7 @@ class FilesConfig(AdapterConfig):
     delimiter: str = ","
     encoding: str = "utf-8"
     stock_max_age_hours: float = Field(default=48.0, ge=0)  # an older snapshot is refused; 0 = any age
+    escape_formulas: bool = True  # neutralise spreadsheet formulas in order files (see above)
 
     @field_validator("delimiter")
     @classmethod
@@ -89,9 +100,11 @@ class FilesConfig(AdapterConfig):
     @field_validator("root")
     @classmethod
     def _root_for_local(cls, value: str, info: ValidationInfo) -> str:
-        if info.data.get("transport", "local") == "local" and not value.strip():
+        if info.data.get("transport", "local") != "local":
+            return value  # a path on the SFTP server
+        if not value.strip():
             raise ValueError('the local folder shared with the warehouse is required when transport = "local"')
-        return value
+        return config_path(value, info)
 
     @field_validator("host", "username")
     @classmethod

@@ -199,8 +199,4 @@ class Inbox:
     async def _save(self, ledger: dict[str, Any]) -> None:
         path = join(self.dir, LEDGER)
         data = json.dumps(ledger, indent=1, sort_keys=True).encode()
-        await self.calls("PUT", path + ".part", lambda: self.io.write(path + ".part", data))
-        try:
-            await self.calls("MOVE", path, lambda: self.io.replace(path + ".part", path))
-        except FileNotFoundError:
-            pass
+        await self.calls.replace(path, data)

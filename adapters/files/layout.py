@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from adapters import kit
+from adapters.kit import iso
 from connector.domain import Shipment, ShipmentLine, StockLevel, WarehouseOrder
 
 
@@ -70,10 +72,24 @@ class _Skip(ValueError):
 # -- orders out -------------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> str:
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
+
+
+def neutralised(text: str) -> str:
+    """A cell no spreadsheet will run (OWASP, CSV injection): one starting with = + - @ tab or
+    carriage return gets a leading `'`, which spreadsheets show as text and do not evaluate.
+    Plain numbers (a negative price) are not formulas and stay as they are."""
+    if text.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.match(text):
+        return "'" + text
+    return text
+
+
+def _cell(value: Any, escape_formulas: bool = True) -> str:
     # Many WMS importers read one record per physical line: keep every value on one line.
     text = "" if value is None else str(value)
-    return re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
+    text = re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
+    return neutralised(text) if escape_formulas else text
 
 
 def order_rows(order: WarehouseOrder) -> list[dict[str, str]]:
@@ -110,23 +126,17 @@ def order_rows(order: WarehouseOrder) -> list[dict[str, str]]:
     ]
 
 
-def order_csv(order: WarehouseOrder, headers: dict[str, str], delimiter: str = ",") -> str:
+def order_csv(order: WarehouseOrder, headers: dict[str, str], delimiter: str = ",", *, escape_formulas: bool = True) -> str:
     """The whole order file: a header row and one row per line. `headers` maps our column
-    names to the partner's; a column mapped to "" is left out."""
+    names to the partner's; a column mapped to "" is left out. With `escape_formulas` no cell
+    can run as a spreadsheet formula (`neutralised`)."""
     kept = [(name, headers.get(name, name)) for name in COLUMNS["orders"].names if headers.get(name, name).strip()]
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")  # RFC 4180 line ends
     writer.writerow([header for _, header in kept])
     for row in order_rows(order):
-        writer.writerow([_cell(row[name]) for name, _ in kept])
+        writer.writerow([_cell(row[name], escape_formulas) for name, _ in kept])
     return out.getvalue()
-
-
-def iso(moment: datetime) -> str:
-    """An instant in UTC, `2026-03-04T05:06:07Z` (naive datetimes are taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -183,24 +193,20 @@ def _quantity(value: str, column: str) -> int:
 def _moment(value: str) -> datetime | None:
     if not value:
         return None
-    text = value.strip().replace("Z", "+00:00")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        for fmt in ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%Y%m%d", "%Y/%m/%d"):
-            try:
-                moment = datetime.strptime(text, fmt)
-                break
-            except ValueError:
-                continue
-        else:
-            raise ValueError(f"ship_date {value!r} is not a date") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = kit.parse_time(value)
+    if moment is not None:
+        return moment
+    for fmt in ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%Y%m%d", "%Y/%m/%d"):
+        try:
+            return datetime.strptime(value.strip(), fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise ValueError(f"ship_date {value!r} is not a date")
 
 
 def tracking_numbers(value: str) -> list[str]:
     """Several numbers in one cell (`;`, `,` or `|` separated); blanks and repeats dropped."""
-    return list(dict.fromkeys(t.strip() for t in re.split(r"[;,|]", value) if t.strip()))
+    return kit.tracking_numbers(value, separators=";,|")
 
 
 def parse_shipments(name: str, text: str, headers: dict[str, str], delimiter: str = ",") -> tuple[list[Shipment], list[FileProblem]]:

@@ -58,7 +58,8 @@ class Outbox:
         await self.prepare()
         final, tmp = self.names(ref, datetime.now(UTC))
         try:
-            data = order_csv(order, self.config.headers("orders"), self.config.delimiter).encode(self.config.encoding)
+            text = order_csv(order, self.config.headers("orders"), self.config.delimiter, escape_formulas=self.config.escape_formulas)
+            data = text.encode(self.config.encoding)
         except UnicodeEncodeError as exc:
             raise PermanentError(f"{ref} cannot be written in {self.config.encoding}: {exc.reason} "
                                  f"({exc.object[exc.start:exc.end]!r})", vendor="files") from exc
@@ -149,8 +150,4 @@ class Outbox:
         await self.prepare()
         path = self._marker_path(reference)
         data = json.dumps({**marker, "reference": reference, "at": datetime.now(UTC).isoformat()}).encode()
-        await self.calls("PUT", path + ".part", lambda: self.io.write(path + ".part", data))
-        try:
-            await self.calls("MOVE", path, lambda: self.io.replace(path + ".part", path))
-        except FileNotFoundError:
-            pass  # a retried replace whose first try went through (only a lost reply looks like this)
+        await self.calls.replace(path, data)

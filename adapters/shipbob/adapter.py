@@ -9,44 +9,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
 
-import httpx
-
-from adapters.base import AdapterContext, Capabilities
-from adapters.http import HttpClient, limiter_for, parse_retry_after
+from adapters.base import Capabilities
+from adapters.http import CursorPages, PageNumbers, query_of
+from adapters.kit import VendorAdapter, iso
 from adapters.shipbob import mapping
 from adapters.shipbob.config import ShipBobConfig
 from connector.domain import CreateResult, Shipment, StockLevel, WarehouseOrder
 from connector.errors import ConfigurationError, PermanentError
 
 PAGE_LIMIT = 250  # the largest page every list endpoint we use accepts
-MAX_PAGES = 1000  # a guard against a server that keeps handing out the same `next`
 ACK_BATCH = 100  # ShipBob documents no maximum for batchUpdateTrackingUpload; stay modest
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("x-retry-after") or response.headers.get("Retry-After"))
-
-
-def _rate_headers(response: httpx.Response) -> tuple[int | None, float | None]:
-    # x-remaining-calls counts down ShipBob's sliding window; at 0 the limiter waits
-    # x-retry-after (or its own short default when ShipBob does not say).
-    try:
-        remaining = int(response.headers["x-remaining-calls"])
-    except (KeyError, ValueError):
-        return None, None
-    return remaining, _retry_after(response)
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        return mapping.error_text(response.json())[:1000]
-    except ValueError:
-        return (response.text or response.reason_phrase or f"HTTP {response.status_code}")[:1000]
-
-
-class ShipBobAdapter:
+class ShipBobAdapter(VendorAdapter):
     """Creates orders in ShipBob by reference and reads back shipments and per-FC stock.
 
     Idempotency: `reference_id` is unique per ShipBob account, so a repeated create answers 422
@@ -56,35 +32,31 @@ class ShipBobAdapter:
 
     name: ClassVar[str] = "shipbob"
     Config: ClassVar[type[ShipBobConfig]] = ShipBobConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        inventory=True, shipment_ack=True, cancel=False, bulk_create=False, sku_catalog=True, ship_method_catalog=True
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(inventory=True, shipment_ack=True, sku_catalog=True, ship_method_catalog=True)
+    # ShipBob documents no request id header. x-remaining-calls counts down its sliding window;
+    # at 0 the limiter waits x-retry-after (or its own short default when ShipBob does not say).
+    retry_after_headers = ("x-retry-after", "Retry-After")
+    rate_remaining_header = "x-remaining-calls"
+    config: ShipBobConfig
 
-    def __init__(self, config: ShipBobConfig | dict[str, Any], context: AdapterContext):
-        self.config = config if isinstance(config, ShipBobConfig) else ShipBobConfig.model_validate(config)
-        self.context = context
-        self.channel_id = int(str(self.config.channel_id).strip())
-        self._prefix = f"{context.merchant}-"  # our references: order_reference(merchant, order id)
-        self._v = "/" + self.config.api_version.strip("/")
+    @property
+    def channel_id(self) -> int:
+        return int(str(self.config.channel_id).strip())
 
-        self.http = HttpClient(
-            "shipbob",
-            self.config.base_url,
-            headers={
-                "Authorization": f"Bearer {self.config.token}",
-                # Required on creates; on reads it scopes orders to this channel, so shipments of
-                # the merchant's other channels (a Shopify store) are never read or acknowledged.
-                "shipbob_channel_id": str(self.channel_id),
-            },
-            request_id_header="",  # ShipBob documents no request id header
-            limiter=limiter_for("shipbob", self.config.token, self.config.rate_per_minute),
-            error_message=_error_message,
-            retry_after=_retry_after,
-            rate_headers=_rate_headers,
-            redactor=context.redactor,
-            on_call=context.on_call,
-            transport=context.transport,
-        )
+    @property
+    def _v(self) -> str:
+        return "/" + self.config.api_version.strip("/")
+
+    def auth_headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.config.token}",
+            # Required on creates; on reads it scopes orders to this channel, so shipments of
+            # the merchant's other channels (a Shopify store) are never read or acknowledged.
+            "shipbob_channel_id": str(self.channel_id),
+        }
+
+    def error_text(self, body: Any) -> str:
+        return mapping.error_text(body)
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -117,7 +89,7 @@ class ShipBobAdapter:
         except PermanentError as exc:
             if exc.status != 422 or not mapping.is_duplicate_reference(exc.message):
                 raise
-            found = await self.find_order(order.reference)
+            found = await self.already_there(order.reference)
             if found is None:
                 # ShipBob holds the reference account-wide, but not in our channel.
                 raise PermanentError(
@@ -125,14 +97,11 @@ class ShipBobAdapter:
                     vendor="shipbob",
                     status=422,
                 ) from exc
-            return found.model_copy(update={"already_existed": True})
+            return found
         created = response.json() if response.content else {}
         if isinstance(created, dict) and created.get("id") is not None:
             return CreateResult(warehouse_order_id=str(created["id"]), reference=order.reference)
-        found = await self.find_order(order.reference)  # a 201 without a body: ask
-        if found is None:
-            raise PermanentError(f"ShipBob accepted {order.reference} but does not list it", vendor="shipbob")
-        return found
+        return await self.accepted(order.reference)  # a 201 without a body: ask
 
     async def find_order(self, reference: str) -> CreateResult | None:
         """`GET /{ver}/order?ReferenceIds=<reference>` (the filter is comma separated: exact match kept)."""
@@ -167,14 +136,14 @@ class ShipBobAdapter:
 
     async def shipments_since(self, since: datetime) -> list[Shipment]:
         """Shipments of this channel's orders whose tracking is not yet marked uploaded."""
-        params = {"IsTrackingUploaded": "false", "LastTrackingUpdateStartDate": mapping.iso(since)}
+        params = {"IsTrackingUploaded": "false", "LastTrackingUpdateStartDate": iso(since)}
         shipments: list[Shipment] = []
         async for page in self._numbered_pages(f"{self._v}/order", params):
             for order in page:
                 channel = (order.get("channel") or {}).get("id")
                 if channel is not None and channel != self.channel_id:
                     continue  # belt and braces: never report another channel's parcels
-                if not str(order.get("reference_id") or "").startswith(self._prefix):
+                if not self.context.owns(str(order.get("reference_id") or "")):
                     continue  # another merchant (or sender) on the same account and channel
                 shipments += mapping.shipments_of(order)
         return shipments
@@ -213,38 +182,13 @@ class ShipBobAdapter:
                 levels += mapping.stock_levels_of(item)
         return levels
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
     # -- paging -------------------------------------------------------------------------------
 
-    async def _cursor_pages(self, path: str, params: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
-        """Pages of `{items, next}` responses. `next` is a URL whose query (cursor included) is
-        replayed on our own base URL, so a sandbox or proxy host in it does not matter."""
-        seen: set[tuple] = set()
-        for _ in range(MAX_PAGES):
-            response = await self.http.request("GET", path, params=params)
-            body = response.json() or {}
-            yield body.get("items") or []
-            link = body.get("next")
-            if not link:
-                return
-            params = dict(parse_qsl(urlsplit(link).query, keep_blank_values=True))
-            key = tuple(sorted(params.items()))
-            if key in seen:
-                return
-            seen.add(key)
+    def _cursor_pages(self, path: str, params: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of `{items, next}` responses; `next` is a URL whose `Cursor` names the next page."""
+        paging = CursorPages(self.name, items="items", param="Cursor", cursor=lambda body: query_of((body or {}).get("next")).get("Cursor"))
+        return self.pages(paging, path, params)
 
-    async def _numbered_pages(self, path: str, params: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+    def _numbered_pages(self, path: str, params: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
         """Pages of bare-array responses (`Page` from 1, `Limit`); a short page is the last."""
-        seen_first: Any = None
-        for page in range(1, MAX_PAGES + 1):
-            response = await self.http.request("GET", path, params={**params, "Page": page, "Limit": PAGE_LIMIT})
-            items = response.json() or []
-            # A server that ignores Page returns page 1 again: stop rather than loop.
-            if page > 1 and items and items[0] == seen_first:
-                return
-            seen_first = items[0] if items else None
-            yield items
-            if len(items) < PAGE_LIMIT:
-                return
+        return self.pages(PageNumbers(self.name, page_param="Page", size=PAGE_LIMIT, size_param="Limit"), path, params)

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from adapters.base import AdapterConfig
+from adapters.kit import VendorConfig
 
 
-class ShipBobConfig(AdapterConfig):
+class ShipBobConfig(VendorConfig):
     """ShipBob credentials and settings: a personal access token and the channel orders belong to.
 
     `channel_id` is sent as the `shipbob_channel_id` header: ShipBob requires it on creates and

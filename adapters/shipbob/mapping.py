@@ -6,27 +6,16 @@ Shapes follow ShipBob's 2026-01 document: `Orders.CreateOrderModel` out, `Orders
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from adapters import kit
+from adapters.kit import clip, iso, parse_time
 from connector.domain import Shipment, ShipmentLine, StockLevel, WarehouseOrder
 
 SHIPPED_STATUSES = frozenset({"Completed"})  # Orders.OrderStatusEnum: the parcel left the building
 VOIDED_STATUSES = frozenset({"Cancelled"})
-
-
-def _clip(value: str | None, limit: int) -> str:
-    return (value or "").strip()[:limit]
-
-
-def iso(moment: datetime) -> str:
-    """An RFC 3339 instant in UTC (naive datetimes are taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def order_body(order: WarehouseOrder) -> dict[str, Any]:
@@ -42,17 +31,17 @@ def order_body(order: WarehouseOrder) -> dict[str, Any]:
     for key, value in (("address2", to.address2), ("company_name", to.company), ("state", to.state), ("zip_code", to.postal_code)):
         if value.strip():
             address[key] = value.strip()
-    recipient: dict[str, Any] = {"name": _clip(to.name or to.company, 300), "address": address}
+    recipient: dict[str, Any] = {"name": clip(to.name or to.company, 300), "address": address}
     email = (to.email or cart.email).strip()
     if email:
         recipient["email"] = email
-    phone = _clip(to.phone or cart.phone, 50)
+    phone = clip(to.phone or cart.phone, 50)
     if phone:
         recipient["phone_number"] = phone
 
     body: dict[str, Any] = {
         "reference_id": order.reference,
-        "order_number": _clip(cart.order_id, 400),
+        "order_number": clip(cart.order_id, 400),
         "type": "DTC",
         "shipping_method": order.ship_method,
         "recipient": recipient,
@@ -60,7 +49,7 @@ def order_body(order: WarehouseOrder) -> dict[str, Any]:
     }
     if cart.created_at:
         body["purchase_date"] = iso(cart.created_at)
-    gift = _clip(cart.gift_message, 500)
+    gift = clip(cart.gift_message, 500)
     if gift:
         body["gift_message"] = gift
     if cart.total is not None:
@@ -69,36 +58,22 @@ def order_body(order: WarehouseOrder) -> dict[str, Any]:
 
 
 def products(order: WarehouseOrder) -> list[dict[str, Any]]:
-    """Order lines by warehouse SKU. Lines sharing a SKU (a kit component also sold on its own)
-    are merged: one product line per reference keeps ShipBob's allocation unambiguous."""
-    merged: dict[str, dict[str, Any]] = {}
-    for line in order.lines:
-        if line.sku in merged:
-            merged[line.sku]["quantity"] += int(line.quantity)
-            continue
+    """Order lines by warehouse SKU, one product line per SKU (`kit.merged_lines`), which keeps
+    ShipBob's allocation unambiguous."""
+    out = []
+    for line, quantity in kit.merged_lines(order):
         # `name` is required by the schema and used by ShipBob only when it must create the
         # product, which the engine prevents by validating SKUs against known_skus() first.
-        item: dict[str, Any] = {"reference_id": line.sku, "name": line.description.strip() or line.sku, "quantity": int(line.quantity)}
+        item: dict[str, Any] = {"reference_id": line.sku, "name": line.description.strip() or line.sku, "quantity": quantity}
         if line.unit_price is not None:
             item["unit_price"] = float(line.unit_price)
-        merged[line.sku] = item
-    return list(merged.values())
+        out.append(item)
+    return out
 
 
 def tracking_numbers(tracking: dict[str, Any]) -> list[str]:
     """Trimmed, de-duplicated, blanks dropped; freight shipments carry a PRO number instead."""
-    raw = tracking.get("tracking_number") or tracking.get("pro_number") or ""
-    numbers = [n.strip() for n in re.split(r"[,;]", raw)]
-    return list(dict.fromkeys(n for n in numbers if n))
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    return kit.tracking_numbers(tracking.get("tracking_number") or tracking.get("pro_number") or "")
 
 
 def shipments_of(order: dict[str, Any]) -> list[Shipment]:
@@ -135,7 +110,7 @@ def shipments_of(order: dict[str, Any]) -> list[Shipment]:
                 carrier=(tracking.get("carrier") or "").strip(),
                 service=(tracking.get("carrier_service") or sb.get("ship_option") or "").strip(),
                 tracking_numbers=numbers,
-                shipped_at=_parse_time(tracking.get("shipping_date") or sb.get("actual_fulfillment_date")),
+                shipped_at=parse_time(tracking.get("shipping_date") or sb.get("actual_fulfillment_date")),
                 lines=lines,
                 # What ShipBob invoiced the merchant for this shipment (label + pick/pack).
                 shipping_cost=Decimal(str(sb.get("invoice_amount") or 0)),
@@ -177,26 +152,8 @@ def error_text(body: Any) -> str:
     `{"errors": [...]}`, `{"message": ...}` (429), problem details `{"title", "detail", "errors"}`,
     and a bare string (batchUpdateTrackingUpload 400).
     """
-    if isinstance(body, str):
-        return body.strip()
-    if isinstance(body, list):
-        return "; ".join(filter(None, (error_text(x) for x in body)))
-    if not isinstance(body, dict):
-        return json.dumps(body)
-    parts: list[str] = []
-    for key in ("message", "title", "detail", "error_description"):
-        if isinstance(body.get(key), str) and body[key].strip():
-            parts.append(body[key].strip())
-    for key, value in body.items():
-        if key in ("message", "title", "detail", "error_description", "type", "status", "statusCode", "traceId"):
-            continue
-        if key == "errors" and isinstance(value, dict):
-            parts += [f"{k}: {error_text(v)}" if k else error_text(v) for k, v in value.items()]
-        elif isinstance(value, list | str):
-            text = error_text(value)
-            if text:
-                parts.append(f"{key}: {text}" if key and key != "errors" else text)
-    return "; ".join(dict.fromkeys(parts)) or json.dumps(body)[:500]
+    return kit.error_text(body, messages=("message", "title", "detail", "error_description"), fields=("errors",),
+                          rest=True, skip=("type", "status", "statusCode", "traceId"))
 
 
 def is_duplicate_reference(message: str) -> bool:

@@ -12,44 +12,19 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, ClassVar
 
-import httpx
-
-from adapters.base import AdapterContext, Capabilities
-from adapters.http import HttpClient, limiter_for, parse_retry_after
-from adapters.shipstation import mapping, pacific
+from adapters.base import Capabilities
+from adapters.http import PageNumbers
+from adapters.kit import VendorAdapter
+from adapters.shipstation import mapping
 from adapters.shipstation.config import ShipStationConfig
-from connector.domain import CreateResult, Shipment, StockLevel, WarehouseOrder
+from connector.domain import CreateResult, Shipment, WarehouseOrder
 from connector.errors import ConfigurationError, PermanentError
 
 PAGE_SIZE = 500  # ShipStation's maximum for every list endpoint
-MAX_PAGES = 200  # a guard against a server that never reports the last page
 CATALOG_TTL_S = 600.0  # carriers and services change rarely; they cost 1 + one call per carrier
 
 
-def _reset_after(response: httpx.Response) -> float | None:
-    # ShipStation says when its window reopens in X-Rate-Limit-Reset (seconds); a proxy may add
-    # a standard Retry-After.
-    return parse_retry_after(response.headers.get("Retry-After") or response.headers.get("X-Rate-Limit-Reset"))
-
-
-def _rate_headers(response: httpx.Response) -> tuple[int | None, float | None]:
-    # X-Rate-Limit-Remaining counts down the key's 40 per minute, shared with every other user of
-    # the key; at 0 the limiter holds every call until X-Rate-Limit-Reset has passed.
-    try:
-        remaining = int(response.headers["X-Rate-Limit-Remaining"])
-    except (KeyError, ValueError):
-        return None, None
-    return remaining, _reset_after(response)
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        return mapping.error_text(response.json())[:1000]
-    except ValueError:
-        return (response.text.strip() or response.reason_phrase or f"HTTP {response.status_code}")[:1000]
-
-
-class ShipStationAdapter:
+class ShipStationAdapter(VendorAdapter):
     """Creates orders in ShipStation by `orderKey` and reads back their labels as shipments.
 
     Exactly once: `POST /orders/createorder` upserts by `orderKey` (our reference), so no resend
@@ -68,29 +43,26 @@ class ShipStationAdapter:
 
     name: ClassVar[str] = "shipstation"
     Config: ClassVar[type[ShipStationConfig]] = ShipStationConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        inventory=False, shipment_ack=False, cancel=False, bulk_create=False, sku_catalog=False, ship_method_catalog=True
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(ship_method_catalog=True)
+    # ShipStation v1 documents no request id header. X-Rate-Limit-Remaining counts down the key's
+    # 40 per minute, shared with every other user of the key; at 0 the limiter holds every call
+    # until X-Rate-Limit-Reset (seconds) has passed. A proxy may add a standard Retry-After.
+    retry_after_headers = ("Retry-After", "X-Rate-Limit-Reset")
+    rate_remaining_header = "X-Rate-Limit-Remaining"
+    config: ShipStationConfig
 
-    def __init__(self, config: ShipStationConfig | dict[str, Any], context: AdapterContext):
-        self.config = config if isinstance(config, ShipStationConfig) else ShipStationConfig.model_validate(config)
-        self.context = context
-        self.merchant = context.merchant
+    def __init__(self, config: ShipStationConfig | dict[str, Any], context):
+        super().__init__(config, context)
         self._catalog: tuple[float, set[str]] | None = None
-        self.http = HttpClient(
-            "shipstation",
-            self.config.base_url,
-            headers={"Authorization": f"Basic {self.config.basic_token()}"},
-            request_id_header="",  # ShipStation v1 documents no request id header
-            # The budget is per key+secret, shared by every merchant and process using them.
-            limiter=limiter_for("shipstation", f"{self.config.api_key}:{self.config.api_secret}", self.config.rate_per_minute),
-            error_message=_error_message,
-            retry_after=_reset_after,
-            rate_headers=_rate_headers,
-            redactor=context.redactor,
-            on_call=context.on_call,
-            transport=context.transport,
-        )
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Basic {self.config.basic_token()}"}
+
+    def rate_key(self) -> str:
+        return f"{self.config.api_key}:{self.config.api_secret}"  # per key and secret, whoever uses them
+
+    def error_text(self, body: Any) -> str:
+        return mapping.error_text(body)
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -112,9 +84,9 @@ class ShipStationAdapter:
 
     async def create_order(self, order: WarehouseOrder) -> CreateResult:
         """Look up, then `POST /orders/createorder`; a timeout or 5xx raises InDoubtError."""
-        found = await self.find_order(order.reference)
+        found = await self.already_there(order.reference)
         if found is not None:
-            return found.model_copy(update={"already_existed": True})
+            return found
         response = await self.http.request(
             "POST",
             "/orders/createorder",
@@ -124,10 +96,7 @@ class ShipStationAdapter:
         )
         created = response.json() if response.content else {}
         if not isinstance(created, dict) or created.get("orderId") is None:
-            found = await self.find_order(order.reference)  # an answer without the order: ask
-            if found is None:
-                raise PermanentError(f"ShipStation accepted {order.reference} but does not list it", vendor="shipstation")
-            return found
+            return await self.accepted(order.reference)  # an answer without the order: ask
         if (created.get("orderKey") or order.reference) != order.reference:
             raise PermanentError(
                 f"ShipStation answered {order.reference} with another order's key {created.get('orderKey')!r}", vendor="shipstation"
@@ -140,7 +109,7 @@ class ShipStationAdapter:
         v1 cannot filter by `orderKey`; the order number is the cart's order id, recovered from
         the reference. Any status counts: a shipped or cancelled order exists all the same.
         """
-        params = {"orderNumber": mapping.lookup_number(reference, self.merchant)}
+        params = {"orderNumber": mapping.lookup_number(reference, self.context.merchant)}
         async for page in self._pages("/orders", "orders", params):
             for record in page:
                 if record.get("orderKey") == reference and record.get("orderId") is not None:
@@ -185,42 +154,23 @@ class ShipStationAdapter:
         at the Pacific date of `since` (a UTC date would be a day late every evening). Whole days
         are re-read; the engine stores each shipment once.
         """
-        params: dict[str, Any] = {"shipDateStart": pacific.pacific_date(since), "includeShipmentItems": "true"}
+        params: dict[str, Any] = {"shipDateStart": mapping.pacific_date(since), "includeShipmentItems": "true"}
         if self.config.store_id is not None:
             params["storeId"] = self.config.store_id
         shipments: list[Shipment] = []
         async for page in self._pages("/shipments", "shipments", params):
             for record in page:
-                found = mapping.shipment(record, self.merchant)
-                if found is not None:
+                found = mapping.shipment(record)
+                # Several merchants (and other order sources) may share one account: only our
+                # own orders' labels are reported.
+                if found is not None and self.context.owns(found.reference):
                     shipments.append(found)
         return shipments
 
-    async def acknowledge_shipments(self, shipments: list[Shipment]) -> None:
-        """Nothing to do: ShipStation v1 has no "tracking delivered" flag (capability off)."""
-        return None
-
-    # -- stock --------------------------------------------------------------------------------
-
-    async def stock_levels(self) -> list[StockLevel]:
-        raise NotImplementedError("ShipStation v1 has no inventory endpoint (capability `inventory` is off)")
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
     # -- paging -------------------------------------------------------------------------------
 
-    async def _pages(self, path: str, key: str, params: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+    def _pages(self, path: str, key: str, params: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
         """Pages of `{<key>: [...], total, page, pages}` (`page` from 1, `pageSize` <= 500)."""
-        for page in range(1, MAX_PAGES + 1):
-            response = await self.http.request("GET", path, params={**params, "page": page, "pageSize": PAGE_SIZE})
-            body = response.json() or {}
-            records = body.get(key) or []
-            yield records
-            try:
-                pages = int(body.get("pages") or 0)
-            except (TypeError, ValueError):
-                pages = 0
-            # Without a page count, a short page is the last.
-            if (pages and page >= pages) or (not pages and len(records) < PAGE_SIZE):
-                return
+        paging = PageNumbers(self.name, items=key, page_param="page", size=PAGE_SIZE, size_param="pageSize",
+                             pages=lambda body: (body or {}).get("pages"))
+        return self.pages(paging, path, params)

@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from adapters.base import AdapterConfig
+from adapters.kit import VendorConfig
 
 
-class ShipStationConfig(AdapterConfig):
+class ShipStationConfig(VendorConfig):
     """ShipStation v1 credentials and settings: an API key and secret (HTTP Basic), an optional store.
 
     `store_id` puts the orders the connector creates in that ShipStation store

@@ -18,12 +18,11 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote
 
-import httpx
-
-from adapters.base import AdapterContext, Capabilities
-from adapters.http import HttpClient, limiter_for, parse_retry_after
+from adapters.base import Capabilities
+from adapters.http import NextLinkPages
+from adapters.kit import VendorAdapter, iso
 from adapters.shipstation_v2 import mapping
 from adapters.shipstation_v2.config import ShipStationV2Config
 from connector.domain import CreateResult, Shipment, ShipmentLine, StockLevel, WarehouseOrder
@@ -31,28 +30,10 @@ from connector.errors import ConfigurationError, PermanentError
 
 VENDOR = "shipstation-v2"
 PAGE_SIZE = 100
-MAX_PAGES = 1000  # a guard against a server that keeps handing out a next link
 CATALOG_TTL_S = 600.0  # carriers and the ship-from address change rarely; re-read every 10 min
 LABEL_CACHE = 20_000  # labels already attributed (the read window overlaps: most are seen again)
 
 _Resolved = tuple[str, str, list[ShipmentLine]] | None  # (reference, our shipment id, lines); None = not ours
-
-
-def _rate_headers(response: httpx.Response) -> tuple[int | None, float | None]:
-    # v2 documents only Retry-After (on 429s). The X-Rate-Limit-* headers of ShipStation's v1 API
-    # are honoured when a response carries them, so a budget spent elsewhere slows us first.
-    try:
-        remaining = int(response.headers["X-Rate-Limit-Remaining"])
-    except (KeyError, ValueError):
-        return None, None
-    return remaining, parse_retry_after(response.headers.get("X-Rate-Limit-Reset"))
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        return mapping.error_text(response.json())[:1000]
-    except ValueError:
-        return (response.text or response.reason_phrase or f"HTTP {response.status_code}")[:1000]
 
 
 class _Lru(OrderedDict):
@@ -70,7 +51,7 @@ class _Lru(OrderedDict):
         return value
 
 
-class ShipStationV2Adapter:
+class ShipStationV2Adapter(VendorAdapter):
     """Creates each order as a pending ShipStation shipment keyed by our reference and reads
     tracking back from the labels bought for it, and stock per inventory warehouse.
 
@@ -87,34 +68,28 @@ class ShipStationV2Adapter:
 
     name: ClassVar[str] = VENDOR
     Config: ClassVar[type[ShipStationV2Config]] = ShipStationV2Config
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        inventory=True, shipment_ack=False, cancel=False, bulk_create=False, sku_catalog=True, ship_method_catalog=True
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(inventory=True, sku_catalog=True, ship_method_catalog=True)
+    # The request id travels in error bodies (`request_id`), not a header. v2 documents only
+    # Retry-After (on 429s); the X-Rate-Limit-* headers of ShipStation's v1 API are honoured when
+    # a response carries them, so a budget spent elsewhere slows us first.
+    retry_after_headers = ("Retry-After", "X-Rate-Limit-Reset")
+    rate_remaining_header = "X-Rate-Limit-Remaining"
+    config: ShipStationV2Config
 
-    def __init__(self, config: ShipStationV2Config | dict[str, Any], context: AdapterContext):
-        self.config = config if isinstance(config, ShipStationV2Config) else ShipStationV2Config.model_validate(config)
-        self.context = context
-        # Our references are `{merchant}-{order_id}`: labels of the account's other shipments
-        # (another store, manual ones) are not ours and are never reported.
-        self.prefix = f"{context.merchant}-"
-        self.http = HttpClient(
-            VENDOR,
-            self.config.base_url,
-            headers={"api-key": self.config.api_key},
-            request_id_header="",  # the request id travels in error bodies (`request_id`)
-            limiter=limiter_for(VENDOR, self.config.api_key, self.config.rate_per_minute),
-            error_message=_error_message,
-            rate_headers=_rate_headers,
-            redactor=context.redactor,
-            on_call=context.on_call,
-            transport=context.transport,
-        )
+    def __init__(self, config: ShipStationV2Config | dict[str, Any], context):
+        super().__init__(config, context)
         # Creates run several at a time: one of them reads a stale catalog, the others wait for it.
         self._loading = asyncio.Lock()
         self._catalog: tuple[float, mapping.ServiceCatalog] | None = None
         self._warehouse: tuple[float, dict[str, Any]] | None = None
         self._labels: _Lru = _Lru(LABEL_CACHE)  # label_id -> _Resolved
         self._numbers: _Lru = _Lru(LABEL_CACHE)  # shipment_number -> (reference, shipment id) | None
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"api-key": self.config.api_key}
+
+    def error_text(self, body: Any) -> str:
+        return mapping.error_text(body)
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -177,10 +152,10 @@ class ShipStationV2Adapter:
         except PermanentError as exc:
             # ShipStation's wording for a repeated external_shipment_id is not documented, so
             # every refusal is checked: if the reference exists, this was a repeat.
-            found = await self.find_order(order.reference)
+            found = await self.already_there(order.reference)
             if found is None:
                 raise
-            return found.model_copy(update={"already_existed": True})
+            return found
         shipment_id, errors = mapping.created_result(response.json() if response.content else None)
         if shipment_id and not errors:
             return CreateResult(warehouse_order_id=shipment_id, reference=order.reference)
@@ -207,16 +182,12 @@ class ShipStationV2Adapter:
         return service
 
     async def find_order(self, reference: str) -> CreateResult | None:
-        """`GET /v2/shipments/external_shipment_id/{reference}`; 404 -> None."""
+        """`GET /v2/shipments/external_shipment_id/{reference}`; none when ShipStation answers 404."""
         if not reference or len(reference) > mapping.MAX_EXTERNAL_ID:
             return None  # never sent: ShipStation would have truncated it
-        try:
-            response = await self.http.request("GET", f"/v2/shipments/external_shipment_id/{quote(reference, safe='')}")
-        except PermanentError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        shipment = response.json() or {}
+        shipment = await self.fetch_record(f"/v2/shipments/external_shipment_id/{quote(reference, safe='')}")
+        if shipment is None:
+            return None
         if shipment.get("external_shipment_id") not in (None, reference) or not shipment.get("shipment_id"):
             return None
         return CreateResult(warehouse_order_id=str(shipment["shipment_id"]), reference=reference)
@@ -243,7 +214,7 @@ class ShipStationV2Adapter:
     async def shipments_since(self, since: datetime) -> list[Shipment]:
         """Labels bought since `since` (`GET /v2/labels?created_at_start=`, oldest first, so new
         labels land on later pages while we read), each attributed to our order."""
-        params = {"created_at_start": mapping.iso(since), "sort_by": "created_at", "sort_dir": "asc", "page_size": PAGE_SIZE}
+        params = {"created_at_start": iso(since), "sort_by": "created_at", "sort_dir": "asc", "page_size": PAGE_SIZE}
         labels: list[dict[str, Any]] = []
         async for page in self._pages("/v2/labels", params, "labels"):
             labels += [label for label in page if mapping.wanted_label(label)]
@@ -270,13 +241,13 @@ class ShipStationV2Adapter:
         if label_id in self._labels:
             return self._labels[label_id]
         external = label.get("external_shipment_id") or ""
-        if label.get("status") == mapping.VOIDED_LABEL and external.startswith(self.prefix):
+        if label.get("status") == mapping.VOIDED_LABEL and self.context.owns(external):
             return self._labels.put(label_id, (external, str(label.get("shipment_id") or ""), []))
         shipment = await self._shipment(str(label.get("shipment_id") or ""))
         if shipment is None:
             return None  # not cached: the shipment may be readable on the next pass
         external = shipment.get("external_shipment_id") or external
-        if external.startswith(self.prefix):
+        if self.context.owns(external):
             owner: tuple[str, str] | None = (external, str(shipment.get("shipment_id") or ""))
         else:
             owner = await self._split_from(shipment)
@@ -287,13 +258,7 @@ class ShipStationV2Adapter:
     async def _shipment(self, shipment_id: str) -> dict[str, Any] | None:
         if not shipment_id:
             return None
-        try:
-            response = await self.http.request("GET", f"/v2/shipments/{quote(shipment_id, safe='')}")
-        except PermanentError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return response.json() or {}
+        return await self.fetch_record(f"/v2/shipments/{quote(shipment_id, safe='')}")
 
     async def _split_from(self, shipment: dict[str, Any]) -> tuple[str, str] | None:
         """Our (reference, shipment id) for a shipment split off one of ours: Split Ship keeps
@@ -305,14 +270,10 @@ class ShipStationV2Adapter:
             owner = None
             async for page in self._pages("/v2/shipments", {"shipment_number": number, "page_size": PAGE_SIZE}, "shipments"):
                 for sibling in page:
-                    if (sibling.get("external_shipment_id") or "").startswith(self.prefix) and owner is None:
+                    if self.context.owns(sibling.get("external_shipment_id") or "") and owner is None:
                         owner = (sibling["external_shipment_id"], str(sibling.get("shipment_id") or ""))
             self._numbers.put(number, owner)
         return self._numbers[number]
-
-    async def acknowledge_shipments(self, shipments: list[Shipment]) -> None:
-        """Nothing to do: ShipStation v2 has no "tracking sent" flag (capability `shipment_ack` off)."""
-        return None
 
     # -- stock --------------------------------------------------------------------------------
 
@@ -324,24 +285,10 @@ class ShipStationV2Adapter:
             rows += page
         return mapping.stock_levels_of(rows)
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
     # -- paging -------------------------------------------------------------------------------
 
-    async def _pages(self, path: str, params: dict[str, Any], key: str) -> AsyncIterator[list[dict[str, Any]]]:
-        """Pages of a paged list (`{key: [...], page, pages, links: {next: {href}}}`). The next
-        link's query is replayed on our own base URL, over our own parameters, so neither a proxy
-        host in it nor a link that drops a filter matters."""
-        for _ in range(MAX_PAGES):
-            response = await self.http.request("GET", path, params=params)
-            body = response.json() or {}
-            items = body.get(key) or []
-            yield items
-            href = ((body.get("links") or {}).get("next") or {}).get("href")
-            if not href or not items:
-                return
-            following = {**params, **dict(parse_qsl(urlsplit(href).query, keep_blank_values=True))}
-            if following == params:
-                return
-            params = following
+    def _pages(self, path: str, params: dict[str, Any], key: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of a paged list (`{key: [...], page, pages, links: {next: {href}}}`), followed by
+        the responses' own next links."""
+        paging = NextLinkPages(self.name, items=key, link=lambda body: (((body or {}).get("links") or {}).get("next") or {}).get("href"))
+        return self.pages(paging, path, params)

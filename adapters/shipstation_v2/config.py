@@ -7,12 +7,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from adapters.base import AdapterConfig
+from adapters.kit import VendorConfig
 
 SE_ID = re.compile(r"^se(-[a-z0-9]+)+$")  # ShipStation's resource ids (`se_id` in the spec)
 
 
-class ShipStationV2Config(AdapterConfig):
+class ShipStationV2Config(VendorConfig):
     """ShipStation API v2 credentials and settings.
 
     `warehouse_id` names the ShipStation ship-from location (`GET /v2/warehouses`); its origin

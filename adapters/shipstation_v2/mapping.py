@@ -8,14 +8,14 @@ v1's *shipment* is a v2 **label** (it carries the tracking number).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from adapters import kit
+from adapters.kit import parse_time
 from connector.domain import Order, Shipment, ShipmentLine, StockLevel, WarehouseOrder
 
 MAX_EXTERNAL_ID = 50  # ShipStation silently truncates longer `external_shipment_id`s
@@ -29,23 +29,6 @@ MIN_PACKAGE_OUNCES = Decimal(1)
 
 class MissingShipTo(ValueError):
     """The order lacks an address field ShipStation v2 requires (`address` schema)."""
-
-
-def iso(moment: datetime) -> str:
-    """An RFC 3339 instant in UTC, as the spec's `date_time` pattern wants (naive = UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # -- ship methods -----------------------------------------------------------------------------
@@ -136,18 +119,14 @@ def ship_to(cart: Order, default_phone: str = "") -> dict[str, Any]:
 
 
 def items(order: WarehouseOrder) -> list[dict[str, Any]]:
-    """`shipment_item`s by warehouse SKU; lines sharing a SKU (a kit component also sold on its
-    own) are merged, so the packer sees one line per SKU."""
-    merged: dict[str, dict[str, Any]] = {}
-    for line in order.lines:
-        if line.sku in merged:
-            merged[line.sku]["quantity"] += int(line.quantity)
-            continue
-        item: dict[str, Any] = {"sku": line.sku, "name": line.description.strip() or line.sku, "quantity": int(line.quantity)}
+    """`shipment_item`s, one per warehouse SKU (`kit.merged_lines`), as the packer sees them."""
+    out = []
+    for line, quantity in kit.merged_lines(order):
+        item: dict[str, Any] = {"sku": line.sku, "name": line.description.strip() or line.sku, "quantity": quantity}
         if line.unit_price is not None and line.unit_price >= 0:
             item["unit_price"] = float(line.unit_price)
-        merged[line.sku] = item
-    return list(merged.values())
+        out.append(item)
+    return out
 
 
 def shipment_body(
@@ -224,20 +203,12 @@ def created_result(body: Any) -> tuple[str, list[str]]:
 
 
 def tracking_numbers(label: dict[str, Any]) -> list[str]:
-    """The label's tracking number and its packages' (multi-package labels), trimmed,
-    de-duplicated, blanks dropped."""
-    raw = [label.get("tracking_number")] + [p.get("tracking_number") for p in label.get("packages") or []]
-    return list(dict.fromkeys(t.strip() for t in raw if isinstance(t, str) and t.strip()))
+    """The label's tracking number and its packages' (multi-package labels)."""
+    return kit.tracking_numbers(label.get("tracking_number"), *(p.get("tracking_number") for p in label.get("packages") or []), separators="")
 
 
 def lines_of(shipment: dict[str, Any]) -> list[ShipmentLine]:
-    quantities: dict[str, int] = {}
-    for item in shipment.get("items") or []:
-        sku = (item.get("sku") or "").strip()
-        quantity = int(item.get("quantity") or 0)
-        if sku and quantity > 0:
-            quantities[sku] = quantities.get(sku, 0) + quantity
-    return [ShipmentLine(sku=sku, quantity=q) for sku, q in quantities.items()]
+    return kit.shipment_lines((item.get("sku"), item.get("quantity")) for item in shipment.get("items") or [])
 
 
 def _amount(value: Any) -> Decimal:
@@ -301,19 +272,9 @@ def stock_levels_of(rows: Iterable[dict[str, Any]]) -> list[StockLevel]:
 def error_text(body: Any) -> str:
     """ShipStation's readable message from an `error_response_body` (`errors[].message` with the
     `error_code`, and the `request_id` support asks for), a `{"message"}` or a bare string."""
-    if isinstance(body, str):
-        return body.strip()
     if not isinstance(body, dict):
-        return json.dumps(body)[:500]
-    parts: list[str] = []
-    for err in body.get("errors") or []:
-        if isinstance(err, dict):
-            text = str(err.get("message") or "").strip() or "error"
-            code = err.get("error_code")
-            parts.append(f"{text} [{code}]" if code else text)
-        elif str(err).strip():
-            parts.append(str(err).strip())
-    if not parts and isinstance(body.get("message"), str):
-        parts.append(body["message"].strip())
-    text = "; ".join(dict.fromkeys(parts)) or json.dumps(body)[:500]
+        return kit.error_text(body)
+    errors = [(str(e.get("message") or "").strip() or "error") + (f" [{e['error_code']}]" if e.get("error_code") else "")
+              if isinstance(e, dict) else e for e in body.get("errors") or []]
+    text = kit.error_text({"errors": errors} if errors else body, messages=("errors",) if errors else ("message",))
     return text + (f" (request id {body['request_id']})" if body.get("request_id") else "")

@@ -231,19 +231,35 @@ def control_routes(sandbox: Any, *, shipped_key: str = "shipped", reference_keys
 
 
 class SandboxKit:
-    """The levers of `connector.sandbox.kits.WarehouseKit` every sandbox pulls the same way;
-    a vendor's kit adds `name`, `warehouse_config`, `set_stock` and `warehouse_ids`."""
+    """The levers of `connector.sandbox.kits.WarehouseKit` every HTTP sandbox pulls the same way.
+
+    A vendor's kit adds `name`, `warehouse_config`, `set_stock`, `warehouse_ids` and
+    `orders_created`, and lists in `routes` the request (method, path prefix) each adapter
+    operation starts with, which is how `fail_next` aims a fault at "the next create".
+    """
 
     name: str
+    routes: dict[str, tuple[str, str]] = {}  # "create", "find", "shipments", "ack", "stock", "skus", "ship_methods"
 
-    def __init__(self, sandbox: Any, ship_methods: tuple[str, ...]):
+    def __init__(self, sandbox: Any, ship_methods: tuple[str, ...], skus: tuple[str, ...] = ()):
         self.sandbox = sandbox
         self.app = sandbox.app
         self.faults = sandbox.faults
         self.ship_methods = ship_methods
+        self.skus = tuple(skus or getattr(sandbox, "products", ()))  # the catalogue it was made with
 
     def ship_all(self) -> None:
         self.sandbox.ship_all()
+
+    def ship(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> list[Any]:
+        self.sandbox.plan(reference, split=split, void_first=void_first, tracking=tracking)
+        return self.sandbox.ship(reference)
+
+    def fail_next(self, operation: str, kind: int | str, *, after: bool = False) -> None:
+        if operation not in self.routes:
+            raise NotImplementedError(f"the {self.name} adapter makes no {operation!r} call")
+        method, path = self.routes[operation]
+        self.faults.script.append({"method": method, "path": path, "status": kind, "after": after})
 
     def created(self) -> int:
         return self.sandbox.create_count

@@ -562,8 +562,8 @@ class ExtensivSandbox(Planned):
         except ApiError as exc:
             return exc.response()
         with self._lock:
-            items = [copy.deepcopy(i) for i in sorted(self.items.values(), key=lambda i: i["ItemId"])]
-        return _hal({"TotalResults": len(items), "ResourceList": items[(page - 1) * size : page * size]})
+            items = sorted(self.items.values(), key=lambda i: i["ItemId"])  # re-adding an item gives it a new id
+            return _hal({"TotalResults": len(items), "ResourceList": [copy.deepcopy(i) for i in items[(page - 1) * size : page * size]]})
 
     async def _create_order(self, request: Request) -> Response:
         try:
@@ -611,6 +611,8 @@ class ExtensivSandbox(Planned):
         except ApiError as exc:
             return exc.response()
         with self._lock:
+            shelves = [(sku, f, quantities) for sku in sorted(self.stock, key=lambda s: self.items[s]["ItemId"])
+                       for f, quantities in sorted(self.stock[sku].items()) if not facility or str(f) == facility]
             rows = [
                 {
                     "FacilityId": f,
@@ -622,11 +624,9 @@ class ExtensivSandbox(Planned):
                     "OnHold": max(0, quantities["on_hand"] - quantities["available"] - quantities["allocated"]),
                     "OnHand": quantities["on_hand"],
                 }
-                for sku in sorted(self.stock, key=lambda s: self.items[s]["ItemId"])
-                for f, quantities in sorted(self.stock[sku].items())
-                if not facility or str(f) == facility
+                for sku, f, quantities in shelves[(page - 1) * size : page * size]  # only the page asked for
             ]
-        return _hal({"TotalResults": len(rows), "Summaries": rows[(page - 1) * size : page * size]})
+        return _hal({"TotalResults": len(shelves), "Summaries": rows})
 
     # -- control API --------------------------------------------------------------------------
 
@@ -652,9 +652,16 @@ class ExtensivKit(SandboxKit):
     """The Extensiv sandbox as a `connector.sandbox.kits.WarehouseKit`."""
 
     name = "extensiv"
+    routes = {  # no "ack", "ship_methods": Extensiv has neither
+        "create": ("POST", "/orders"),
+        "find": ("GET", "/orders"),
+        "shipments": ("GET", "/orders"),
+        "stock": ("GET", "/inventory/stocksummaries"),
+        "skus": ("GET", "/customers/"),
+    }
 
-    def __init__(self, sandbox: ExtensivSandbox, ship_methods: tuple[str, ...]):
-        super().__init__(sandbox, tuple(route_for(m) for m in ship_methods))
+    def __init__(self, sandbox: ExtensivSandbox, ship_methods: tuple[str, ...], skus: tuple[str, ...] = ()):
+        super().__init__(sandbox, tuple(route_for(m) for m in ship_methods), skus or tuple(sandbox.items))
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
         sb = self.sandbox
@@ -669,8 +676,13 @@ class ExtensivKit(SandboxKit):
             "facility_id": next(iter(sb.facilities)),
         }
 
-    def set_stock(self, sku: str, warehouse_id: str, available: int) -> None:
-        self.sandbox.set_stock(sku, int(warehouse_id), available)
+    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
+        self.sandbox.set_stock(sku, int(warehouse_id), available, on_hand)
+
+    def orders_created(self, reference: str) -> int:
+        # Counted from the orders themselves, not the refusals: with the customer's unique
+        # reference option off a repeat would really be a second order.
+        return len(self.sandbox.orders_with_reference(reference))
 
     def warehouse_ids(self) -> list[str]:
         return [str(f) for f in self.sandbox.facilities]
@@ -679,4 +691,4 @@ class ExtensivKit(SandboxKit):
 def kit(*, products, ship_methods, credential: str = "sandbox-secret", **kw: Any) -> ExtensivKit:
     """An Extensiv sandbox kit (demo, bench, pipeline tests); `credential` is the client secret."""
     kw = {**DEMO_PLAN, **kw}
-    return ExtensivKit(ExtensivSandbox(client_secret=credential, products=tuple(products), **kw), tuple(ship_methods))
+    return ExtensivKit(ExtensivSandbox(client_secret=credential, products=tuple(products), **kw), tuple(ship_methods), tuple(products))

@@ -262,8 +262,10 @@ class _FaultySftp(asyncssh.SFTPServer):
     async def _fail(self, kind: Any) -> None:
         self.server.faults._count(str(kind))
         if kind == "timeout":
-            await asyncio.sleep(self.server.faults.timeout_s)  # the client gives up first
-            return
+            # The client gives up first; like the HTTP sandboxes' timeouts, the held operation
+            # then fails (after=True: it was done before the reply was held).
+            await asyncio.sleep(self.server.faults.timeout_s)
+            raise asyncssh.SFTPFailure("injected timeout")
         if kind == "reset":
             self.connection.abort()
             raise asyncssh.SFTPConnectionLost("connection dropped (injected)")
@@ -363,8 +365,23 @@ class SftpServer:
 # -- the kit ------------------------------------------------------------------------------------
 
 
+# The contract's operations -> the first SFTP operation each adapter call makes (for faults).
+SFTP_OPERATIONS = {
+    "create": ("RENAME", "/in/.ord_"),  # the rename that publishes an order file
+    "find": ("OPEN", "/in/.connector/orders/"),  # reading the reference's marker
+    "shipments": ("LIST", "/out"),
+    "ack": ("RENAME", "/out/shp_"),
+    "stock": ("LIST", "/out"),
+}
+
+
 class FilesKit:
-    """The file warehouse as a `connector.sandbox.kits.WarehouseKit` (local folder or SFTP)."""
+    """The file warehouse as a `connector.sandbox.kits.WarehouseKit` (local folder or SFTP).
+
+    Faults need replies to lose: over SFTP they are aimed at the operation each adapter call
+    starts with (`SFTP_OPERATIONS`); a local folder cannot fail that way. `faults` is shared with
+    the kit's own SFTP server, or with one a test starts itself (`SftpServer(..., faults=kit.faults)`).
+    """
 
     name = "files"
     app = None  # no HTTP
@@ -375,6 +392,7 @@ class FilesKit:
         self.credential = credential
         self.faults = Faults()  # effective over SFTP only: a local folder has no replies to lose
         self.ship_methods = warehouse.ship_methods
+        self.skus = warehouse.products
         self.sftp: SftpServer | None = None
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
@@ -390,11 +408,28 @@ class FilesKit:
         return {"adapter": "files", "transport": "sftp", "host": self.sftp.host, "port": self.sftp.port,
                 "username": self.sftp.username, "password": self.credential, "host_key": self.sftp.fingerprint, "timeout_s": 5.0}
 
-    def set_stock(self, sku: str, warehouse_id: str, available: int) -> None:
-        self.sandbox.set_stock(sku, warehouse_id, available)
+    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
+        self.sandbox.set_stock(sku, warehouse_id, available, on_hand)
 
     def ship_all(self) -> None:
         self.sandbox.ship_all()
+
+    def ship(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> list[Any]:
+        return self.sandbox.ship(reference, split=split, void_first=void_first, tracking=tracking)
+
+    def fail_next(self, operation: str, kind: int | str, *, after: bool = False) -> None:
+        if self.transport != "sftp":
+            raise NotImplementedError("a local folder has no replies to lose or delay")
+        if kind == 429:
+            raise NotImplementedError("SFTP has no rate-limit replies")
+        if operation not in SFTP_OPERATIONS:
+            raise NotImplementedError(f"the files adapter makes no {operation!r} call")
+        method, path = SFTP_OPERATIONS[operation]
+        self.faults.script.append({"method": method, "path": path, "status": kind, "after": after})
+
+    def orders_created(self, reference: str) -> int:
+        # A file drop has no duplicate check: every order file the warehouse receives is an order.
+        return self.sandbox.orders_created(reference)
 
     def created(self) -> int:
         return self.sandbox.created() if self.sandbox.root is not None else 0

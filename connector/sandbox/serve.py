@@ -2,7 +2,12 @@
 
     python -m connector.sandbox.serve ultracart --port 0 --ready-file F --api-key K [--dcs DFLT,DC2]
     python -m connector.sandbox.serve shipbob --port 0 --ready-file F --token T [--accounts M] [--products N]
+    python -m connector.sandbox.serve WAREHOUSE --port 0 --ready-file F [--token T] [--config-file C]
     common: [--latency-ms L] [--rate-limit R] [--host 127.0.0.1]
+
+WAREHOUSE is any registered sandbox kit (entry-point group `connector.sandboxes`, a third
+party's included) that serves HTTP; `--config-file` receives the `[merchants.warehouse]` block
+pointing at it (JSON), and `--token` is the kit's credential.
 
 Why a process: the bench measures the connector's CPU and memory; a sandbox in a thread of the
 connector's process would be counted as the connector's. The URL is written to the ready file
@@ -26,11 +31,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connector.sandbox.faults import Faults
+from connector.sandbox.kits import KITS, WarehouseKit, make_kit
 from connector.sandbox.samples import demo_orders
 from connector.sandbox.server import serve_blocking
 from connector.sandbox.shipbob import ShipBobSandbox
@@ -159,9 +166,32 @@ class ShipBobProcess:
         await target.app(scope, receive, send)
 
 
+class KitProcess:
+    """Any registered warehouse kit's HTTP sandbox, plus `/_sandbox/counters`."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.kit: WarehouseKit = make_kit(args.kind, products=CATALOG, ship_methods=SHIP_METHODS, credential=args.token,
+                                          split_every=args.split_every, void_every=args.void_every)
+        if self.kit.app is None:
+            raise SystemExit(f"the {args.kind} sandbox has no HTTP server to serve")
+        if self.kit.faults is not None:
+            self.kit.faults.update({"latency_ms": args.latency_ms, "rate_limit_per_minute": args.rate_limit})
+
+    def counters(self) -> dict[str, Any]:
+        sandbox = getattr(self.kit, "sandbox", None)
+        return {"requests": dict(getattr(sandbox, "requests", {}) or {}),
+                "faults": dict(self.kit.faults.counts) if self.kit.faults is not None else {}, "created": self.kit.created()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/_sandbox/counters":
+            await _reply(send, 200, self.counters())
+        else:
+            await self.kit.app(scope, receive, send)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m connector.sandbox.serve", description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("ultracart", "shipbob"))
+    parser.add_argument("kind", choices=("ultracart", *sorted(KITS)))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", help="write the URL here once listening")
@@ -169,7 +199,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate-limit", type=int, default=0, help="requests per sliding minute, then 429 (0 = none)")
     parser.add_argument("--api-key", default="sandbox-key", help="UltraCart simple key")
     parser.add_argument("--dcs", default="DFLT", help="UltraCart distribution centers, comma separated")
-    parser.add_argument("--token", default="sandbox-token", help="ShipBob bearer token (account i of several: TOKEN-i)")
+    parser.add_argument("--token", default="sandbox-token", help="the warehouse credential (ShipBob account i of several: TOKEN-i)")
+    parser.add_argument("--config-file", help="a warehouse other than ShipBob: write its [merchants.warehouse] block here (JSON)")
     parser.add_argument("--accounts", type=int, default=1, help="ShipBob accounts, under /a0, /a1, ...")
     parser.add_argument("--products", type=int, default=0, help="ShipBob: generated SKUs with stock, besides the sample catalog")
     parser.add_argument("--split-every", type=int, default=9, help="ShipBob: every Nth order ships in two parcels")
@@ -179,8 +210,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    app: ASGIApp = UltraCartProcess(args) if args.kind == "ultracart" else ShipBobProcess(args)
-    serve_blocking(app, args.host, args.port, args.ready_file)
+    app: ASGIApp
+    if args.kind == "ultracart":
+        app = UltraCartProcess(args)
+    elif args.kind == "shipbob":
+        app = ShipBobProcess(args)
+    else:
+        app = KitProcess(args)
+    serve_blocking(app, args.host, args.port, args.ready_file, on_ready=_config_writer(app, args))
+
+
+def _config_writer(app: ASGIApp, args: argparse.Namespace):
+    """Once the URL is known, write the warehouse block pointing at it (`--config-file`)."""
+    if not (args.config_file and isinstance(app, KitProcess)):
+        return None
+
+    def write(url: str) -> None:
+        block = app.kit.warehouse_config(url, Path(args.config_file).parent)
+        Path(args.config_file).write_text(json.dumps(block, indent=1))
+
+    return write
 
 
 if __name__ == "__main__":

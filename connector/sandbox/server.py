@@ -64,9 +64,12 @@ class SandboxServer:
         self.stop()
 
 
-def serve_blocking(app, host: str = "127.0.0.1", port: int = 0, ready_file: str | None = None) -> None:
-    """Serve in the foreground; write the URL to `ready_file` once listening (for parent processes)."""
+def serve_blocking(app, host: str = "127.0.0.1", port: int = 0, ready_file: str | None = None, on_ready=None) -> None:
+    """Serve in the foreground; write the URL to `ready_file` once listening (for parent
+    processes), after handing it to `on_ready(url)` when given."""
     server = SandboxServer(app, host, port)
+    if on_ready is not None:
+        on_ready(server.url)  # the socket is bound: the URL is final before the first request
     if ready_file:
         config = server._server.config
 

@@ -27,6 +27,7 @@ import copy
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -78,12 +79,13 @@ class ShipBobSandbox(Planned):
         self._lock = threading.Lock()
         self._seq = {"order": 1000, "shipment": 500000, "product": 7000, "method": 40}
         self.products: dict[str, dict[str, Any]] = {}  # by SKU
-        for sku in products:
+        for sku in dict.fromkeys(products):  # each once: `products` stays in id order (the listings rely on it)
             self._add_product(sku, sku)
         self.ship_methods: dict[str, dict[str, Any]] = {}
         for name in ship_methods:
             self._add_method(name)
         self.stock: dict[str, dict[int, dict[str, int]]] = {}  # sku -> fc -> quantities
+        self._stock_order: list[str] = []  # the SKUs of `stock` in product id order (see _stock_skus)
         self.orders: dict[str, dict[str, Any]] = {}  # by reference_id
         self.create_attempts: dict[str, int] = defaultdict(int)
         self.create_count = 0
@@ -434,7 +436,7 @@ class ShipBobSandbox(Planned):
                     if now - self._created_at[ref] >= self.ship_after_s:
                         self._ship(ref)
             selected = []
-            for order in sorted(self.orders.values(), key=lambda o: o["id"]):
+            for order in self.orders.values():  # created in id order
                 if refs and order["reference_id"] not in refs or ids and order["id"] not in ids:
                     continue
                 if channel is not None and order["channel"]["id"] != channel:
@@ -448,27 +450,29 @@ class ShipBobSandbox(Planned):
                     (_parse_time(s["last_tracking_update_at"]) or since) >= since for s in labelled
                 ):
                     continue
-                selected.append(self._public(order))
-        return JSONResponse(selected[(page - 1) * limit : page * limit])
+                selected.append(order)
+            # Only the page asked for is copied out: a big account pages through thousands.
+            return JSONResponse([self._public(o) for o in selected[(page - 1) * limit : page * limit]])
 
-    def _cursor_page(self, request: Request, items: list[Any], size_param: str = "PageSize") -> Response:
+    def _cursor_page(self, request: Request, count: int, render: Callable[[int, int], list[Any]], size_param: str = "PageSize") -> Response:
+        """One page of a cursor-paged list of `count` records; `render(start, stop)` builds just
+        that page's records (a catalogue of 100,000 SKUs is paged, never built whole)."""
         q = request.query_params
         try:
             size = min(250, max(1, int(q.get(size_param) or 50)))
             offset = int(base64.urlsafe_b64decode(q["Cursor"]).decode()) if q.get("Cursor") else 0
         except ValueError:
             return ApiError(400, {"": ["Invalid cursor or page size."]}).response()
-        chunk = items[offset : offset + size]
 
         def link(at: int) -> str:
             cursor = base64.urlsafe_b64encode(str(at).encode()).decode()
             return str(request.url.include_query_params(**{size_param: size, "Cursor": cursor}))
 
         body = {
-            "items": chunk,
+            "items": render(offset, offset + size),
             "first": None,
             "last": None,
-            "next": link(offset + size) if offset + size < len(items) else None,
+            "next": link(offset + size) if offset + size < count else None,
             "prev": link(max(0, offset - size)) if offset else None,
         }
         return JSONResponse(body)
@@ -476,8 +480,8 @@ class ShipBobSandbox(Planned):
     @endpoint
     async def _list_products(self, request: Request) -> Response:
         with self._lock:
-            items = [copy.deepcopy(p) for p in sorted(self.products.values(), key=lambda p: p["id"])]
-        return self._cursor_page(request, items)
+            products = list(self.products.values())  # added in id order
+            return self._cursor_page(request, len(products), lambda a, b: [copy.deepcopy(p) for p in products[a:b]])
 
     @endpoint
     async def _list_methods(self, request: Request) -> Response:
@@ -488,8 +492,8 @@ class ShipBobSandbox(Planned):
         except ValueError:
             return ApiError(400, {"Page": ["The value is not valid."]}).response()
         with self._lock:
-            methods = [copy.deepcopy(m) for m in sorted(self.ship_methods.values(), key=lambda m: m["id"])]
-        return JSONResponse(methods[(page - 1) * limit : page * limit])
+            methods = sorted(self.ship_methods.values(), key=lambda m: m["id"])[(page - 1) * limit : page * limit]
+            return JSONResponse([copy.deepcopy(m) for m in methods])
 
     async def _tracking_uploaded(self, request: Request) -> Response:
         try:
@@ -515,26 +519,34 @@ class ShipBobSandbox(Planned):
         ok = sum(r["isSuccess"] for r in results)
         return JSONResponse({"results": results, "summary": {"failed": len(results) - ok, "successful": ok, "total": len(results)}})
 
+    def _stock_skus(self) -> list[str]:
+        """The SKUs with stock, in product id order (what ShipBob lists). Kept between calls:
+        stock entries are only ever added, so a new one is the only reason to sort again."""
+        if len(self._stock_order) != len(self.stock):
+            self._stock_order = sorted(self.stock, key=lambda s: self.products[s]["id"])
+        return self._stock_order
+
+    def _inventory_item(self, sku: str) -> dict[str, Any]:
+        variant = self.products[sku]["variants"][0]
+        locations = [
+            {
+                "location_id": fc,
+                "name": self.fulfillment_centers.get(fc, ""),
+                "fulfillable_quantity": q["fulfillable"],
+                "on_hand_quantity": q["on_hand"],
+                "committed_quantity": q["committed"],
+                "awaiting_quantity": 0,
+                "internal_transfer_quantity": 0,
+            }
+            for fc, q in sorted(self.stock[sku].items())
+        ]
+        return {"inventory_id": variant["id"], "name": variant["name"], "sku": sku, "locations": locations}
+
     @endpoint
     async def _inventory_locations(self, request: Request) -> Response:
         with self._lock:
-            items = []
-            for sku in sorted(self.stock, key=lambda s: self.products[s]["id"]):
-                variant = self.products[sku]["variants"][0]
-                locations = [
-                    {
-                        "location_id": fc,
-                        "name": self.fulfillment_centers.get(fc, ""),
-                        "fulfillable_quantity": q["fulfillable"],
-                        "on_hand_quantity": q["on_hand"],
-                        "committed_quantity": q["committed"],
-                        "awaiting_quantity": 0,
-                        "internal_transfer_quantity": 0,
-                    }
-                    for fc, q in sorted(self.stock[sku].items())
-                ]
-                items.append({"inventory_id": variant["id"], "name": variant["name"], "sku": sku, "locations": locations})
-        return self._cursor_page(request, items)
+            skus = self._stock_skus()
+            return self._cursor_page(request, len(skus), lambda a, b: [self._inventory_item(sku) for sku in skus[a:b]])
 
 
 class ShipBobKit(SandboxKit):
@@ -542,14 +554,30 @@ class ShipBobKit(SandboxKit):
 
     name = "shipbob"
 
-    def __init__(self, sandbox: ShipBobSandbox):
-        super().__init__(sandbox, tuple(sandbox.ship_methods))
+    def __init__(self, sandbox: ShipBobSandbox, skus: tuple[str, ...] = ()):
+        super().__init__(sandbox, tuple(sandbox.ship_methods), skus)
+        v = "/" + sandbox.api_version
+        self.routes = {
+            "create": ("POST", f"{v}/order"),
+            "find": ("GET", f"{v}/order"),
+            "shipments": ("GET", f"{v}/order"),
+            "ack": ("POST", f"{v}/shipment:batchUpdateTrackingUpload"),
+            "stock": ("GET", f"{v}/inventory-level/locations"),
+            "skus": ("GET", f"{v}/product"),
+            "ship_methods": ("GET", f"{v}/shipping-method"),
+        }
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
         return {"adapter": "shipbob", "base_url": base_url, "token": self.sandbox.token, "channel_id": self.sandbox.channel_id}
 
-    def set_stock(self, sku: str, warehouse_id: str, available: int) -> None:
-        self.sandbox.set_stock(sku, int(warehouse_id), available)
+    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
+        self.sandbox.set_stock(sku, int(warehouse_id), available, on_hand)
+
+    def orders_created(self, reference: str) -> int:
+        # Like ShipBob, the sandbox refuses a second order with the same reference (422), so this
+        # is 0 or 1; `create_count` also shows no second create succeeded under another key.
+        with self.sandbox._lock:
+            return sum(1 for o in self.sandbox.orders.values() if o["reference_id"] == reference)
 
     def warehouse_ids(self) -> list[str]:
         return [str(fc) for fc in self.sandbox.fulfillment_centers]
@@ -558,4 +586,4 @@ class ShipBobKit(SandboxKit):
 def kit(*, products, ship_methods, credential: str = "sandbox-token", **kw: Any) -> ShipBobKit:
     """A ShipBob sandbox kit (demo, bench, pipeline tests)."""
     kw = {**DEMO_PLAN, **kw}
-    return ShipBobKit(ShipBobSandbox(token=credential, channel_id=1, products=products, ship_methods=ship_methods, **kw))
+    return ShipBobKit(ShipBobSandbox(token=credential, channel_id=1, products=products, ship_methods=ship_methods, **kw), tuple(products))

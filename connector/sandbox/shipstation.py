@@ -33,15 +33,16 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from datetime import date
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from adapters.shipstation import pacific
 from connector.sandbox import common
 from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, endpoint, halves
 from connector.sandbox.common import now_utc as _now
@@ -63,6 +64,31 @@ DEFAULT_STORES = {310001: "UltraCart connector", 310002: "Manual Orders"}
 DEFAULT_METHODS = ("stamps_com:usps_priority_mail", "ups:ups_ground", "fedex:fedex_2day")
 SHIPMENT_ITEM_FIELDS = ("orderItemId", "lineItemKey", "sku", "name", "imageUrl", "weight", "quantity", "unitPrice",
                         "warehouseLocation", "options", "productId", "fulfillmentSku", "adjustment", "upc")
+
+
+# ShipStation keeps every date in US Pacific time without an offset. The sandbox has its own
+# clock code (never the adapter's), so a mistake in the adapter's conversion shows as a mismatch.
+PACIFIC = ZoneInfo("America/Los_Angeles")
+
+
+def pacific_stamp(moment: datetime) -> str:
+    """How ShipStation writes a moment: Pacific wall time with seven fraction digits."""
+    local = moment.astimezone(PACIFIC)
+    return f"{local:%Y-%m-%dT%H:%M:%S}.{local.microsecond:06d}0"
+
+
+def pacific_day(moment: datetime) -> str:
+    return moment.astimezone(PACIFIC).date().isoformat()
+
+
+def read_pacific(text: str | None) -> datetime | None:
+    """A date or date-time as ShipStation reads one (Pacific unless it has an offset); None if
+    it is not one."""
+    try:
+        moment = datetime.fromisoformat(str(text or "").strip())
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=PACIFIC).astimezone(UTC)
 
 
 class ApiError(common.ApiError):
@@ -211,7 +237,7 @@ class ShipStationSandbox(Planned):
                 errors[f"apiOrder.{field}"] = [f"The {field} field is required."]
         if body.get("orderStatus") and body["orderStatus"] not in ORDER_STATUSES:
             errors["apiOrder.orderStatus"] = [f"'{body['orderStatus']}' is not a valid order status."]
-        if body.get("orderDate") and pacific.parse(body["orderDate"]) is None:
+        if body.get("orderDate") and read_pacific(body["orderDate"]) is None:
             errors["apiOrder.orderDate"] = ["The orderDate field is not a valid date."]
         for field in ("billTo", "shipTo"):
             if not isinstance(body.get(field), dict):
@@ -236,7 +262,7 @@ class ShipStationSandbox(Planned):
             if key:
                 self.create_attempts[key] += 1
             self._validate(body)
-            now = pacific.stamp(_now(), fraction=True)
+            now = pacific_stamp(_now())
             existing = self.orders.get(self.by_key[key]) if key in self.by_key else None
             if existing is not None and existing["orderStatus"] in FINAL_STATUSES:
                 raise ApiError(400, {
@@ -333,12 +359,12 @@ class ShipStationSandbox(Planned):
 
         if plan.void_first:
             voided = self._label(order, lines, tracking_for(1))
-            voided.update(voided=True, voidDate=pacific.stamp(_now(), fraction=True))
+            voided.update(voided=True, voidDate=pacific_stamp(_now()))
             made.append(voided)
         for group in groups:
             made.append(self._label(order, group, tracking_for(len(made) + 1)))
         self.labels += made
-        order.update(orderStatus="shipped", shipDate=made[-1]["shipDate"], modifyDate=pacific.stamp(_now(), fraction=True))
+        order.update(orderStatus="shipped", shipDate=made[-1]["shipDate"], modifyDate=pacific_stamp(_now()))
         return copy.deepcopy(made)
 
     def _label(self, order: dict[str, Any], items: list[dict[str, Any]], tracking: str) -> dict[str, Any]:
@@ -350,8 +376,8 @@ class ShipStationSandbox(Planned):
             "userId": "8f2b6a1e-sandbox",
             "customerEmail": order.get("customerEmail"),
             "orderNumber": order["orderNumber"],
-            "createDate": pacific.stamp(now, fraction=True),
-            "shipDate": pacific.pacific_date(now),
+            "createDate": pacific_stamp(now),
+            "shipDate": pacific_day(now),
             "shipmentCost": 7.5,
             "insuranceCost": 0.0,
             "trackingNumber": tracking,
@@ -395,8 +421,10 @@ class ShipStationSandbox(Planned):
         return page, size
 
     @staticmethod
-    def _page_of(key: str, records: list[dict[str, Any]], page: int, size: int) -> dict[str, Any]:
-        return {key: records[(page - 1) * size : page * size], "total": len(records), "page": page,
+    def _page_of(key: str, records: list[dict[str, Any]], page: int, size: int,
+                 render: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """One page of `records`; only its own records are rendered (copied out)."""
+        return {key: [render(r) for r in records[(page - 1) * size : page * size]], "total": len(records), "page": page,
                 "pages": math.ceil(len(records) / size) if records else 0}
 
     # -- API handlers -------------------------------------------------------------------------
@@ -422,12 +450,12 @@ class ShipStationSandbox(Planned):
         number, status, store = q.get("orderNumber"), q.get("orderStatus"), q.get("storeId")
         with self._lock:
             found = [
-                self._public(o) for o in sorted(self.orders.values(), key=lambda o: o["orderId"])
+                o for o in self.orders.values()  # created in orderId order
                 if (not number or o["orderNumber"].startswith(number))
                 and (not status or o["orderStatus"] == status)
                 and (not store or str(o["advancedOptions"].get("storeId")) == store)
             ]
-        return JSONResponse(self._page_of("orders", found, page, size))
+            return JSONResponse(self._page_of("orders", found, page, size, self._public))
 
     async def _list_shipments(self, request: Request) -> Response:
         try:
@@ -436,7 +464,7 @@ class ShipStationSandbox(Planned):
             q = request.query_params
             ship_start = self._date_param(q.get("shipDateStart"), "shipDateStart")
             ship_end = self._date_param(q.get("shipDateEnd"), "shipDateEnd")
-            create_start = pacific.parse(q["createDateStart"]) if q.get("createDateStart") else None
+            create_start = read_pacific(q["createDateStart"]) if q.get("createDateStart") else None
         except ApiError as exc:
             return exc.response()
         with_items = (q.get("includeShipmentItems") or "").lower() == "true"
@@ -453,15 +481,19 @@ class ShipStationSandbox(Planned):
                 shipped = date.fromisoformat(label["shipDate"])
                 if ship_start and shipped < ship_start or ship_end and shipped > ship_end:
                     continue
-                if create_start and (pacific.parse(label["createDate"]) or create_start) < create_start:
+                if create_start and (read_pacific(label["createDate"]) or create_start) < create_start:
                     continue
                 if store and str(label["advancedOptions"].get("storeId")) != store or number and label["orderNumber"] != number:
                     continue
+                found.append(label)
+
+            def render(label: dict[str, Any]) -> dict[str, Any]:
                 record = copy.deepcopy(label)
                 if not with_items:
                     record["shipmentItems"] = None
-                found.append(record)
-        return JSONResponse(self._page_of("shipments", found, page, size))
+                return record
+
+            return JSONResponse(self._page_of("shipments", found, page, size, render))
 
     @staticmethod
     def _date_param(value: str | None, name: str) -> date | None:
@@ -511,9 +543,15 @@ class ShipStationKit(SandboxKit):
     """
 
     name = "shipstation"
+    routes = {
+        "create": ("POST", "/orders/createorder"),
+        "find": ("GET", "/orders"),
+        "shipments": ("GET", "/shipments"),
+        "ship_methods": ("GET", "/carriers"),
+    }
 
-    def __init__(self, sandbox: ShipStationSandbox, ship_methods: tuple[str, ...], store_id: int | None):
-        super().__init__(sandbox, ship_methods)
+    def __init__(self, sandbox: ShipStationSandbox, ship_methods: tuple[str, ...], store_id: int | None, skus: tuple[str, ...] = ()):
+        super().__init__(sandbox, ship_methods, skus)
         self.store_id = store_id
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
@@ -528,8 +566,15 @@ class ShipStationKit(SandboxKit):
             config["store_id"] = self.store_id
         return config
 
-    def set_stock(self, sku: str, warehouse_id: str, available: int) -> None:
+    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
         """ShipStation v1 keeps no stock: nothing to set."""
+
+    def orders_created(self, reference: str) -> int:
+        # orderKey is unique by construction in ShipStation (an upsert key), so count orders
+        # by order number too: a keyless resend would show up as a second order there.
+        number = reference.split("-", 1)[-1]
+        with self.sandbox._lock:
+            return sum(1 for o in self.sandbox.orders.values() if o["orderKey"] == reference or o["orderNumber"] == number)
 
     def warehouse_ids(self) -> list[str]:
         return [str(w) for w in self.sandbox.warehouse_ids]
@@ -544,4 +589,4 @@ def kit(*, products, ship_methods, credential: str = "sandbox-secret", store_id:
         carrier, _, service = method.partition(":")
         if carrier not in sandbox.carriers or service not in sandbox.carriers[carrier][1]:
             sandbox.add_method(carrier, service)
-    return ShipStationKit(sandbox, methods, store_id)
+    return ShipStationKit(sandbox, methods, store_id, tuple(products))

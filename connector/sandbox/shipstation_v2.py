@@ -412,8 +412,10 @@ class ShipStationV2Sandbox(Planned):
         omits unset optional fields)."""
         return {k: copy.deepcopy(v) for k, v in record.items() if not k.startswith("_") and v is not None}
 
-    def _page(self, request: Request, key: str, items: list[Any], size_param: str = "page_size") -> Response:
-        """One page of a paged list, with `links` that repeat the request's own parameters."""
+    def _page(self, request: Request, key: str, records: list[Any], render: Callable[[Any], Any] | None = None,
+              size_param: str = "page_size") -> Response:
+        """One page of a paged list, with `links` that repeat the request's own parameters; only
+        that page's records are rendered (`render`, default as they are)."""
         q = request.query_params
         try:
             page = int(q.get("page") or 1)
@@ -422,15 +424,17 @@ class ShipStationV2Sandbox(Planned):
             return ApiError(400, "invalid_field_value", "page and page_size must be integers").response()
         if page < 1 or size < 1:
             return ApiError(400, "invalid_field_value", "page and page_size must be at least 1").response()
-        pages = (len(items) + size - 1) // size
+        pages = (len(records) + size - 1) // size
 
         def link(n: int) -> dict[str, str]:
             return {"href": str(request.url.include_query_params(page=n))}
 
         links = {"first": link(1), "last": link(max(1, pages)), "prev": link(page - 1) if page > 1 else {},
                  "next": link(page + 1) if page < pages else {}}
-        chunk = items[(page - 1) * size : page * size]
-        return JSONResponse({key: chunk, "total": len(items), "page": page, "pages": pages, "links": links})
+        chunk = records[(page - 1) * size : page * size]
+        if render is not None:
+            chunk = [render(r) for r in chunk]
+        return JSONResponse({key: chunk, "total": len(records), "page": page, "pages": pages, "links": links})
 
     def _auto_ship(self) -> None:
         if self.ship_after_s is None:
@@ -501,11 +505,11 @@ class ShipStationV2Sandbox(Planned):
     async def _list_shipments(self, request: Request) -> Response:
         q = request.query_params
         with self._lock:
-            found = [self._public(s) for s in self.shipments.values()
+            found = [s for s in self.shipments.values()
                      if (not q.get("shipment_number") or s["shipment_number"] == q["shipment_number"])
                      and (not q.get("shipment_status") or s["shipment_status"] == q["shipment_status"])]
-        found.sort(key=lambda s: s["created_at"], reverse=q.get("sort_dir", "desc") == "desc")
-        return self._page(request, "shipments", found)
+            found.sort(key=lambda s: s["created_at"], reverse=q.get("sort_dir", "desc") == "desc")
+            return self._page(request, "shipments", found, self._public)
 
     @endpoint
     async def _list_labels(self, request: Request) -> Response:
@@ -515,48 +519,61 @@ class ShipStationV2Sandbox(Planned):
             return ApiError(400, "invalid_field_value", "created_at_start must be a date-time").response()
         with self._lock:
             self._auto_ship()
-            found = [self._public(label) for label in self.labels.values()
+            found = [label for label in self.labels.values()
                      if (start is None or _parse_time(label["created_at"]) >= start)
                      and (not q.get("shipment_id") or label["shipment_id"] == q["shipment_id"])
                      and (not q.get("label_status") or label["status"] == q["label_status"])]
-        key = "modified_at" if q.get("sort_by") == "modified_at" else "created_at"
-        found.sort(key=lambda lb: (lb.get(key) or lb["created_at"], lb["label_id"]), reverse=q.get("sort_dir", "desc") == "desc")
-        return self._page(request, "labels", found)
+            key = "modified_at" if q.get("sort_by") == "modified_at" else "created_at"
+            found.sort(key=lambda lb: (lb.get(key) or lb["created_at"], lb["label_id"]), reverse=q.get("sort_dir", "desc") == "desc")
+            return self._page(request, "labels", found, self._public)
 
     @endpoint
     async def _list_products(self, request: Request) -> Response:
         q = request.query_params
         with self._lock:
-            found = [copy.deepcopy(p) for p in sorted(self.products.values(), key=lambda p: p["product_id"])
+            found = [p for p in sorted(self.products.values(), key=lambda p: p["product_id"])
                      if (not q.get("sku") or p["sku"] == q["sku"]) and (q.get("active") is None or str(p["active"]).lower() == q["active"])]
-        return self._page(request, "products", found)
+            return self._page(request, "products", found, copy.deepcopy)
 
     @endpoint
     async def _list_inventory(self, request: Request) -> Response:
         q = request.query_params
+        per_location = q.get("group_by") != "warehouse"  # one location per warehouse here
         with self._lock:
-            rows = [
-                {"sku": sku, "on_hand": s["on_hand"], "allocated": s["allocated"], "available": s["on_hand"] - s["allocated"],
-                 "average_cost": {"amount": 0.0, "currency": "usd"}, "inventory_warehouse_id": wh}
-                for sku, shelves in sorted(self.stock.items()) for wh, s in sorted(shelves.items())
-                if (not q.get("sku") or sku == q["sku"]) and (not q.get("inventory_warehouse_id") or wh == q["inventory_warehouse_id"])
-            ]
-        if q.get("group_by") != "warehouse":  # per location: one location per warehouse here
-            rows = [dict(r, inventory_location_id=f"{r['inventory_warehouse_id']}-A1") for r in rows]
-        # `limit` is the only size parameter /v2/inventory documents; its links add just `page`.
-        return self._page(request, "inventory", rows, size_param="limit")
+            shelves = [(sku, wh, s) for sku, by_warehouse in sorted(self.stock.items()) for wh, s in sorted(by_warehouse.items())
+                       if (not q.get("sku") or sku == q["sku"]) and (not q.get("inventory_warehouse_id") or wh == q["inventory_warehouse_id"])]
+
+            def row(shelf: tuple[str, str, dict[str, int]]) -> dict[str, Any]:
+                sku, wh, s = shelf
+                out = {"sku": sku, "on_hand": s["on_hand"], "allocated": s["allocated"], "available": s["on_hand"] - s["allocated"],
+                       "average_cost": {"amount": 0.0, "currency": "usd"}, "inventory_warehouse_id": wh}
+                return dict(out, inventory_location_id=f"{wh}-A1") if per_location else out
+
+            # `limit` is the only size parameter /v2/inventory documents; its links add just `page`.
+            return self._page(request, "inventory", shelves, row, size_param="limit")
 
 
 class ShipStationV2Kit(SandboxKit):
     """The ShipStation v2 sandbox as a `connector.sandbox.kits.WarehouseKit`."""
 
     name = "shipstation-v2"
+    routes = {  # no "ack": the adapter makes no such call
+        "create": ("POST", "/v2/shipments"),
+        "find": ("GET", "/v2/shipments/external_shipment_id/"),
+        "shipments": ("GET", "/v2/labels"),
+        "stock": ("GET", "/v2/inventory"),
+        "ship_methods": ("GET", "/v2/carriers"),
+        "skus": ("GET", "/v2/products"),
+    }
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:
         return {"adapter": "shipstation-v2", "base_url": base_url, "api_key": self.sandbox.api_key, "warehouse_id": SHIP_FROM_ID}
 
-    def set_stock(self, sku: str, warehouse_id: str, available: int) -> None:
-        self.sandbox.set_stock(sku, warehouse_id, available)
+    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
+        self.sandbox.set_stock(sku, warehouse_id, available, on_hand)
+
+    def orders_created(self, reference: str) -> int:
+        return self.sandbox.orders_created(reference)
 
     def warehouse_ids(self) -> list[str]:
         return list(self.sandbox.inventory_warehouses)
@@ -570,4 +587,4 @@ def kit(*, products, ship_methods, credential: str = "sandbox-api-key", **kw: An
     """
     methods = tuple(m for m in ship_methods if SERVICE_CODE.match(m)) or DEFAULT_SHIP_METHODS
     kw = {**DEMO_PLAN, **kw}
-    return ShipStationV2Kit(ShipStationV2Sandbox(api_key=credential, products=products, ship_methods=methods, **kw), methods)
+    return ShipStationV2Kit(ShipStationV2Sandbox(api_key=credential, products=products, ship_methods=methods, **kw), methods, tuple(products))

@@ -6,6 +6,10 @@ it) and provides two fixtures:
 - `adapter`: a ready adapter instance talking to the warehouse's sandbox (closed by the fixture);
 - `warehouse`: a `WarehouseDriver` for that sandbox: what the suite needs to arrange and observe
   things the adapter API cannot (faults, shipping, stock, what was really created).
+  `tests.support.warehouse.KitDriver` makes one of any sandbox kit.
+
+Every adapter with a sandbox kit registered (entry-point group `connector.sandboxes`) also runs
+the suite through its kit alone: tests/adapters/test_kit_contract.py.
 
 The suite speaks only the domain and the driver, never a vendor's URLs, so a ShipStation,
 Extensiv or file-drop adapter can run it against its own sandbox. A driver that cannot do
@@ -120,9 +124,32 @@ class WarehouseContract:
         assert isinstance(text, str) and text.strip()
 
     async def test_capabilities_are_declared(self, adapter: Any) -> None:
+        from adapters.base import WarehouseAdapter
+
+        assert isinstance(adapter, WarehouseAdapter)  # every attribute and method the engine uses
         assert isinstance(adapter.name, str) and adapter.name
         for flag in ("inventory", "shipment_ack", "cancel", "bulk_create", "sku_catalog", "ship_method_catalog"):
             assert isinstance(getattr(adapter.capabilities, flag), bool), flag
+
+    async def test_capabilities_claim_only_what_the_adapter_has(self, adapter: Any) -> None:
+        # A claimed capability switches a service on: the method behind it must be the adapter's
+        # own, not the base's "cannot" default (nor missing, for a method no protocol has yet).
+        from adapters.base import WarehouseAdapterBase
+
+        if adapter.capabilities.cancel:
+            assert type(adapter).cancel_order is not WarehouseAdapterBase.cancel_order, "cancel claimed, cancel_order not written"
+        else:
+            result = await adapter.cancel_order(f"{adapter.name}-never-sent")
+            assert result.outcome.value == "by_hand" and result.reason
+        if adapter.capabilities.bulk_create:
+            assert callable(getattr(adapter, "create_orders", None)), "bulk_create claimed, create_orders not written"
+        if adapter.capabilities.inventory:
+            assert type(adapter).stock_levels is not WarehouseAdapterBase.stock_levels
+
+    async def test_what_the_engine_reads_is_there_before_any_read(self, adapter: Any) -> None:
+        # The engine reads `problems` and `snapshot_at` directly after each pass.
+        assert list(adapter.problems) == []
+        assert adapter.snapshot_at is None
 
     async def test_catalogues(self, adapter: Any, warehouse: WarehouseDriver) -> None:
         skus = await adapter.known_skus()
@@ -172,6 +199,17 @@ class WarehouseContract:
         again = await adapter.create_order(order)
         assert again.already_existed and again.warehouse_order_id == found.warehouse_order_id
         assert warehouse.orders_created(order.reference) == 1
+
+    @pytest.mark.parametrize("kind", [500, 502, "timeout", "reset"])
+    async def test_a_lost_create_is_in_doubt_and_not_resent(self, adapter: Any, warehouse: WarehouseDriver, kind: int | str) -> None:
+        # The create's reply never comes (a 5xx, no answer in time, a dropped connection): the
+        # outcome is unknown, so the adapter says so and does not send it again in the same call.
+        # The fault is spent on the first try, so a resend would have created the order.
+        order = make_order(warehouse)
+        _fault(warehouse, "create", kind)
+        with pytest.raises(InDoubtError):
+            await adapter.create_order(order)
+        assert warehouse.orders_created(order.reference) == 0
 
     # -- errors -------------------------------------------------------------------------------
 

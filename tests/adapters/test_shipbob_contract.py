@@ -6,56 +6,21 @@ documented answer the sandbox gives is validated too, which keeps the sandbox ho
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import pytest
 
-from adapters.base import AdapterContext
 from adapters.shipbob import ShipBobAdapter
-from connector.sandbox.shipbob import ShipBobSandbox
+from connector.sandbox.shipbob import ShipBobKit, ShipBobSandbox
 from tests.adapters.contract import WarehouseContract
 from tests.support.openapi import ValidatingTransport, spec_validator
-from tests.support.warehouse import SandboxDriver, opened, served
+from tests.support.warehouse import KitDriver, fresh_context, opened, served
 
 SPEC = "shipbob-2026-01-openapi.json"
-
-_ROUTES = {  # the driver's operation names -> ShipBob method and path
-    "create": ("POST", "/order"),
-    "find": ("GET", "/order"),
-    "shipments": ("GET", "/order"),
-    "ack": ("POST", "/shipment:batchUpdateTrackingUpload"),
-    "stock": ("GET", "/inventory-level/locations"),
-    "skus": ("GET", "/product"),
-    "ship_methods": ("GET", "/shipping-method"),
-}
-
-
-class ShipBobDriver(SandboxDriver):
-    """`WarehouseDriver` over a ShipBobSandbox running in this process."""
-
-    ship_method = "Standard"
-    warehouse_ids = ["10", "11"]
-    routes = _ROUTES
-    sandbox: ShipBobSandbox
-
-    def path(self, path: str) -> str:
-        return f"/{self.sandbox.api_version}{path}"
-
-    def warehouse_id(self, warehouse_id: str) -> int:
-        return int(warehouse_id)
-
-    def orders_created(self, reference: str) -> int:
-        # Like ShipBob, the sandbox refuses a second order with the same reference (422), so this
-        # is 0 or 1; `create_count` also shows no second create succeeded under another key.
-        return sum(1 for o in self.sandbox.orders.values() if o["reference_id"] == reference)
 
 
 @pytest.fixture
 def sandbox():
-    # A sandbox per test, with its own token: the rate limiter is per credential and process-wide,
-    # so a 429 in one test must not slow the next.
-    with served(ShipBobSandbox(token=f"tok-{uuid.uuid4().hex}", channel_id=7, products=["SKU-1", "SKU-2", "SKU-3"])) as sb:
+    with served(ShipBobSandbox(token="ct-token", channel_id=7, products=["SKU-1", "SKU-2", "SKU-3"])) as sb:
         yield sb
 
 
@@ -69,13 +34,13 @@ async def adapter(sandbox):
         "token": sandbox.token,
         "channel_id": sandbox.channel_id,
     }
-    async with opened(ShipBobAdapter(config, AdapterContext(merchant="ct", transport=transport)), transport) as adapter:
+    async with opened(ShipBobAdapter(config, fresh_context("ct", transport=transport)), transport) as adapter:
         yield adapter
 
 
 @pytest.fixture
-def warehouse(sandbox) -> ShipBobDriver:
-    return ShipBobDriver(sandbox)
+def warehouse(sandbox) -> KitDriver:
+    return KitDriver(ShipBobKit(sandbox, ("SKU-1", "SKU-2")))
 
 
 class TestShipBobContract(WarehouseContract):
@@ -91,7 +56,7 @@ class TestShipBobContract(WarehouseContract):
         from connector.errors import ConfigurationError
 
         config = {"adapter": "shipbob", "base_url": sandbox.url, "token": "wrong", "channel_id": sandbox.channel_id}
-        adapter = ShipBobAdapter(config, AdapterContext(merchant="ct"))
+        adapter = ShipBobAdapter(config, fresh_context("ct"))
         try:
             with pytest.raises(ConfigurationError):
                 await adapter.check()
@@ -135,6 +100,26 @@ class TestShipBobSandbox:
         assert (limited.headers["x-retry-after"], limited.headers["x-remaining-calls"]) == ("1", "0")
         with pytest.raises(RateLimitedError):
             await adapter.find_order("anything")
+
+    async def test_a_page_builds_only_its_own_records(self, sandbox, monkeypatch) -> None:
+        # The bench reads 100,000 SKUs of stock: building all of them for every page made it
+        # measure the sandbox instead of the connector. The pages still add up to the whole list.
+        for n in range(600):
+            sandbox.set_stock(f"GEN-{n:04d}", 10 + n % 2, n)
+        built: list[str] = []
+        item = sandbox._inventory_item
+        monkeypatch.setattr(sandbox, "_inventory_item", lambda sku: built.append(sku) or item(sku))
+        seen: list[str] = []
+        params: dict = {"PageSize": 250}
+        async with httpx.AsyncClient(base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.token}"}) as client:
+            while True:
+                page = (await client.get("/2026-01/inventory-level/locations", params=params)).json()
+                assert len(built) == len(seen) + len(page["items"])  # this page's records, no more
+                seen += [i["sku"] for i in page["items"]]
+                if not page["next"]:
+                    break
+                params = dict(httpx.URL(page["next"]).params)
+        assert seen == [f"GEN-{n:04d}" for n in range(600)] and len(built) == 600
 
     async def test_control_api(self, sandbox) -> None:
         async with httpx.AsyncClient(base_url=sandbox.url) as control:

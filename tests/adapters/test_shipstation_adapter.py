@@ -14,7 +14,6 @@ import base64
 import json
 import re
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -23,10 +22,11 @@ import httpx
 import pytest
 
 from adapters.base import AdapterContext, order_reference
-from adapters.shipstation import ShipStationAdapter, ShipStationConfig, mapping, pacific
+from adapters.http import Limiters
+from adapters.shipstation import ShipStationAdapter, ShipStationConfig, mapping
 from adapters.shipstation import adapter as adapter_module
 from connector.domain import Address, Order, Weight, WarehouseLine, WarehouseOrder
-from connector.errors import ConfigurationError, InDoubtError, PermanentError, RateLimitedError, TransientError
+from connector.errors import ConfigurationError, PermanentError, RateLimitedError, TransientError
 from tests.support.openapi import validated_router
 
 BASE = "https://ssapi.shipstation.com"
@@ -155,13 +155,18 @@ def router():
 
 @pytest.fixture
 def secret() -> str:
-    return f"secret-{uuid.uuid4().hex}"  # a fresh credential: the limiter is per key, process-wide
+    return "secret-test"
 
 
 @pytest.fixture
-async def adapter(router, secret):
+def limiters() -> Limiters:
+    return Limiters()  # the runtime's are shared: a 429 here must never slow another test
+
+
+@pytest.fixture
+async def adapter(router, secret, limiters):
     config = {"adapter": "shipstation", "api_key": "key-1", "api_secret": secret, "store_id": 777}
-    a = ShipStationAdapter(config, AdapterContext(merchant="acme", transport=router.transport()))
+    a = ShipStationAdapter(config, AdapterContext(merchant="acme", transport=router.transport(), limiters=limiters))
     yield a
     await a.aclose()
 
@@ -252,30 +257,28 @@ def test_capabilities() -> None:
     (datetime(2026, 11, 1, 9, 30, 0, tzinfo=UTC), "2026-11-01T01:30:00.0000000"),  # the repeated hour, second pass
 ])
 def test_times_are_sent_as_pacific_wall_time(instant, wall) -> None:
-    assert pacific.stamp(instant) == wall
-    assert pacific.parse(wall) == instant or instant.month == 11  # 01:30 is ambiguous: read as PDT
-    assert pacific.parse("2026-11-01T01:30:00.0000000") == datetime(2026, 11, 1, 8, 30, tzinfo=UTC)
+    assert mapping.stamp(instant) == wall
+    assert mapping.parse_time(wall) == instant or instant.month == 11  # 01:30 is ambiguous: read as PDT
+    assert mapping.parse_time("2026-11-01T01:30:00.0000000") == datetime(2026, 11, 1, 8, 30, tzinfo=UTC)
 
 
-def test_the_builtin_pacific_rules_match_the_tz_database() -> None:
-    la, builtin = ZoneInfo("America/Los_Angeles"), pacific.USPacific()
-    # Every 7 hours for three years, and every 10 minutes around each change of clocks.
+def test_pacific_dates_follow_the_tz_database_across_every_change_of_clocks() -> None:
+    # The adapter's Pacific time is zoneinfo's: each date filter is the Los Angeles calendar day,
+    # every 7 hours for three years and every 10 minutes around each change of clocks.
+    la = ZoneInfo("America/Los_Angeles")
     moments = [datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=7 * i) for i in range(3 * 1252)]
     for change in (datetime(y, m, d, 10, tzinfo=UTC) for y, m, d in ((2025, 3, 9), (2025, 11, 2), (2026, 3, 8), (2026, 11, 1), (2027, 3, 14), (2027, 11, 7))):
         moments += [change + timedelta(minutes=10 * i) for i in range(-30, 30)]
     for moment in moments:
-        a, b = moment.astimezone(la), moment.astimezone(builtin)
-        assert (a.replace(tzinfo=None), a.fold, a.utcoffset()) == (b.replace(tzinfo=None), b.fold, b.utcoffset()), moment
-        for fold in (0, 1):
-            wall = a.replace(tzinfo=None, fold=fold)
-            assert wall.replace(tzinfo=la).utcoffset() == wall.replace(tzinfo=builtin).utcoffset(), (wall, fold)
+        assert mapping.pacific_date(moment) == moment.astimezone(la).date().isoformat(), moment
+        assert mapping.parse_time(mapping.stamp(moment)) in (moment, moment - timedelta(hours=1)), moment  # 1 h off only in the repeated hour
 
 
 def test_parse_reads_shipstation_forms() -> None:
-    assert pacific.parse("2015-06-29T08:46:27.0000000") == datetime(2015, 6, 29, 15, 46, 27, tzinfo=UTC)
-    assert pacific.parse("2015-06-29") == datetime(2015, 6, 29, 7, 0, tzinfo=UTC)
-    assert pacific.parse("2015-06-29T08:46:27Z") == datetime(2015, 6, 29, 8, 46, 27, tzinfo=UTC)
-    assert pacific.parse("not a date") is None and pacific.parse(None) is None
+    assert mapping.parse_time("2015-06-29T08:46:27.0000000") == datetime(2015, 6, 29, 15, 46, 27, tzinfo=UTC)
+    assert mapping.parse_time("2015-06-29") == datetime(2015, 6, 29, 7, 0, tzinfo=UTC)
+    assert mapping.parse_time("2015-06-29T08:46:27Z") == datetime(2015, 6, 29, 8, 46, 27, tzinfo=UTC)
+    assert mapping.parse_time("not a date") is None and mapping.parse_time(None) is None
 
 
 # -- create -----------------------------------------------------------------------------------------
@@ -373,19 +376,6 @@ async def test_rejections_are_permanent_with_shipstations_message(adapter, route
     assert caught.value.message == expected and caught.value.status == 400
 
 
-@pytest.mark.parametrize("failure", [httpx.Response(502), httpx.Response(500), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset")])
-async def test_lost_create_is_in_doubt_and_not_retried(adapter, router, failure) -> None:
-    router.get("/orders").respond(200, json=page("orders", []))
-    route = router.post("/orders/createorder")
-    if isinstance(failure, Exception):
-        route.side_effect = failure
-    else:
-        route.return_value = failure
-    with pytest.raises(InDoubtError):
-        await adapter.create_order(an_order())
-    assert route.call_count == 1
-
-
 async def test_a_failed_lookup_sends_nothing(adapter, router) -> None:
     router.get("/orders").respond(503)
     create = router.post("/orders/createorder").respond(200, json=ss_order(1, "acme-DEMO-1001"))
@@ -451,11 +441,11 @@ async def test_remaining_and_reset_headers_pace_the_key(adapter, router) -> None
     assert adapter.http.limiter.blocked_until > time.monotonic() + 25
 
 
-async def test_the_key_budget_is_shared_and_paced_locally(router, secret) -> None:
+async def test_the_key_budget_is_shared_and_paced_locally(router, secret, limiters) -> None:
     router.get("/carriers").respond(200, json=[])
     config = {"adapter": "shipstation", "api_key": "key-1", "api_secret": secret, "rate_per_minute": 3}
-    first = ShipStationAdapter(config, AdapterContext(merchant="acme", transport=router.transport()))
-    second = ShipStationAdapter(config, AdapterContext(merchant="globex", transport=router.transport()))
+    first = ShipStationAdapter(config, AdapterContext(merchant="acme", transport=router.transport(), limiters=limiters))
+    second = ShipStationAdapter(config, AdapterContext(merchant="globex", transport=router.transport(), limiters=limiters))
     try:
         assert first.http.limiter is second.http.limiter  # one budget per key+secret, across merchants
         for a in (first, second, first):
@@ -558,9 +548,10 @@ async def test_shipments_since_maps_filters_and_pages(adapter, router, monkeypat
     assert shipments["7"].lines == []
 
 
-async def test_shipments_without_a_store_are_not_filtered_by_store(router, secret) -> None:
+async def test_shipments_without_a_store_are_not_filtered_by_store(router, secret, limiters) -> None:
     route = router.get("/shipments").respond(200, json=page("shipments", []))
-    a = ShipStationAdapter({"adapter": "shipstation", "api_key": "k", "api_secret": secret}, AdapterContext(merchant="acme", transport=router.transport()))
+    context = AdapterContext(merchant="acme", transport=router.transport(), limiters=limiters)
+    a = ShipStationAdapter({"adapter": "shipstation", "api_key": "k", "api_secret": secret}, context)
     try:
         assert await a.shipments_since(datetime(2026, 7, 1, 6, 59, tzinfo=UTC)) == []
     finally:

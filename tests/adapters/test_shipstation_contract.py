@@ -9,54 +9,24 @@ every list the sandbox answers, are checked against the documented v1 facts inst
 from __future__ import annotations
 
 import base64
-import uuid
 
 import httpx
 import pytest
 
-from adapters.base import AdapterContext
 from adapters.shipstation import ShipStationAdapter
 from connector.errors import ConfigurationError, RateLimitedError
-from connector.sandbox.shipstation import ShipStationSandbox, kit
+from connector.sandbox.shipstation import ShipStationKit, ShipStationSandbox, kit
 from tests.adapters.contract import WarehouseContract, make_order
 from tests.adapters.test_shipstation_adapter import ShipStationV1Facts
 from tests.support.openapi import ValidatingTransport
-from tests.support.warehouse import SandboxDriver, opened, served
+from tests.support.warehouse import KitDriver, fresh_context, opened, served
 
 MERCHANT = "ct"  # the contract's references are `ct-<hex>`: `{merchant}-{order id}`
-
-_ROUTES = {  # the driver's operation names -> ShipStation method and path
-    "create": ("POST", "/orders/createorder"),
-    "find": ("GET", "/orders"),
-    "shipments": ("GET", "/shipments"),
-    "ship_methods": ("GET", "/carriers"),
-}
-
-
-class ShipStationDriver(SandboxDriver):
-    """`WarehouseDriver` over a ShipStationSandbox running in this process."""
-
-    ship_method = "ups:ups_ground"
-    warehouse_ids = ["90001", "90002"]  # ShipStation ship-from locations (no stock is kept there)
-    routes = _ROUTES
-    not_shipped = "was not awaiting shipment"
-    sandbox: ShipStationSandbox
-
-    def orders_created(self, reference: str) -> int:
-        # orderKey is unique by construction in ShipStation (an upsert key), so count orders
-        # by order number too: a keyless resend would show up as a second order there.
-        with self.sandbox._lock:
-            return sum(1 for o in self.sandbox.orders.values() if o["orderKey"] == reference or o["orderNumber"] == reference.split("-", 1)[-1])
-
-    def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
-        raise NotImplementedError("ShipStation v1 keeps no stock")
 
 
 @pytest.fixture
 def sandbox():
-    # A sandbox per test with its own secret: the rate limiter is per credential and
-    # process-wide, so a 429 in one test must not slow the next.
-    with served(ShipStationSandbox(api_key="ct-key", api_secret=f"sec-{uuid.uuid4().hex}", products=["SKU-1", "SKU-2", "SKU-3"])) as sb:
+    with served(ShipStationSandbox(api_key="ct-key", api_secret="ct-secret", products=["SKU-1", "SKU-2", "SKU-3"])) as sb:
         yield sb
 
 
@@ -65,16 +35,17 @@ def config_for(sandbox: ShipStationSandbox, **extra) -> dict:
             "store_id": 310001, **extra}
 
 
+
 @pytest.fixture
 async def adapter(sandbox):
     transport = ValidatingTransport(ShipStationV1Facts(), responses=True)
-    async with opened(ShipStationAdapter(config_for(sandbox), AdapterContext(merchant=MERCHANT, transport=transport)), transport) as adapter:
+    async with opened(ShipStationAdapter(config_for(sandbox), fresh_context(MERCHANT, transport=transport)), transport) as adapter:
         yield adapter
 
 
 @pytest.fixture
-def warehouse(sandbox) -> ShipStationDriver:
-    return ShipStationDriver(sandbox)
+def warehouse(sandbox) -> KitDriver:
+    return KitDriver(ShipStationKit(sandbox, ("ups:ups_ground",), 310001, ("SKU-1", "SKU-2")))
 
 
 class TestShipStationContract(WarehouseContract):
@@ -120,7 +91,7 @@ class TestShipStationContract(WarehouseContract):
             await adapter.create_order(order)
 
     async def test_other_merchants_labels_are_not_read(self, adapter, sandbox, warehouse) -> None:
-        other = ShipStationAdapter(config_for(sandbox), AdapterContext(merchant="globex"))
+        other = ShipStationAdapter(config_for(sandbox), fresh_context("globex"))
         try:
             theirs = await other.create_order(make_order(warehouse, reference="globex-X1"))
         finally:
@@ -131,7 +102,7 @@ class TestShipStationContract(WarehouseContract):
         assert refs == {ours.reference} and theirs.reference not in refs
 
     async def test_unknown_credentials_are_a_configuration_error(self, sandbox) -> None:
-        adapter = ShipStationAdapter(config_for(sandbox, api_secret="wrong"), AdapterContext(merchant=MERCHANT))
+        adapter = ShipStationAdapter(config_for(sandbox, api_secret="wrong"), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError):
                 await adapter.check()
@@ -139,7 +110,7 @@ class TestShipStationContract(WarehouseContract):
             await adapter.aclose()
 
     async def test_unknown_store_is_a_configuration_error(self, sandbox) -> None:
-        adapter = ShipStationAdapter(config_for(sandbox, store_id=4), AdapterContext(merchant=MERCHANT))
+        adapter = ShipStationAdapter(config_for(sandbox, store_id=4), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError, match="store_id 4"):
                 await adapter.check()

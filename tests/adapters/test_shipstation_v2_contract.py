@@ -7,43 +7,18 @@ sandbox gives is validated too, which keeps the sandbox honest.
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import pytest
 
-from adapters.base import AdapterContext
 from adapters.shipstation_v2 import ShipStationV2Adapter
 from connector.errors import ConfigurationError, RateLimitedError
-from connector.sandbox.shipstation_v2 import SHIP_FROM_ID, ShipStationV2Sandbox
+from connector.sandbox.shipstation_v2 import SHIP_FROM_ID, ShipStationV2Kit, ShipStationV2Sandbox
 from tests.adapters.contract import WarehouseContract, make_order
 from tests.adapters.test_shipstation_v2_adapter import shipstation_validator
 from tests.support.openapi import ValidatingTransport
-from tests.support.warehouse import SandboxDriver, opened, served
+from tests.support.warehouse import KitDriver, fresh_context, opened, served
 
 MERCHANT = "ct"  # the contract's references are `ct-...`: the adapter reads only its merchant's
-
-_ROUTES = {  # the driver's operation names -> ShipStation method and path (prefix)
-    "create": ("POST", "/v2/shipments"),
-    "find": ("GET", "/v2/shipments/external_shipment_id/"),
-    "shipments": ("GET", "/v2/labels"),
-    "stock": ("GET", "/v2/inventory"),
-    "ship_methods": ("GET", "/v2/carriers"),
-    "skus": ("GET", "/v2/products"),
-}
-
-
-class ShipStationV2Driver(SandboxDriver):
-    """`WarehouseDriver` over a ShipStationV2Sandbox running in this process."""
-
-    ship_method = "usps_priority_mail"
-    warehouse_ids = ["se-301", "se-302"]
-    routes = _ROUTES  # no "ack": the adapter makes no such call
-    sandbox: ShipStationV2Sandbox
-
-    def orders_created(self, reference: str) -> int:
-        return self.sandbox.orders_created(reference)
-
 
 class _SandboxTransport(ValidatingTransport):
     """Checks requests and the sandbox's answers, except injected 5xx faults (whose bodies are
@@ -68,8 +43,7 @@ class _SandboxTransport(ValidatingTransport):
 
 @pytest.fixture
 def sandbox():
-    # A sandbox per test, with its own key: the rate limiter is per credential and process-wide.
-    with served(ShipStationV2Sandbox(api_key=f"key-{uuid.uuid4().hex}", products=["SKU-1", "SKU-2", "SKU-3"], page_size=3)) as sb:
+    with served(ShipStationV2Sandbox(api_key="ct-key", products=["SKU-1", "SKU-2", "SKU-3"], page_size=3)) as sb:
         yield sb
 
 
@@ -77,16 +51,17 @@ def settings(sandbox, **extra) -> dict:
     return {"adapter": "shipstation-v2", "base_url": sandbox.url, "api_key": sandbox.api_key, "warehouse_id": SHIP_FROM_ID, **extra}
 
 
+
 @pytest.fixture
 async def adapter(sandbox):
     transport = _SandboxTransport(shipstation_validator(), responses=True)
-    async with opened(ShipStationV2Adapter(settings(sandbox), AdapterContext(merchant=MERCHANT, transport=transport)), transport) as adapter:
+    async with opened(ShipStationV2Adapter(settings(sandbox), fresh_context(MERCHANT, transport=transport)), transport) as adapter:
         yield adapter
 
 
 @pytest.fixture
-def warehouse(sandbox) -> ShipStationV2Driver:
-    return ShipStationV2Driver(sandbox)
+def warehouse(sandbox) -> KitDriver:
+    return KitDriver(ShipStationV2Kit(sandbox, ("usps_priority_mail",), ("SKU-1", "SKU-2")))
 
 
 class TestShipStationV2Contract(WarehouseContract):
@@ -100,7 +75,7 @@ class TestShipStationV2Contract(WarehouseContract):
         assert sandbox.create_count == 1
 
     async def test_unknown_api_key_is_a_configuration_error(self, sandbox) -> None:
-        adapter = ShipStationV2Adapter(settings(sandbox, api_key="wrong"), AdapterContext(merchant=MERCHANT))
+        adapter = ShipStationV2Adapter(settings(sandbox, api_key="wrong"), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError, match="API key is invalid"):
                 await adapter.check()
@@ -108,7 +83,7 @@ class TestShipStationV2Contract(WarehouseContract):
             await adapter.aclose()
 
     async def test_unknown_ship_from_warehouse_is_a_configuration_error(self, sandbox) -> None:
-        adapter = ShipStationV2Adapter(settings(sandbox, warehouse_id="se-999"), AdapterContext(merchant=MERCHANT))
+        adapter = ShipStationV2Adapter(settings(sandbox, warehouse_id="se-999"), fresh_context(MERCHANT))
         try:
             with pytest.raises(ConfigurationError, match="warehouse_id se-999"):
                 await adapter.check()
@@ -137,7 +112,7 @@ class TestShipStationV2Sandbox:
 
     async def test_other_stores_labels_are_not_reported(self, adapter, sandbox, warehouse) -> None:
         order, _ = await WarehouseContract().created(adapter, warehouse)
-        other = ShipStationV2Adapter(settings(sandbox), AdapterContext(merchant="globex"))
+        other = ShipStationV2Adapter(settings(sandbox), fresh_context("globex"))
         try:
             foreign = make_order(warehouse, reference="globex-1")
             await other.create_order(foreign)

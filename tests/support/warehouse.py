@@ -2,8 +2,9 @@
 
 Contract tests (tests/adapters/test_*_contract.py): `served()` runs a sandbox on loopback with
 fault timings the short client timeouts can afford, `opened()` gives an adapter those timeouts,
-and `SandboxDriver` is the `WarehouseDriver` most HTTP sandboxes need (a vendor names its
-operations' routes and how it spells a warehouse id).
+and `KitDriver` is the `WarehouseDriver` of any sandbox kit (connector.sandbox.kits), which is
+how the contract suite runs for every registered warehouse, a third party's included: given a
+`kit` fixture, `kit_base_url`, `kit_adapter` and `kit_warehouse` provide the rest.
 
 Flow tests (tests/integration/test_*_flow.py): `flow_fixture()` builds the `flow` fixture for a
 warehouse (the `runtime` fixture of tests/conftest.py then runs on it), and `orders`, `states`
@@ -18,6 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+
+from adapters.base import AdapterContext, load_adapter
+from adapters.http import Limiters
 
 from connector.sandbox.samples import make_order
 from connector.sandbox.server import SandboxServer
@@ -42,53 +46,68 @@ def served(sandbox: Any) -> Iterator[Any]:
         yield sandbox
 
 
+def fresh_context(merchant: str, **kw: Any) -> AdapterContext:
+    """An AdapterContext with rate limiters of its own, so a 429 in one test never slows the next."""
+    return AdapterContext(merchant=merchant, limiters=Limiters(), **kw)
+
+
 @asynccontextmanager
 async def opened(adapter: Any, transport: Any = None) -> AsyncIterator[Any]:
     """The adapter with a short read timeout (so "timeout" faults cost under a second each),
     closed afterwards; a validating `transport` must have seen only valid traffic."""
-    adapter.http.client.timeout = httpx.Timeout(5.0, read=CLIENT_READ_TIMEOUT_S)
+    if hasattr(adapter, "http"):  # an adapter on adapters.kit.VendorAdapter
+        adapter.http.client.timeout = httpx.Timeout(5.0, read=CLIENT_READ_TIMEOUT_S)
     yield adapter
     await adapter.aclose()
     if transport is not None:
         transport.assert_valid()
 
 
-class SandboxDriver:
-    """`WarehouseDriver` over an HTTP sandbox running in this process.
+@pytest.fixture(name="base_url")
+def kit_base_url(kit: Any) -> Iterator[str]:
+    """The kit's sandbox served on loopback ("" for a kit without HTTP)."""
+    if kit.app is None:
+        yield ""
+        return
+    with SandboxServer(kit.app) as server:
+        yield server.url
 
-    A vendor's driver sets `routes` (the contract's operation names -> method and path prefix;
-    an operation missing here is one the adapter never makes, so its tests are skipped), and
-    overrides `warehouse_id()` when the sandbox keys stock by something else than a string.
-    """
 
-    skus = ["SKU-1", "SKU-2"]
-    ship_method: str
-    warehouse_ids: list[str]
-    routes: dict[str, tuple[str, str]] = {}
-    not_shipped = "was not waiting to ship"  # the vendor's word for an order not ready to ship
+@pytest.fixture(name="adapter")
+async def kit_adapter(kit: Any, base_url: str, tmp_path: Any) -> AsyncIterator[Any]:
+    """The adapter registered under the kit's name, configured by the kit as the engine would."""
+    cls = load_adapter(kit.name)
+    config = cls.Config.model_validate(kit.warehouse_config(base_url, tmp_path), context={"base_dir": tmp_path})
+    async with opened(cls(config, fresh_context("ct"))) as adapter:  # the contract's references are `ct-...`
+        yield adapter
 
-    def __init__(self, sandbox: Any):
-        self.sandbox = sandbox
 
-    def path(self, path: str) -> str:
-        """The path as the sandbox serves it (ShipBob prefixes its API version)."""
-        return path
+@pytest.fixture(name="warehouse")
+def kit_warehouse(kit: Any) -> KitDriver:
+    return KitDriver(kit)
 
-    def warehouse_id(self, warehouse_id: str) -> Any:
-        return warehouse_id
+
+class KitDriver:
+    """`WarehouseDriver` over a sandbox kit: everything the contract suite arranges or observes
+    goes through the kit's own levers, so any registered warehouse can be driven."""
+
+    def __init__(self, kit: Any, *, ship_method: str | None = None):
+        self.kit = kit
+        self.skus = list(kit.skus)
+        self.ship_method = ship_method or kit.ship_methods[0]
+        self.warehouse_ids = list(kit.warehouse_ids())
+
+    def orders_created(self, reference: str) -> int:
+        return self.kit.orders_created(reference)
 
     def fail_next(self, operation: str, kind: int | str, *, after: bool = False) -> None:
-        if operation not in self.routes:
-            raise NotImplementedError(operation)
-        method, path = self.routes[operation]
-        self.sandbox.faults.script.append({"method": method, "path": self.path(path), "status": kind, "after": after})
+        self.kit.fail_next(operation, kind, after=after)
 
     def ship(self, reference: str, *, split: bool = False, void_first: bool = False, tracking: str | None = None) -> None:
-        self.sandbox.plan(reference, split=split, void_first=void_first, tracking=tracking)
-        assert self.sandbox.ship(reference), f"{reference} {self.not_shipped}"
+        assert self.kit.ship(reference, split=split, void_first=void_first, tracking=tracking), f"{reference} was not waiting to ship"
 
     def set_stock(self, sku: str, warehouse_id: str, available: int, on_hand: int | None = None) -> None:
-        self.sandbox.set_stock(sku, self.warehouse_id(warehouse_id), available, on_hand)
+        self.kit.set_stock(sku, warehouse_id, available, on_hand)
 
 
 # -- flow tests -------------------------------------------------------------------------------
