@@ -19,6 +19,7 @@ import httpx
 import structlog
 
 from adapters.base import AdapterContext
+from adapters.http import Limiters
 from adapters.ultracart import UltraCartClient, parse_order
 from connector.calls import EventSink
 from connector.clock import SYSTEM, Clock
@@ -63,6 +64,7 @@ class Runtime:
         self.worker_id = worker_id or default_worker_id()
         self.transports = transports or {}
         self.redactor = redactor or Redactor()
+        self.limiters = Limiters()  # one per vendor credential, shared by the merchants using it
         self.health = Health()
         self.stopping = asyncio.Event()
         self.runner = PassRunner(store, clock, self.health, worker_id=self.worker_id, lease_seconds=config.daemon.lease_seconds)
@@ -93,10 +95,12 @@ class Runtime:
                                transport=self.transports.get("ultracart"), rate_per_minute=uc.rate_per_minute)
         warehouse = ledger = None
         if m.has_warehouse:
-            actx = AdapterContext(merchant=m.id, on_call=sink, redactor=self.redactor, transport=self.transports.get("warehouse"))
+            actx = AdapterContext(merchant=m.id, on_call=sink, redactor=self.redactor, transport=self.transports.get("warehouse"),
+                                  limiters=self.limiters)
             warehouse = m.adapter_class(m.warehouse_settings, actx)
         if m.ledger_class is not None:
-            lctx = AdapterContext(merchant=m.id, on_call=sink, redactor=self.redactor, transport=self.transports.get("ledger"))
+            lctx = AdapterContext(merchant=m.id, on_call=sink, redactor=self.redactor, transport=self.transports.get("ledger"),
+                                  limiters=self.limiters)
             ledger = m.ledger_class(m.ledger_adapter_settings, lctx)
         return ServiceContext(merchant=m, store=self.store, cart=cart, warehouse=warehouse, ledger=ledger, parse_order=parse_order,
                               worker_id=self.worker_id, concurrency=self.config.daemon.delivery_concurrency,

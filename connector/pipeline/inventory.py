@@ -68,7 +68,7 @@ async def upload_inventory(ctx: ServiceContext) -> None:
     snapshot_started = ctx.now()
     levels = await read_stock(ctx)
     # A file-based warehouse's snapshot may be older than this pass: count from its own time.
-    as_of = min(getattr(ctx.warehouse, "snapshot_at", None) or snapshot_started, snapshot_started)
+    as_of = min((ctx.warehouse.snapshot_at if ctx.merchant.inventory.source == "warehouse" else None) or snapshot_started, snapshot_started)
     in_flight = bought_units(await ctx.store.orders.in_flight_json(ctx.id, since=as_of), skus) if cfg.subtract_in_flight else {}
     result = compute(levels, ctx.merchant.inventory_rules(), skus, in_flight)
     last_full = await ctx.store.cursors.get(ctx.id, FULL_PUSH_CURSOR)

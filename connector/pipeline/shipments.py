@@ -41,7 +41,7 @@ SENDING = (S.ready, S.submitting)
 
 async def warehouse_problems(ctx: ServiceContext) -> None:
     """Alert on the data problems an adapter reports (e.g. a malformed row in a partner's file)."""
-    problems = getattr(ctx.warehouse, "problems", None) or ()
+    problems = ctx.warehouse.problems or ()
     await ctx.alert([(ctx.id, "warehouse_data", str(p)[:200], str(p)) for p in problems])
 
 
