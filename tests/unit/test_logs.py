@@ -21,14 +21,30 @@ CARD = "4111111111111111"
 LOCAL_ONLY = "LOCAL-VALUE-7731"  # held only by a local variable: must never be printed
 
 
+LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "apscheduler", "apscheduler.scheduler",
+                   "apscheduler.executors.default", "httpx", "asyncio")
+
+
 @pytest.fixture(autouse=True)
 def restore_logging():
-    """configure() changes process-wide state: put it back for the other tests."""
+    """configure() changes process-wide state: put it back for the other tests. The libraries'
+    loggers start clean, as in a fresh daemon process (tests before may have let uvicorn
+    install its own handlers, or the bench raise apscheduler's level)."""
     DEFAULT.add(*SECRETS)  # what the runtime does with every configured secret
     config = structlog.get_config()
     root = logging.getLogger()
     ours, level, hook = [h for h in root.handlers if isinstance(h, logs._Handler)], root.level, sys.excepthook
+    libraries = {}
+    for name in LIBRARY_LOGGERS:
+        lib = logging.getLogger(name)
+        libraries[name] = (lib.handlers[:], lib.propagate, lib.level, lib.disabled)
+        lib.handlers[:], lib.propagate, lib.disabled = [], True, False
+        lib.setLevel(logging.NOTSET)
     yield
+    for name, (handlers, propagate, lib_level, disabled) in libraries.items():
+        lib = logging.getLogger(name)
+        lib.handlers[:], lib.propagate, lib.disabled = handlers, propagate, disabled
+        lib.setLevel(lib_level)
     structlog.configure(**config)
     for handler in root.handlers[:]:  # pytest's own handlers come and go per phase: leave them
         if isinstance(handler, logs._Handler):

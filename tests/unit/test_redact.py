@@ -308,3 +308,37 @@ def test_clipped_costs_no_more_for_a_huge_string():
     huge = "hunter22 " + "z" * 50_000_000
     out = r.clipped(huge, 8000)
     assert out.startswith("*** zzz") and len(out) < 8100
+
+
+from hypothesis import assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=40,
+)
+_not_digit = st.text(st.characters(blacklist_categories=("Nd",)), max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_any_json_is_redacted_into_json(value):
+    out = Redactor(["hunter22"]).data(value)
+    json.dumps(out)
+    if not isinstance(value, dict | list):
+        return
+    assert type(out) is type(value) and len(out) == len(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_not_digit, st.sampled_from(sorted(CARDS)), st.sampled_from(["", " ", "-"]), _not_digit, st.text(max_size=8))
+def test_a_card_between_any_non_digits_is_masked_under_any_plain_key(before, brand, sep, after, key):
+    from connector.redact import _EXEMPT, _key_verdict
+
+    assume(_key_verdict(f"note{key}") != _EXEMPT)
+    card = CARDS[brand]
+    shown = grouped(card, sep) if sep else card
+    text = f"{before}{shown}{after}"
+    out = Redactor().data({f"note{key}": text})
+    assert card not in json.dumps(out).replace(" ", "").replace("-", "")
