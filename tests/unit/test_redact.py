@@ -305,7 +305,7 @@ def test_clipped_never_leaves_a_piece_of_a_secret_or_card_at_the_cut(secret):
 
 def test_clipped_costs_no_more_for_a_huge_string():
     r = Redactor(["hunter22"])
-    huge = "hunter22 " + "z" * 50_000_000
+    huge = "hunter22 " + "z" * 20_000_000
     out = r.clipped(huge, 8000)
     assert out.startswith("*** zzz") and len(out) < 8100
 
