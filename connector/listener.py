@@ -101,7 +101,8 @@ def bind(listen: str) -> socket.socket:
 
 
 def server(app, sock: socket.socket) -> uvicorn.Server:
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=GuardedH11Protocol,
+    # log_config=None: uvicorn's records go through our logging (redacted, bounded), not its own handlers.
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=GuardedH11Protocol, log_config=None,
                             timeout_keep_alive=KEEP_ALIVE_SECONDS, limit_concurrency=MAX_CONNECTIONS, backlog=128)
     s = uvicorn.Server(config)
     s.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the daemon owns the signals

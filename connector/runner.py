@@ -115,6 +115,7 @@ class PassRunner:
             raise
         except VendorError as exc:
             self._vendor_error(report, exc, service)
+            report.error = ctx.redactor.text(report.error)  # a vendor's words can echo order text
         except Exception as exc:  # noqa: BLE001 - one merchant's failure must not stop the others
             fault = database_fault(exc)
             report.outcome = Outcome.failed

@@ -373,6 +373,8 @@ def _digest(ctx: ServiceContext, body: bytes) -> tuple[list[EventOutcome], Any, 
     """Parse a delivery and sort its events (CPU only, run off the event loop): the orders for
     the intake are prepared like polled ones, changes to known orders are set aside for
     `take_cart_copies`, everything else is `ignored` with the reason."""
+    if not body.strip():
+        raise Rejected(400, "malformed", "body is empty", record=True)
     try:
         events = parse_webhook(loads_bounded(body, max_depth=MAX_DEPTH, max_bytes=MAX_BODY))
     except (UntrustedInput, WebhookParseError) as exc:

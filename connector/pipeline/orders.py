@@ -324,7 +324,7 @@ async def _create(ctx: ServiceContext, row: OrderRecord) -> Created:
 
 def _after_failure(ctx: ServiceContext, row: OrderRecord, exc: VendorError) -> Move:
     decision = ctx.retry.decide(exc, attempts=row.attempts, first_attempt_at=row.first_attempt_at, now=ctx.now())
-    fields: dict[str, Any] = dict(lease_owner="", lease_until=None, last_error=str(exc)[:2000])
+    fields: dict[str, Any] = dict(lease_owner="", lease_until=None, last_error=ctx.redactor.clipped(str(exc), 2000))
     if decision.action == "in_doubt":
         return Move(row.id, S.in_doubt, (S.submitting,), decision.reason, fields, exc.request_id)
     if decision.action == "fail":

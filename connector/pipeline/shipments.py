@@ -190,12 +190,43 @@ async def post_tracking(ctx: ServiceContext) -> None:
         tasks = await ctx.store.tasks.claim(ctx.id, TASK, owner=ctx.worker_id, lease_seconds=ctx.lease_seconds, limit=POST_BATCH)
         if not tasks:
             break
+        landed = await already_posted(ctx, [t for t in tasks if t.attempts > 1])
+        if landed:
+            stats["tracking_found_posted"] += len(landed)
+            await _record_posted(ctx, landed, stats)
+            tasks = [t for t in tasks if t not in landed]
+            if not tasks:
+                continue
         good, bad = await _post_isolating(ctx, tasks, stats)
         if good:
             failpoint("after_tracking_post_before_record")
             await _record_posted(ctx, good, stats)
         if bad is not None:
             raise bad
+
+
+async def already_posted(ctx: ServiceContext, tasks: list[Any]) -> list[Any]:
+    """Of posts tried before (a worker died after posting, or the answer was lost), the ones
+    UltraCart already has: every tracking number of the post is on the order. UltraCart's
+    shipments call has no idempotency key, so a retried post is checked by reading the orders
+    (one batch read of up to 500) instead of being sent twice."""
+    if not tasks:
+        return []
+    ids = sorted({t.data["body"]["order_id"] for t in tasks})
+    raws = await ctx.cart.get_orders(ids)
+    have: dict[str, set[str]] = {}
+    for raw in raws:
+        shipping = raw.get("shipping") if isinstance(raw, dict) else None
+        numbers = shipping.get("tracking_numbers") if isinstance(shipping, dict) else None
+        if isinstance(numbers, list):
+            have[str(raw.get("order_id"))] = {str(n).strip() for n in numbers if str(n).strip()}
+    out = []
+    for t in tasks:
+        body = t.data["body"]
+        wanted = {n for n in body["tracking_numbers"] if n}
+        if wanted and wanted <= have.get(body["order_id"], set()):
+            out.append(t)
+    return out
 
 
 async def _post_isolating(ctx: ServiceContext, tasks: list[Any], stats: dict[str, int]) -> tuple[list[Any], VendorError | None]:
