@@ -257,6 +257,7 @@ class WebhookOutbox:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._subscriptions: dict[int, WebhookSubscription] = {}
+        self._wanted: frozenset[str] = frozenset()  # every event some subscription takes
         self._deliveries: dict[int, WebhookDelivery] = {}
         self._queue: deque[int] = deque()
         self._holding = False
@@ -286,12 +287,14 @@ class WebhookOutbox:
             sub = WebhookSubscription(next(self._oids), str(url), names, username, password, bool(compress_events),
                                       int(maximum_events), expansion, float(timeout_s))
             self._subscriptions[sub.oid] = sub
+            self._subscribed()
             self._start()
         return sub
 
     def unsubscribe(self, oid: int) -> None:
         with self._cond:
             self._subscriptions.pop(oid, None)
+            self._subscribed()
 
     @property
     def subscriptions(self) -> list[WebhookSubscription]:
@@ -299,8 +302,11 @@ class WebhookOutbox:
             return list(self._subscriptions.values())
 
     def wants(self, event: str) -> bool:
-        with self._cond:
-            return any(event in s.events for s in self._subscriptions.values())
+        # No lock: the set is replaced whole, never changed in place (the API asks this per order).
+        return event in self._wanted
+
+    def _subscribed(self) -> None:
+        self._wanted = frozenset(e for s in self._subscriptions.values() for e in s.events)
 
     # -- emitting -----------------------------------------------------------------------------
 
@@ -473,6 +479,7 @@ class WebhookOutbox:
         """Forget subscriptions and deliveries (the sender thread keeps running)."""
         with self._cond:
             self._subscriptions.clear()
+            self._subscribed()
             self._deliveries.clear()
             self._queue.clear()
             self._holding = False
@@ -684,17 +691,22 @@ class UltraCartSandbox:
                 copies.setdefault(id(queue[order_id]), queue[order_id])
         return list(copies.values())
 
-    def _mutate(self, order_id: str, change: Callable[[dict], list[str]]) -> dict:
-        """Apply `change` to the order (and its queued copies) and emit the events it returns."""
+    def _mutate(self, order_id: str, change: Callable[[dict], list[str]], *, snapshot: bool = True) -> dict | None:
+        """Apply `change` to the order (and its queued copies) and emit the events it returns.
+        Returns a copy of the changed order (None with `snapshot=False` and nobody listening:
+        copying every shipped order would slow the shipments endpoint several times over)."""
         with self._lock:
             copies = self._copies(order_id)
             events = change(copies[0])  # the stored order first: it validates, and says what fired
             for other in copies[1:]:
                 change(other)
-            snapshot = copy.deepcopy(copies[0])
-            if events:
-                self.webhooks.emit((name, snapshot) for name in events)
-        return snapshot
+            heard = [name for name in events if self.webhooks.wants(name)]
+            if not (snapshot or heard):
+                return None
+            after = copy.deepcopy(copies[0])
+            if heard:
+                self.webhooks.emit((name, after) for name in heard)
+        return after
 
     @staticmethod
     def _stage(order: dict, stage: str, at: str) -> list[str]:
@@ -973,7 +985,8 @@ class UltraCartSandbox:
         for record in known:
             tracking = [str(t) for t in record.get("tracking_numbers") or [] if isinstance(t, str | int)]
             try:
-                self._mutate(str(record["order_id"]), lambda order, tracking=tracking: self._ship(order, tracking, at))
+                self._mutate(str(record["order_id"]), lambda order, tracking=tracking: self._ship(order, tracking, at),
+                             snapshot=False)
             except KeyError:
                 pass  # deleted meanwhile: the post is recorded all the same
         return Response(status_code=204)
