@@ -20,7 +20,7 @@ import httpx
 from adapters.http import HttpClient, OnCall, limiter_for
 from adapters.ultracart.catalog import CatalogItem, parse_item
 from connector.domain import DistributionCenter
-from connector.errors import ConfigurationError, ErrorClass, PermanentError, error_for
+from connector.errors import ConfigurationError, ErrorClass, PermanentError, VendorError, error_for
 from connector.redact import Redactor
 
 VENDOR = "ultracart"
@@ -293,17 +293,16 @@ class UltraCartClient:
         return [v for v in value if isinstance(v, dict)]
 
     async def _read(self, api: str, what: str, method: str, path: str, **kw: Any) -> httpx.Response:
-        """One read of the Order or Item API; a refused credential names the permission it lacks."""
+        """One read of the Order or Item API. Its errors say which read failed (UltraCart's own
+        message follows), and a refused credential names the permission it lacks."""
         try:
             return await self.http.request(method, path, idempotent=True, **kw)
-        except ConfigurationError as exc:
-            if exc.status in (401, 403):
-                raise error_for(
-                    ErrorClass.configuration,
-                    f"{what}: {exc.message} (the API key needs the {_PERMISSION[api]} permission)",
-                    vendor=VENDOR, status=exc.status, request_id=exc.request_id,
-                ) from exc
-            raise
+        except VendorError as exc:
+            message = f"{what}: {exc.message}"
+            if isinstance(exc, ConfigurationError) and exc.status in (401, 403):
+                message += f" (the API key needs the {_PERMISSION[api]} permission)"
+            raise error_for(exc.error_class, message, vendor=exc.vendor or VENDOR, status=exc.status,
+                            request_id=exc.request_id, retry_after=exc.retry_after, not_sent=exc.not_sent) from exc
 
     async def get_order(self, order_id: str, *, expand: str = ORDER_EXPAND) -> dict[str, Any] | None:
         """One order, raw, expanded for `parse_order`; None when UltraCart says it does not exist."""

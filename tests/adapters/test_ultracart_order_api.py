@@ -94,7 +94,8 @@ async def test_other_400s_on_get_order_are_raised(router, client):
     router.get("/order/orders/DEMO-1").mock(return_value=_error(400, "Invalid expansion value 'itemz'", "R-EXP"))
     with pytest.raises(PermanentError) as info:
         await client.get_order("DEMO-1")
-    assert "Invalid expansion" in str(info.value) and info.value.request_id == "R-EXP"
+    assert info.value.message == "order DEMO-1: Invalid expansion value 'itemz'" and info.value.request_id == "R-EXP"
+    assert info.value.status == 400 and "R-EXP" in str(info.value)
 
 
 async def test_get_order_refuses_blank_ids_before_sending(router, client):
@@ -117,7 +118,7 @@ async def test_429_on_order_reads_is_rate_limited(router, client):
     route = router.get("/order/orders/DEMO-1").mock(return_value=_error(429, "rate limit exceeded", "R429", **{"Retry-After": "9"}))
     with pytest.raises(RateLimitedError) as info:
         await client.get_order("DEMO-1")
-    assert info.value.retry_after == 9 and route.call_count == 1
+    assert info.value.retry_after == 9 and route.call_count == 1 and "order DEMO-1: rate limit exceeded" in str(info.value)
     batch = router.post("/order/orders/batch").mock(return_value=_ok(orders=[], metadata={}))
     with pytest.raises(RateLimitedError):  # one credential, one limiter: the fulfillment calls wait too
         await client.get_orders(["DEMO-1"])
@@ -173,6 +174,9 @@ async def test_get_orders_retries_a_500_because_it_only_reads(router, client):
     route = router.post("/order/orders/batch").mock(side_effect=[_error(503, "busy"), _ok(orders=[{"order_id": "A"}], metadata={})])
     assert await client.get_orders(["A"]) == [{"order_id": "A"}]
     assert route.call_count == 2
+    router.post("/order/orders/batch").mock(return_value=_error(500, "down"))
+    with pytest.raises(TransientError, match="orders batch of 1: down"):
+        await client.get_orders(["A"])
 
 
 async def test_get_orders_drops_non_objects_and_refuses_a_non_list(router, client):
@@ -248,7 +252,7 @@ async def test_query_orders_refuses_bad_windows_before_sending(router, client):
 async def test_query_error_names_the_page(router, client):
     router.post("/order/orders/query").mock(side_effect=[_paged(300)(httpx.Request("POST", BASE + "/order/orders/query?_limit=200&_offset=0")),
                                                          _error(400, "Invalid date range")])
-    with pytest.raises(PermanentError, match="Invalid date range"):
+    with pytest.raises(PermanentError, match="orders query at offset 200: Invalid date range"):
         await client.query_orders(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
 
 
