@@ -444,7 +444,7 @@ class WebhookOutbox:
             self._thread.start()
 
     def _run(self) -> None:
-        with httpx.Client() as http:
+        with httpx.Client(trust_env=False) as http:  # a proxy from the environment must not see loopback hooks
             while True:
                 with self._cond:
                     self._cond.wait_for(lambda: self._closed or self._queue)
