@@ -696,16 +696,19 @@ class UltraCartSandbox:
         Returns a copy of the changed order (None with `snapshot=False` and nobody listening:
         copying every shipped order would slow the shipments endpoint several times over)."""
         with self._lock:
-            copies = self._copies(order_id)
-            events = change(copies[0])  # the stored order first: it validates, and says what fired
-            for other in copies[1:]:
-                change(other)
-            heard = [name for name in events if self.webhooks.wants(name)]
-            if not (snapshot or heard):
-                return None
-            after = copy.deepcopy(copies[0])
-            if heard:
-                self.webhooks.emit((name, after) for name in heard)
+            return self._mutate_locked(order_id, change, snapshot)
+
+    def _mutate_locked(self, order_id: str, change: Callable[[dict], list[str]], snapshot: bool) -> dict | None:
+        copies = self._copies(order_id)
+        events = change(copies[0])  # the stored order first: it validates, and says what fired
+        for other in copies[1:]:
+            change(other)
+        heard = [name for name in events if self.webhooks.wants(name)]
+        if not (snapshot or heard):
+            return None
+        after = copy.deepcopy(copies[0])
+        if heard:
+            self.webhooks.emit((name, after) for name in heard)
         return after
 
     @staticmethod
@@ -979,16 +982,15 @@ class UltraCartSandbox:
         except SandboxError as exc:
             return exc.response()
         at = _dts(self.clock())
+        # One lock for the whole post: a test thread polling the sandbox must not be able to
+        # wedge itself between the records of one request.
         with self._lock:
             self._shipment_posts.append(records)
-            known = [r for r in records if str(r["order_id"]) in self._orders]
-        for record in known:
-            tracking = [str(t) for t in record.get("tracking_numbers") or [] if isinstance(t, str | int)]
-            try:
-                self._mutate(str(record["order_id"]), lambda order, tracking=tracking: self._ship(order, tracking, at),
-                             snapshot=False)
-            except KeyError:
-                pass  # deleted meanwhile: the post is recorded all the same
+            for record in records:
+                if str(record["order_id"]) in self._orders:
+                    tracking = [str(t) for t in record.get("tracking_numbers") or [] if isinstance(t, str | int)]
+                    self._mutate_locked(str(record["order_id"]), lambda order, tracking=tracking: self._ship(order, tracking, at),
+                                        snapshot=False)
         return Response(status_code=204)
 
     async def _inventory(self, request: Request) -> Response:
