@@ -3,8 +3,13 @@
 The parser is tolerant on purpose: UltraCart adds stages and payment methods over time, real
 payloads mix weight units, carry `tracking_numbers: [""]`, zero-based `item_index` and fractional
 quantities, and any expansion block may be missing. Unknown values are kept as strings and
-missing blocks become empty defaults. Only what makes an order unusable raises `OrderParseError`:
-no order id, or a field whose type cannot mean anything (items as a string, quantity "abc").
+missing blocks become empty defaults. A line's missing or null quantity stays None (never a
+guessed 1): the rules hold such an order. Only what makes an order unusable raises
+`OrderParseError`: no order id, or a field whose type cannot mean anything (items as a string,
+quantity "abc", a number JSON overflowed to infinity).
+
+What the merchant changed after hand-off is read too: `reject_dts`/`reject_reason`,
+`refund_dts`/`refund_reason`, each item's `quantity_refunded`, and the stage "Hold".
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connector.domain import Address, Coupon, ItemOption, Order, OrderLine, Weight
+
+
+HOLD_STAGE = "Hold"  # UltraCart's current_stage while an order is held (matched case-insensitively)
 
 
 class OrderParseError(ValueError):
@@ -70,8 +78,9 @@ class _Reader:
         if isinstance(value, bool):
             raise _fail(self.order_id, path, f"must be a number, got {value!r}")
         try:
-            # str() first so 2.96 stays 2.96 instead of the float's binary expansion.
-            result = Decimal(str(value).strip())
+            # Integers exactly, whatever their size; floats through str() so 2.96 stays 2.96
+            # instead of the float's binary expansion.
+            result = Decimal(value) if isinstance(value, int) else Decimal(str(value).strip())
         except (InvalidOperation, ValueError, TypeError):
             raise _fail(self.order_id, path, f"must be a number, got {value!r}") from None
         if not result.is_finite():
@@ -170,11 +179,11 @@ def _line(r: _Reader, raw: Any, path: str) -> OrderLine:
                 hidden=bool(r.flag(opt.get("hidden"), opath + ".hidden")),
             )
         )
-    quantity = r.decimal(raw.get("quantity"), f"{path}.quantity")
     return OrderLine(
         line_no=r.integer(raw.get("item_index"), f"{path}.item_index") or 0,
         sku=r.text(raw, "merchant_item_id", f"{path}.merchant_item_id"),
-        quantity=quantity if quantity is not None else Decimal(1),
+        quantity=r.decimal(raw.get("quantity"), f"{path}.quantity"),
+        quantity_refunded=r.decimal(raw.get("quantity_refunded"), f"{path}.quantity_refunded") or Decimal(0),
         description=r.text(raw, "description", f"{path}.description"),
         unit_price=r.decimal(raw.get("cost"), f"{path}.cost"),
         weight=r.weight(raw.get("weight"), f"{path}.weight"),
@@ -231,6 +240,7 @@ def parse_order(raw: dict) -> Order:
         if code or base:
             coupons.append(Coupon(code=code or base, base_code=base))
 
+    stage = r.text(raw, "current_stage", "current_stage")
     discount = (money("subtotal_discount") or Decimal(0)) + (money("shipping_handling_total_discount") or Decimal(0))
     gift_message = r.text(gift, "gift_message", "gift.gift_message")
     currency = r.text(raw, "currency_code", "currency_code")
@@ -240,7 +250,7 @@ def parse_order(raw: dict) -> Order:
     return Order(
         order_id=order_id,
         merchant_id=r.text(raw, "merchant_id", "merchant_id"),
-        stage=r.text(raw, "current_stage", "current_stage"),
+        stage=stage,
         created_at=r.datetime_(raw.get("creation_dts"), "creation_dts"),
         currency=currency.upper() or "USD",
         ship_to=ship_to,
@@ -266,6 +276,11 @@ def parse_order(raw: dict) -> Order:
         requested_ship_date=r.date_(shipping.get("ship_on_date"), "shipping.ship_on_date"),
         weight=r.weight(shipping.get("weight"), "shipping.weight"),
         lines=[_line(r, item, f"items[{i}]") for i, item in enumerate(r.items(raw, "items", "items"))],
+        rejected_at=r.datetime_(raw.get("reject_dts"), "reject_dts"),
+        reject_reason=r.text(raw, "reject_reason", "reject_reason"),
+        refunded_at=r.datetime_(raw.get("refund_dts"), "refund_dts"),
+        refund_reason=r.text(raw, "refund_reason", "refund_reason"),
+        on_hold=stage.casefold() == HOLD_STAGE.casefold(),
     )
 
 

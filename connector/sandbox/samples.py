@@ -116,6 +116,12 @@ def _item(sku: str, quantity: float, index: int, dc: str, **extra: Any) -> dict[
     return item
 
 
+def order_item(sku: str, quantity: float | None, index: int, dc: str = "DFLT", **extra: Any) -> dict[str, Any]:
+    """One order line (OrderItem) as UltraCart sends it; `extra` fields override (e.g. kit flags)."""
+    return _item(sku, quantity if quantity is not None else 0, index, dc, **extra) | (
+        {"quantity": None} if quantity is None else {})
+
+
 def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Deep-merge overrides into base; an override of None removes the key (e.g. `billing=None`)."""
     for key, value in overrides.items():
@@ -328,5 +334,91 @@ def demo_orders(merchant_id: str = "DEMO", count: int = 50, seed: int = 7) -> li
         order = make_order(order_id, **kw)
         if i % 7 == 3:
             _coupon_extras(order, f"SAVE10-{rng.randrange(16**4):04X}")
+        orders.append(order)
+    return orders
+
+
+# ---------------------------------------------------------------------------------------------
+# Item catalog and order history, for onboarding tests
+
+
+def make_item(sku: str, *, description: str | None = None, kit: Mapping[str, float] | None = None,
+              price: Decimal | None = None, inactive: bool = False, kit_component_only: bool = False,
+              oid: int | None = None, merchant_id: str = "DEMO") -> dict[str, Any]:
+    """One UltraCart Item as the Item API returns it with every expansion this sandbox knows.
+
+    `kit` maps component SKUs to quantities: the item becomes a kit with a `kit_definition`.
+    Catalog SKUs get their product's description, price, weight and barcode; others a made-up one.
+    """
+    p = _product(sku)
+    oid = oid if oid is not None else 700000 + zlib.crc32(sku.encode()) % 200000
+    components = [
+        {"component_merchant_item_id": component, "component_merchant_item_oid": 700000 + zlib.crc32(component.encode()) % 200000,
+         "component_description": _product(component).description, "component_cost": float(_product(component).price),
+         "quantity": quantity}
+        for component, quantity in (kit or {}).items()
+    ]
+    return {
+        "merchant_id": merchant_id,
+        "merchant_item_id": sku,
+        "merchant_item_oid": oid,
+        "description": description if description is not None else p.description,
+        "kit": bool(kit),
+        "kit_component_only": kit_component_only,
+        "inactive": inactive,
+        "parent_category_id": 0,
+        "parent_category_path": "/",
+        "creation_dts": _dts(datetime(2024, 5, 1, 9, 0) + timedelta(minutes=oid % 5000)),
+        "last_modified_dts": _dts(datetime(2025, 11, 3, 14, 0)),
+        # Expandable blocks: the sandbox strips the ones a request does not ask for.
+        "kit_definition": {"components": components} if kit else {"components": []},
+        "pricing": {"cost": float(price if price is not None else p.price)},
+        "physical": {"weight": {"value": p.weight[0], "uom": p.weight[1]}},
+        "identifiers": {"barcode": p.barcode},
+    }
+
+
+def make_catalog(skus: Iterable[str] | None = None, *, kits: Mapping[str, Mapping[str, float]] | None = None,
+                 merchant_id: str = "DEMO") -> list[dict[str, Any]]:
+    """A merchant's catalog: an item per SKU (default: the demo products) plus a kit item per `kits`
+    entry (default: GIFT-SET). Spell SKUs as the test needs them: "bone-5lb", " TREAT", "00123"."""
+    kits = {"GIFT-SET": GIFT_SET_COMPONENTS} if kits is None else kits
+    names = [sku for sku in (PRODUCTS if skus is None else skus) if sku not in kits]
+    return [make_item(sku, merchant_id=merchant_id) for sku in names] + [
+        make_item(parent, kit=components, merchant_id=merchant_id) for parent, components in kits.items()]
+
+
+def order_history(days: int = 30, per_day: int = 4, *, skus: Iterable[str] = REGULAR_SKUS,
+                  ship_methods: Iterable[str] = SHIP_METHODS, kits: Mapping[str, Mapping[str, float]] | None = None,
+                  lines: int = 1, quantity: float = 1, end: datetime | None = None, prefix: str = "HIST",
+                  stage: str = "Completed Order", distribution_center: str = "DFLT") -> list[dict[str, Any]]:
+    """`days` x `per_day` past orders, ids `{prefix}-00001`..., created in [end - days, end).
+
+    Deterministic round robin, so a test knows the counts it plants: order k ships by
+    `ship_methods[k % len]` and has `lines` lines with SKUs `skus[(k * lines + j) % len]`. A SKU
+    that is a key of `kits` becomes a kit parent with its components. Completed orders carry a
+    tracking number and a shipping date, as history does.
+    """
+    skus, methods = list(skus), list(ship_methods)
+    if not skus or not methods:
+        raise ValueError("order_history needs at least one SKU and one ship method")
+    end = end or DEFAULT_CREATED
+    kits = kits or {}
+    orders = []
+    for k in range(days * per_day):
+        day, slot = divmod(k, per_day)
+        created = end - timedelta(days=days - day) + timedelta(seconds=slot * 86400 // per_day)
+        chosen = [skus[(k * lines + j) % len(skus)] for j in range(lines)]
+        order_id = f"{prefix}-{k + 1:05d}"
+        order = make_order(order_id, items=[(s, quantity) for s in chosen if s not in kits], ship_method=methods[k % len(methods)],
+                           created=created, kit={s: kits[s] for s in chosen if s in kits} or None,
+                           distribution_center=distribution_center)
+        if stage != "Shipping Department":
+            order["current_stage"] = stage
+            order["current_stage_histories"].append({"before_stage": "Shipping Department", "after_stage": stage,
+                                                     "transition_dts": _dts(created + timedelta(days=1))})
+        if stage == "Completed Order":
+            order["shipping"]["shipping_date"] = _dts(created + timedelta(days=1))
+            order["shipping"]["tracking_numbers"] = [f"1Z{zlib.crc32(order_id.encode()):010d}"]
         orders.append(order)
     return orders

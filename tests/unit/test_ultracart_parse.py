@@ -6,6 +6,7 @@ import base64
 import copy
 import gzip
 import json
+import re
 import zlib
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -147,6 +148,89 @@ def test_make_order_overrides_and_no_address():
     assert order.lines[0].quantity == 3 and order.email == order.ship_to.email != ""
 
 
+# -- what changed after hand-off -----------------------------------------------------------------
+
+
+def test_fixture_rejected_order():
+    order = parse_order(_fixture("order-rejected.json"))
+    assert order.stage == "Rejected" and not order.on_hold
+    assert order.rejected_at == datetime(2026, 3, 3, 16, 45, 9, tzinfo=timezone(timedelta(hours=-5)))
+    assert order.reject_reason == "Customer called to cancel - duplicate order"
+    assert order.refunded_at is None and order.refund_reason == ""
+    assert [(l.sku, l.quantity, l.quantity_refunded) for l in order.lines] == [("BONE-5LB", 2, 0), ("TREAT", 1, 0)]
+
+
+def test_fixture_partially_refunded_order():
+    order = parse_order(_fixture("order-refunded-partial.json"))
+    assert order.stage == "Shipping Department" and order.rejected_at is None and order.reject_reason == ""
+    assert order.refunded_at == datetime(2026, 3, 4, 11, 39, 11, tzinfo=timezone(timedelta(hours=-5)))
+    assert order.refund_reason == "CustomerCancel"
+    leash, treat = order.lines
+    assert (leash.quantity, leash.quantity_refunded) == (1, 0)
+    # The refunded unit stays on the line: quantity keeps what was sold, quantity_refunded says how many went back.
+    assert (treat.quantity, treat.quantity_refunded) == (2, 1)
+
+
+@pytest.mark.parametrize("stage", ["Hold", "HOLD", "hold", " Hold "])
+def test_hold_stage_in_any_case(stage):
+    raw = _fixture("order-hold.json")
+    raw["current_stage"] = stage
+    order = parse_order(raw)
+    assert order.on_hold and order.stage == stage.strip()
+
+
+@pytest.mark.parametrize("stage", ["Shipping Department", "Holding", "Hold for review", "", None])
+def test_other_stages_are_not_a_hold(stage):
+    raw = _fixture("order-hold.json")
+    raw["current_stage"] = stage
+    assert not parse_order(raw).on_hold
+
+
+def test_fixture_odd_quantities_are_kept_for_the_rules():
+    null, missing, huge = parse_order(_fixture("order-odd-quantities.json")).lines
+    assert null.sku == "TREAT" and null.quantity is None
+    assert missing.sku == "LEASH-BLUE" and missing.quantity is None
+    assert huge.quantity == Decimal(10) ** 12 and huge.quantity_refunded == 0
+
+
+@pytest.mark.parametrize("text", ["1000000000000", "1e12", "1000000000000.0", "123456789012345678901234567890"])
+def test_huge_quantities_parse_exactly(text):
+    raw = json.loads('{"order_id": "D", "items": [{"merchant_item_id": "A", "quantity": %s}]}' % text)
+    assert parse_order(raw).lines[0].quantity == Decimal(text)
+
+
+def test_huge_integer_built_in_python_parses_too():
+    # str() of an int over 4300 digits raises in Python; the parser must not depend on it.
+    quantity = 10**5000
+    assert parse_order({"order_id": "D", "items": [{"quantity": quantity}]}).lines[0].quantity == quantity
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ('{"quantity": 1e400}', "items[0].quantity"),
+    ('{"quantity": -1e400}', "items[0].quantity"),
+    ('{"quantity": 1, "quantity_refunded": 1e400}', "items[0].quantity_refunded"),
+])
+def test_json_overflow_to_infinity_is_refused(text, field):
+    raw = json.loads('{"order_id": "DEMO-9", "items": [%s]}' % text)
+    with pytest.raises(OrderParseError, match=re.escape(f"order DEMO-9: {field} must be a finite number")):
+        parse_order(raw)
+
+
+def test_reject_and_refund_fields_tolerate_junk():
+    order = parse_order({"order_id": "D", "reject_dts": "not a date", "refund_dts": "", "reject_reason": None,
+                         "refund_reason": 42, "items": [{"quantity": 1, "quantity_refunded": ""}]})
+    assert order.rejected_at is None and order.refunded_at is None
+    assert order.reject_reason == "" and order.refund_reason == "42"
+    assert order.lines[0].quantity_refunded == 0
+
+
+def test_unchanged_order_has_no_change_fields():
+    order = parse_order(make_order("DEMO-1"))
+    assert (order.rejected_at, order.refunded_at, order.on_hold) == (None, None, False)
+    assert order.reject_reason == order.refund_reason == ""
+    assert all(l.quantity_refunded == 0 for l in order.lines)
+
+
 # -- tolerance -----------------------------------------------------------------------------------
 
 
@@ -224,6 +308,9 @@ def test_gift_message_without_flag_and_coupon_without_code():
         ({"order_id": "D", "shipping": "123 Main St"}, "shipping must be an object"),
         ({"order_id": "D", "shipping": {"ship_to_residential": "maybe"}}, "shipping.ship_to_residential"),
         ({"order_id": "D", "summary": {"total": {"value": "NaN"}}}, "summary.total.value"),
+        ({"order_id": "D", "items": [{"quantity_refunded": "two"}]}, "items[0].quantity_refunded"),
+        ({"order_id": "D", "reject_dts": 1700000000}, "reject_dts"),
+        ({"order_id": "D", "refund_reason": ["x"]}, "refund_reason"),
         ({"order_id": "D", "creation_dts": 1700000000}, "creation_dts"),
         ({"order_id": "D", "coupons": "SAVE10"}, "coupons"),
     ],
