@@ -191,10 +191,10 @@ async def cancel(store: Store, order_id: str, merchant: str | None = None, *, re
                 if state != S.cancel_failed:
                     out.append(ActionResult(row.merchant, row.order_id, False, f"--done is for an order the warehouse could not cancel (state {state})"))
                     continue
-                ok = await tx.orders.move(Move(row.id, S.cancelled, (S.cancel_failed,), why, dict(cancel_reason="")), actor=A)
+                ok = await tx.orders.move(Move(row.id, S.cancelled, (S.cancel_failed,), why), actor=A)
                 message = "recorded as cancelled by hand at the warehouse"
             elif state in NOT_SENT:
-                ok = await tx.orders.move(Move(row.id, S.cancelled, (state,), why, dict(cancel_reason="")), actor=A)
+                ok = await tx.orders.move(Move(row.id, S.cancelled, (state,), why, dict(cancel_reason=why.to_json())), actor=A)
                 message = "cancelled: it will never be sent"
             elif state in AT_WAREHOUSE or state == S.cancel_failed:
                 ok = await tx.orders.move(Move(row.id, S.cancelling, (state,), why, dict(cancel_reason=why.to_json())), actor=A)

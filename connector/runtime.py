@@ -92,7 +92,7 @@ class Runtime:
         sink = self.sinks[m.id] = EventSink(self.store, m.id, self.clock)
         uc = m.ultracart
         cart = UltraCartClient(uc.base_url, uc.api_key, uc.distribution_center, on_call=sink, redactor=self.redactor,
-                               transport=self.transports.get("ultracart"), rate_per_minute=uc.rate_per_minute)
+                               transport=self.transports.get("ultracart"), rate_per_minute=uc.rate_per_minute, limiters=self.limiters)
         warehouse = ledger = None
         if m.has_warehouse:
             actx = AdapterContext(merchant=m.id, on_call=sink, redactor=self.redactor, transport=self.transports.get("warehouse"),

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from adapters.http import HttpClient, OnCall, limiter_for
+from adapters.http import DEFAULT_LIMITERS, HttpClient, Limiters, OnCall
 from adapters.ultracart.catalog import CatalogItem, parse_item
 from connector.domain import DistributionCenter
 from connector.errors import ConfigurationError, ErrorClass, PermanentError, VendorError, error_for
@@ -113,6 +113,7 @@ class UltraCartClient:
         redactor: Redactor | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rate_per_minute: float | None = None,
+        limiters: Limiters | None = None,
     ):
         if not distribution_center.strip():
             raise ValueError("distribution_center is required")
@@ -131,7 +132,7 @@ class UltraCartClient:
             },
             request_id_header="X-UltraCart-Request-Id",
             # One limiter per credential, shared by every client using the key (several DCs).
-            limiter=limiter_for(VENDOR, api_key, rate_per_minute),
+            limiter=(limiters or DEFAULT_LIMITERS).get(VENDOR, api_key, rate_per_minute),
             error_message=error_message,
             redactor=redactor,
             on_call=on_call,

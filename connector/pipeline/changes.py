@@ -53,10 +53,10 @@ async def apply_cart_copy(ctx: ServiceContext, record: OrderRecord, new: NewOrde
     tasks: list[dict[str, Any]] = []
     did = ""
     known_cancel = record.cancel_requested
-    if change.cancel is not None and (known_cancel is None or known_cancel.kind != change.cancel.kind):
+    if change.cancel is not None and known_cancel is None:  # cancel_reason: the cancellation already taken in
         c = change.cancel
         if state in NOT_SENT:
-            moves.append(Move(record.id, S.cancelled, (state,), c, dict(keep, cancel_reason="")))
+            moves.append(Move(record.id, S.cancelled, (state,), c, dict(keep, cancel_reason=c.to_json())))
             did = f"cancelled before it was sent: {c.text}"
         elif state in (S.submitting, S.in_doubt):
             # The create may have happened: remembered, acted on once the lookup says where it is.
@@ -76,7 +76,7 @@ async def apply_cart_copy(ctx: ServiceContext, record: OrderRecord, new: NewOrde
         else:
             moves.append(Move(record.id, state, (state,), f"UltraCart says: {c.text}", dict(keep, cancel_reason=c.to_json())))
             did = "recorded"
-    elif change.cancel is None:
+    elif change.cancel is None and state not in (S.cancelled, S.cancelling, S.cancel_failed):
         if change.hold is True:
             if state in NOT_SENT:
                 moves.append(Move(record.id, S.held, (state,), hold(HoldKind.cart_hold, detail=new_order.stage or event), keep))
@@ -260,8 +260,7 @@ async def _cancel_one(ctx: ServiceContext, task: Any) -> None:
 async def _record_cancel(ctx: ServiceContext, task: Any, record: OrderRecord, to: S, reason: Reason | str, note: str) -> None:
     why = Reason(reason.kind, {**reason.details, "how": note}) if note and isinstance(reason, Reason) else reason
     async with ctx.store.atomic() as tx:
-        await tx.orders.move(Move(record.id, to, (S.cancelling,), why, dict(cancel_reason="") if to == S.cancelled else None),
-                             actor=Actor.order_changes)
+        await tx.orders.move(Move(record.id, to, (S.cancelling,), why), actor=Actor.order_changes)
         await tx.tasks.finish([task.id], state=TaskState.done)
     ctx.stats["cancelled" if to == S.cancelled else "cancel_failed"] += 1
 

@@ -200,7 +200,7 @@ async def resolve_in_doubt(ctx: ServiceContext) -> None:
         ctx.stats["doubt_absent"] += 1
         cancel = row.cancel_requested
         if cancel is not None:
-            return Move(row.id, S.cancelled, (S.in_doubt,), cancel, dict(lease_owner="", lease_until=None, cancel_reason=""))
+            return Move(row.id, S.cancelled, (S.in_doubt,), cancel, dict(lease_owner="", lease_until=None))
         return Move(row.id, S.ready, (S.in_doubt,), f"not at the warehouse (reference {row.reference}); will send again", dict(lease_owner="", lease_until=None))
 
     for i in range(0, len(rows), 100):

@@ -270,7 +270,7 @@ def _coupon_extras(order: dict[str, Any], code: str) -> None:
 SPECIALS = ("kit", "unmapped_method", "unknown_sku", "no_address", "test_order", "before_earliest")
 
 
-def demo_orders(merchant_id: str = "DEMO", count: int = 50, seed: int = 7) -> list[dict[str, Any]]:
+def demo_orders(merchant_id: str = "DEMO", count: int = 50, seed: int = 7, *, distribution_center: str = "DFLT") -> list[dict[str, Any]]:
     """The demo merchant's queue: `count` orders, ids `{merchant_id}-0001`...
 
     Besides happy-path orders over three ship methods and the catalog SKUs (including the alias
@@ -331,7 +331,7 @@ def demo_orders(merchant_id: str = "DEMO", count: int = 50, seed: int = 7) -> li
             kw.setdefault("shipping", {})["ship_on_date"] = _dts(ship_on)
         if i % 5 == 0:
             kw["payment"] = {"payment_method": "PayPal", "credit_card": None, "transactions": []}
-        order = make_order(order_id, **kw)
+        order = make_order(order_id, distribution_center=distribution_center, **kw)
         if i % 7 == 3:
             _coupon_extras(order, f"SAVE10-{rng.randrange(16**4):04X}")
         orders.append(order)

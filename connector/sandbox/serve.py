@@ -110,8 +110,10 @@ class UltraCartProcess:
             await _reply(send, 200, body)
         elif scope["type"] == "http" and scope["path"] == "/_sandbox/generate":
             spec = await _read_json(receive)
-            orders = demo_orders(str(spec["prefix"]), int(spec["count"]), seed=int(spec.get("seed", 7)))
-            self.sandbox.queue(str(spec.get("dc") or self.sandbox.distribution_centers[0]), orders)
+            dc = str(spec.get("dc") or self.sandbox.distribution_centers[0])
+            # Orders in a DC's queue carry that DC on their lines, as UltraCart's do.
+            orders = demo_orders(str(spec["prefix"]), int(spec["count"]), seed=int(spec.get("seed", 7)), distribution_center=dc)
+            self.sandbox.queue(dc, orders)
             await _reply(send, 200, {"queued": len(orders)})
         else:
             await self.sandbox.app(scope, receive, send)

@@ -39,7 +39,6 @@ runs in its own thread, so every mutation holds `self._lock`.
 from __future__ import annotations
 
 import base64
-import copy
 import gzip
 import itertools
 import json
@@ -169,13 +168,19 @@ class _Edge:
 # Expansions
 
 
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data without Python recursion (a 600-deep order must not break the
+    simulator: the connector is what is being tested)."""
+    return json.loads(json.dumps(value))
+
+
 def expand_order(order: dict[str, Any], expand: str | None) -> dict[str, Any]:
     """A copy of `order` as the Order API returns it for this `_expand` (None: everything)."""
     if expand is None:
-        return copy.deepcopy(order)
+        return _copy(order)
     names = {n.strip() for n in expand.split(",") if n.strip()}
     dropped = {key for name, key in ORDER_EXPANSIONS.items() if name not in names}
-    out = {k: copy.deepcopy(v) for k, v in order.items() if k not in dropped}
+    out = {k: _copy(v) for k, v in order.items() if k not in dropped}
     for name, (parent, child) in ORDER_SUB_EXPANSIONS.items():
         if name in names or parent not in out:
             continue
@@ -188,7 +193,7 @@ def expand_order(order: dict[str, Any], expand: str | None) -> dict[str, Any]:
 def expand_item(item: dict[str, Any], expand: str | None) -> dict[str, Any]:
     """A copy of `item` as the Item API returns it for this `_expand` (None or "": no blocks)."""
     names = {n.strip().split(".", 1)[0] for n in (expand or "").split(",") if n.strip()}
-    return {k: copy.deepcopy(v) for k, v in item.items() if k not in ITEM_BLOCKS or k in names}
+    return {k: _copy(v) for k, v in item.items() if k not in ITEM_BLOCKS or k in names}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,8 +540,8 @@ class UltraCartSandbox:
         self.faults = Faults()
         self.webhooks = WebhookOutbox()
         self._lock = threading.Lock()
-        self._initial_catalog = copy.deepcopy(list(catalog or ()))
-        self._initial_history = copy.deepcopy(list(history or ()))
+        self._initial_catalog = _copy(list(catalog or ()))
+        self._initial_history = _copy(list(history or ()))
         self.reset()
         routes = [
             Route("/fulfillment/distribution_centers", self._dcs, methods=["GET"]),
@@ -571,8 +576,8 @@ class UltraCartSandbox:
             self._queues: dict[str, dict[str, dict]] = {dc: {} for dc in self.distribution_centers}
             # Every order the merchant has: history, and every order ever queued (acked or not).
             # A queued order and its entry here are the same dict until it is queued again elsewhere.
-            self._orders: dict[str, dict] = {str(o["order_id"]): copy.deepcopy(o) for o in self._initial_history}
-            self._catalog: list[dict] = copy.deepcopy(self._initial_catalog)
+            self._orders: dict[str, dict] = {str(o["order_id"]): _copy(o) for o in self._initial_history}
+            self._catalog: list[dict] = _copy(self._initial_catalog)
             self._acknowledged: list[str] = []
             self._shipment_posts: list[list[dict]] = []
             self._inventory_posts: list[list[dict]] = []
@@ -599,7 +604,7 @@ class UltraCartSandbox:
                     raise ValueError("every queued order needs an order_id")
             fresh = []
             for order in orders:
-                body = copy.deepcopy(order)
+                body = _copy(order)
                 queue[str(order["order_id"])] = self._orders[str(order["order_id"])] = body
                 fresh.append(body)
             if self.webhooks.wants("fulfillment_transmit"):
@@ -615,11 +620,11 @@ class UltraCartSandbox:
             for order in orders:
                 if not isinstance(order, dict) or not order.get("order_id"):
                     raise ValueError("every history order needs an order_id")
-                self._orders[str(order["order_id"])] = copy.deepcopy(order)
+                self._orders[str(order["order_id"])] = _copy(order)
 
     def set_catalog(self, items: Iterable[dict]) -> None:
         """Replace the item catalog the Item API serves (raw UltraCart Items, e.g. samples.make_catalog())."""
-        items = copy.deepcopy(list(items))
+        items = _copy(list(items))
         if not all(isinstance(i, dict) and i.get("merchant_item_id") is not None for i in items):
             raise ValueError("every catalog item needs a merchant_item_id")
         with self._lock:
@@ -629,7 +634,7 @@ class UltraCartSandbox:
         """The stored order as it is now (a copy), or None."""
         with self._lock:
             order = self._orders.get(order_id)
-            return copy.deepcopy(order) if order is not None else None
+            return _copy(order) if order is not None else None
 
     @property
     def acknowledged(self) -> list[str]:
@@ -640,12 +645,12 @@ class UltraCartSandbox:
     @property
     def shipment_posts(self) -> list[list[dict]]:
         with self._lock:
-            return copy.deepcopy(self._shipment_posts)
+            return _copy(self._shipment_posts)
 
     @property
     def inventory_posts(self) -> list[list[dict]]:
         with self._lock:
-            return copy.deepcopy(self._inventory_posts)
+            return _copy(self._inventory_posts)
 
     def tracking(self, order_id: str) -> list[str]:
         """Every tracking number posted for an order, in posting order."""
@@ -662,8 +667,8 @@ class UltraCartSandbox:
             state = {
                 "queued": {dc: list(q) for dc, q in self._queues.items()},
                 "acknowledged": list(self._acknowledged),
-                "shipment_posts": copy.deepcopy(self._shipment_posts),
-                "inventory_posts": copy.deepcopy(self._inventory_posts),
+                "shipment_posts": _copy(self._shipment_posts),
+                "inventory_posts": _copy(self._inventory_posts),
                 "requests": dict(self.requests),
                 "faults": dict(self.faults.counts),
                 "orders": len(self._orders),
@@ -706,7 +711,7 @@ class UltraCartSandbox:
         heard = [name for name in events if self.webhooks.wants(name)]
         if not (snapshot or heard):
             return None
-        after = copy.deepcopy(copies[0])
+        after = _copy(copies[0])
         if heard:
             self.webhooks.emit((name, after) for name in heard)
         return after
@@ -790,7 +795,7 @@ class UltraCartSandbox:
             raise ValueError(f"edit_address takes OrderShipping fields ({', '.join(sorted(SHIPPING_FIELDS))}); got {unknown or 'none'}")
 
         def change(order: dict) -> list[str]:
-            order.setdefault("shipping", {}).update(copy.deepcopy(fields))
+            order.setdefault("shipping", {}).update(_copy(fields))
             return ["order_update"]
 
         return self._mutate(order_id, change)
@@ -868,7 +873,7 @@ class UltraCartSandbox:
         """Delete the order: gone from the Order API and every DC queue. Fires order_delete."""
         with self._lock:
             copies = self._copies(order_id)
-            snapshot = copy.deepcopy(copies[0])
+            snapshot = _copy(copies[0])
             del self._orders[order_id]
             for queue in self._queues.values():
                 queue.pop(order_id, None)
@@ -954,7 +959,7 @@ class UltraCartSandbox:
             return exc.response()
         with self._lock:
             # No paging: the head of the queue, again and again, until it is acknowledged.
-            orders = [copy.deepcopy(o) for o in list(self._queues[dc].values())[:FETCH_LIMIT]]
+            orders = [_copy(o) for o in list(self._queues[dc].values())[:FETCH_LIMIT]]
         return JSONResponse({"orders": orders, "success": True, "metadata": {"payload_name": "OrdersResponse"}})
 
     async def _ack(self, request: Request) -> Response:

@@ -73,7 +73,7 @@ orders = Table(
     _ts("acked_at"),
     _ts("updated_at", nullable=False),
     _ts("released_at"),  # an operator released it: a timed hold no longer applies
-    _text("cancel_reason"),  # a cancellation asked for and not yet carried out (Reason JSON)
+    _text("cancel_reason"),  # the cancellation asked for (by UltraCart or an operator), kept once carried out (Reason JSON)
     _str("customer"),  # ship-to name (or company), for searching
     _str("email"),  # the customer's e-mail, for searching
     _ts("ordered_at"),  # when the customer placed it (the cart's creation time)

@@ -32,19 +32,7 @@ def nested(depth: int) -> object:
     return value
 
 
-@pytest.fixture
-def deep_copies_in_the_simulator():
-    """The UltraCart simulator deep-copies orders (Python recursion); the connector must cope with
-    the default limit, the simulator gets more room."""
-    import sys
-
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(10_000)
-    yield
-    sys.setrecursionlimit(old)
-
-
-async def test_a_600_deep_order_is_held_and_the_orders_behind_it_flow(flow, runtime, deep_copies_in_the_simulator):
+async def test_a_600_deep_order_is_held_and_the_orders_behind_it_flow(flow, runtime):
     deep = make_order("DEEP-1", custom_field_1=nested(600))
     flow.uc.queue("DFLT", [deep] + orders(3))
     r = await runtime.run_service("acme", "order_download")

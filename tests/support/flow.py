@@ -66,6 +66,7 @@ class Flow:
 
     def close(self) -> None:
         self.uc_server.stop()
+        self.uc.close()
         for server in {id(s): s for s in self.servers.values() if s is not None}.values():
             server.stop()
         for kit in {id(k): k for k in self.kits.values()}.values():
