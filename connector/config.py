@@ -272,6 +272,7 @@ class MerchantConfig(_Strict):
 
     _adapter: type[WarehouseAdapter] | None = PrivateAttr(None)
     _warehouse_settings: AdapterConfig | None = PrivateAttr(None)
+    _unset_env: list[str] = PrivateAttr(default_factory=list)  # a disabled merchant's ${VAR}s not set yet
     _ledger: Any = PrivateAttr(None)
     _ledger_adapter: AdapterConfig | None = PrivateAttr(None)
     _ledger_settings: LedgerSettings | None = PrivateAttr(None)
@@ -302,6 +303,11 @@ class MerchantConfig(_Strict):
     @property
     def ledger_settings(self) -> LedgerSettings | None:
         return self._ledger_settings
+
+    @property
+    def unset_env(self) -> list[str]:
+        """The environment variables this (disabled) merchant's block uses that are not set."""
+        return list(self._unset_env)
 
     def sku_map(self) -> SkuMap:
         """Aliases from the CSV file, then the inline ones (inline wins)."""
@@ -386,6 +392,31 @@ def _interpolate(value: Any, path: str, env: dict[str, str], missing: list[tuple
     return value
 
 
+def _disabled_unset(original: Any, raw: Any, missing: list[tuple[str, str]], env: dict[str, str],
+                    warnings: list[str]) -> dict[int, list[str]]:
+    """A disabled merchant's unset ${VAR}s are a warning, not an error: it is not run, and a
+    merchant just added (`connector merchant add`) must not stop the daemon from starting. They
+    stand in as "unset-VAR" so the block is still validated; onboarding it asks for them."""
+    merchants = original.get("merchants") if isinstance(original, dict) else None
+    if not isinstance(merchants, list) or not missing:
+        return {}
+    out: dict[int, list[str]] = {}
+    for i, m in enumerate(merchants):
+        if not isinstance(m, dict) or m.get("enabled", True) is not False:
+            continue
+        prefix = f"merchants[{i}]"
+        names = [name for path, name in missing if path == prefix or path.startswith(prefix + ".")]
+        if not names:
+            continue
+        names = list(dict.fromkeys(names))
+        missing[:] = [(path, name) for path, name in missing if not (path == prefix or path.startswith(prefix + "."))]
+        raw["merchants"][i] = _interpolate(m, prefix, {**env, **{n: f"unset-{n}" for n in names}}, [], [])
+        out[i] = names
+        warnings.append(f"{prefix} ({m.get('id', '?')}, disabled): environment variable(s) {', '.join(names)} not set; "
+                        f"set them before enabling it")
+    return out
+
+
 def resolve_path(path: str | os.PathLike | None) -> Path:
     """-c/--config, else $CONNECTOR_CONFIG, else ./connector.toml."""
     return Path(path or os.environ.get("CONNECTOR_CONFIG") or DEFAULT_PATH)
@@ -413,7 +444,10 @@ def from_dict(raw: dict[str, Any], *, file: str = "<config>", base_dir: Path | N
     the config file's folder, never the working directory."""
     missing: list[tuple[str, str]] = []
     warnings: list[str] = []
-    raw = _interpolate(raw, "", dict(os.environ) if env is None else env, missing, warnings)
+    environ = dict(os.environ) if env is None else env
+    original = raw
+    raw = _interpolate(raw, "", environ, missing, warnings)
+    unset = _disabled_unset(original, raw, missing, environ, warnings)
     if missing:
         names = list(dict.fromkeys(name for _, name in missing))
         what = f"environment variable {names[0]} is not set" if len(names) == 1 else \
@@ -426,6 +460,8 @@ def from_dict(raw: dict[str, Any], *, file: str = "<config>", base_dir: Path | N
         raise ConfigError(file, issues[0][0], "; ".join(f"{p}: {m}" if i else m for i, (p, m) in enumerate(issues))) from None
     config._source = file
     config._warnings = warnings
+    for i, names in unset.items():
+        config.merchants[i]._unset_env = names
     if base_dir is not None:
         config.daemon.database_url = _resolve_sqlite(config.daemon.database_url, base_dir)
     seen: dict[str, int] = {}

@@ -26,8 +26,8 @@ class ConfigError(ConnectorError):
 
     def __init__(self, file: str, path: str, message: str):
         self.file, self.path, self.message = file, path, message
-        where = f"{file}: {path}" if path else file
-        super().__init__(f"{where}: {message}")
+        where = ": ".join(p for p in (file, path) if p)
+        super().__init__(f"{where}: {message}" if where else message)
 
 
 class VendorError(ConnectorError):

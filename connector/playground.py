@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from starlette.routing import Route
 
 from connector.demo import PRODUCTS, SB_TOKEN, STOCK, UC_KEY, config_toml, demo_config
 from connector.sandbox.kits import make_kit
-from connector.sandbox.samples import demo_orders
+from connector.sandbox.samples import demo_orders, onboarding_catalog, onboarding_history
 from connector.sandbox.server import SandboxServer
 from connector.sandbox.ultracart import UltraCartSandbox
 
@@ -34,7 +35,9 @@ class Playground:
 
     def __init__(self, folder: Path, *, warehouse: str = "shipbob", orders: int = 20):
         self.folder = folder
-        self.uc = UltraCartSandbox(api_key=UC_KEY, merchant_id="DEMO", distribution_centers=("DFLT",))
+        # A catalog and a month of order history with planted mismatches, for `connector onboard demo`.
+        self.uc = UltraCartSandbox(api_key=UC_KEY, merchant_id="DEMO", distribution_centers=("DFLT",),
+                                   catalog=onboarding_catalog(), history=onboarding_history(datetime.now(timezone.utc)))
         self.kit = make_kit(warehouse, products=PRODUCTS, ship_methods=("Standard", "Expedited", "2-Day"), credential=SB_TOKEN)
         for sku, per_fc in STOCK.items():
             for fc, qty in zip(self.kit.warehouse_ids(), per_fc):
@@ -98,6 +101,7 @@ class Playground:
             "in another terminal:",
             f"  connector run -c {self.config_path}          # the daemon against the sandboxes",
             f"  connector status -c {self.config_path}",
+            f"  connector onboard demo -c {self.config_path}   # the go-live check: finds the planted SKU and method mismatches",
             f"  curl -X POST '{c}/queue?count=10'     # queue more orders at UltraCart",
             f"  curl -X POST {c}/ship                 # ship everything the warehouse holds",
             f"  curl -X POST '{c}/stock?sku=TREAT&quantity=3'   # change stock",

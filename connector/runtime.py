@@ -79,6 +79,16 @@ class Runtime:
             if m.enabled:
                 self.contexts[m.id] = self._context(m)
 
+    def context_for(self, merchant_id: str) -> ServiceContext:
+        """The context of a configured merchant, enabled or not (a disabled one is being onboarded:
+        its context is built for the reads and closed with the runtime, never scheduled)."""
+        if merchant_id not in self.contexts:
+            m = next(m for m in self.config.merchants if m.id == merchant_id)
+            ctx = self._context(m)
+            self._retired.append(ctx)
+            return ctx
+        return self.contexts[merchant_id]
+
     def owned_dcs(self) -> dict[str, str]:
         """merchant id -> "ULTRACART-MERCHANT/DC": what this process downloads from."""
         return {m.id: f"{m.ultracart.merchant_id.upper()}/{m.ultracart.distribution_center.upper()}" for m in self.config.merchants if m.enabled}

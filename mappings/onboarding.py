@@ -14,7 +14,9 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from connector.domain import WarehouseLine
 from mappings.carriers import canonical_carrier
 from mappings.ship_methods import map_ship_method, split_method
 from mappings.skus import SkuMap
@@ -29,13 +31,17 @@ def near_key(sku: str) -> str:
     return "".join(p.lstrip("0") or "0" if p.isdigit() else re.sub(r"(?<![0-9])0+(?=[0-9])", "", p) for p in parts if p)
 
 
-@dataclass
-class CatalogItem:
-    """A store item: its SKU and, for a kit, its components with quantities."""
+class CatalogEntry(Protocol):
+    """A store item as onboarding reads it (adapters.ultracart.catalog.CatalogItem is one): its
+    SKU, whether it is retired, and for a kit its components (SKUs, or records with a `.sku`)."""
 
     sku: str
-    description: str = ""
-    components: dict[str, int] = field(default_factory=dict)
+    inactive: bool
+    components: Any
+
+
+def _component_skus(item: CatalogEntry) -> list[str]:
+    return [c if isinstance(c, str) else c.sku for c in (item.components or ())]
 
 
 @dataclass
@@ -48,9 +54,10 @@ class SkuReport:
     kits_missing: dict[str, list[str]] = field(default_factory=dict)  # kit -> components the warehouse lacks
     missing: list[str] = field(default_factory=list)  # store items no warehouse SKU matches
     never_sold: list[str] = field(default_factory=list)  # warehouse SKUs no store item maps to
+    inactive: list[str] = field(default_factory=list)  # retired store items: not checked (nobody can buy them)
 
 
-def match_skus(items: Iterable[CatalogItem], warehouse_skus: set[str], skus: SkuMap) -> SkuReport:
+def match_skus(items: Iterable[CatalogEntry], warehouse_skus: set[str], skus: SkuMap) -> SkuReport:
     r = SkuReport()
     by_near: dict[str, list[str]] = defaultdict(list)
     for w in sorted(warehouse_skus):
@@ -73,7 +80,10 @@ def match_skus(items: Iterable[CatalogItem], warehouse_skus: set[str], skus: Sku
         sku = item.sku.strip()
         if not sku:
             continue
-        kit = skus.kit_for(sku) or item.components
+        if getattr(item, "inactive", False):
+            r.inactive.append(sku)
+            continue
+        kit = skus.kit_for(sku) or _component_skus(item)
         if kit:
             lacking = []
             for component in kit:
@@ -166,29 +176,33 @@ def check_methods(orders_by_method: dict[str, list[str]], table: dict[str, str],
 # ---------------------------------------------------------------------------------------- coverage
 @dataclass
 class Coverage:
-    lines: int = 0
-    mapped_lines: int = 0
+    lines: int = 0  # warehouse lines of the recent orders (after aliases and kits)
+    mapped_lines: int = 0  # ... whose SKU the warehouse knows
     holding_skus: dict[str, list[str]] = field(default_factory=dict)  # store SKU -> orders it would hold
+    targets: dict[str, str] = field(default_factory=dict)  # store SKU -> the warehouse SKU it maps to
 
     @property
     def share(self) -> float:
         return self.mapped_lines / self.lines if self.lines else 1.0
 
 
-def line_coverage(order_lines: Iterable[tuple[str, str]], known: set[str], skus: SkuMap) -> Coverage:
-    """`order_lines`: (order id, store SKU) of recent orders. A line maps when its SKU (through
-    aliases, or each component of a configured kit) is one the warehouse knows."""
+def line_coverage(orders: Iterable[tuple[str, list[WarehouseLine]]], known: set[str]) -> Coverage:
+    """`orders`: (order id, its mapped warehouse lines) of recent orders, as `map_lines` makes
+    them. A line maps when the warehouse knows its SKU; the others are named by the store SKU
+    they came from (a kit's, for a component), with the orders each would hold."""
     c = Coverage()
     holding: dict[str, set[str]] = defaultdict(set)
-    for order_id, sku in order_lines:
-        c.lines += 1
-        kit = skus.kit_for(sku)
-        targets = list(kit) if kit else [skus.warehouse_sku(sku)]
-        if all(t in known for t in targets):
-            c.mapped_lines += 1
-        else:
-            holding[sku].add(order_id)
-    c.holding_skus = {sku: sorted(ids) for sku, ids in sorted(holding.items(), key=lambda kv: -len(kv[1]))}
+    for order_id, lines in orders:
+        for line in lines:
+            c.lines += 1
+            if line.sku in known:
+                c.mapped_lines += 1
+            else:
+                cart = line.cart_sku or line.sku
+                holding[cart].add(order_id)
+                c.targets.setdefault(cart, line.sku)
+    c.holding_skus = {sku: sorted(ids) for sku, ids in sorted(holding.items(), key=lambda kv: (-len(kv[1]), kv[0]))}
+    c.targets = {sku: c.targets[sku] for sku in c.holding_skus}
     return c
 
 

@@ -49,7 +49,7 @@ _DC_PROBLEM = re.compile(r"distribution[ _]?center", re.IGNORECASE)
 # Any other 400 on a read by id (a bad expansion, say) is a real error and is raised.
 _MISSING = re.compile(r"does not exist|not found|no such order|unknown order|invalid order id", re.IGNORECASE)
 # The Order and Item APIs need permissions a fulfillment-only key may lack.
-_PERMISSION = {"order": "order_read", "item": "item_read"}
+_PERMISSION = {"order": "order_read", "item": "item_read", "webhook": "webhook_read"}
 
 
 def error_message(response: httpx.Response) -> str:
@@ -408,6 +408,12 @@ class UltraCartClient:
         async for page in self.item_pages():
             catalog += [item for item in map(parse_item, page) if item is not None]
         return catalog
+
+    async def webhooks(self) -> list[dict[str, Any]]:
+        """The merchant's webhooks (`GET /webhook/webhooks`), raw: url, authentication, events."""
+        what = "webhooks"
+        response = await self._read("webhook", what, "GET", "/webhook/webhooks")
+        return self._records(self._object(response, what), "webhooks", what, response)
 
 
 __all__ = ["UltraCartClient", "error_message", "API_VERSION", "DEFAULT_BASE_URL", "ITEM_EXPAND", "ORDER_EXPAND"]

@@ -2,7 +2,8 @@
 actions, the demo, the sandbox and the bench.
 
 Exit codes: 0 ok; 1 something failed (a pass, an action refused, a vendor check); 2 bad config or
-usage (the message names the key or the option); 3 `status` found a service paused or failing;
+usage (the message names the key or the option); 3 needs attention (`status`: a service paused or
+failing; `onboard`: go-live would hold orders);
 130 `run --once` was interrupted (Ctrl-C / SIGTERM) after finishing the calls in hand.
 
 Modules import what a command needs inside the command, so `connector --help` stays cheap.
@@ -15,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from connector.cli import actions, daemon, hooks, tools, views
+from connector.cli import actions, daemon, hooks, setup, tools, views
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="UltraCart order-flow connector: orders to the warehouse, tracking and stock back.")
@@ -34,7 +35,7 @@ def _main(version: Optional[bool] = typer.Option(None, "--version", callback=_ve
     """UltraCart order-flow connector: orders to the warehouse, tracking and stock back."""
 
 
-for module in (daemon, views, actions, hooks, tools):
+for module in (daemon, views, actions, hooks, setup, tools):
     module.register(app)
 
 

@@ -216,7 +216,7 @@ def check(config: Optional[str] = ConfigOpt, online: bool = typer.Option(False, 
         raise typer.Exit(run_async(_check_online(cfg)))
 
 
-async def _check_online(cfg: Any) -> int:
+async def _check_online(cfg: Any, only: str | None = None) -> int:
     from connector.errors import ConnectorError
     from connector.runtime import build_runtime
     from connector.store import Store
@@ -224,7 +224,8 @@ async def _check_online(cfg: Any) -> int:
     rt = await build_runtime(cfg, store=Store.memory())
     bad = 0
     try:
-        for mid, ctx in rt.contexts.items():
+        for mid in [only] if only else list(rt.contexts):
+            ctx = rt.context_for(mid)
             uc = ctx.merchant.ultracart
             try:
                 codes = [d.code for d in await ctx.cart.distribution_centers()]
@@ -251,31 +252,17 @@ async def _check_online(cfg: Any) -> int:
 
 async def _check_hooks(cfg: Any, rt: Any, ctx: Any) -> int:
     """The warehouse's shipment webhooks point at this connector (when it has them and a public URL is set)."""
-    from connector.cli.common import open_store
-    from connector.cli.hooks import warehouse_url
-    from connector.errors import ConnectorError
+    from connector.cli.hooks import registered_url
+    from connector.onboarding import warehouse_hooks
 
-    if not cfg.daemon.public_url or ctx.warehouse is None or not getattr(ctx.warehouse.capabilities, "webhooks", False):
+    if not cfg.daemon.public_url:
         return 0
-    try:
-        store = await open_store(cfg)
-    except typer.Exit:
-        url = ""  # no database yet: nothing was registered
-    else:
-        try:
-            url = await warehouse_url(store, cfg.daemon.public_url, ctx.id, create=False)
-        finally:
-            await store.close()
-    try:
-        subscribed = await ctx.warehouse.webhook_urls()
-    except ConnectorError as exc:
-        say(f"{ctx.id}: could not read the warehouse's webhooks: {exc}")
-        return 1
-    if url and url in subscribed:
-        say(f"{ctx.id}: the warehouse's shipment webhooks point here")
+    url = await registered_url(cfg, ctx.id)
+    check = await warehouse_hooks(ctx, cfg.daemon.public_url, url)
+    if check is None:
         return 0
-    say(f"{ctx.id}: the warehouse's shipment webhooks are missing: run `connector webhooks register -m {ctx.id}` (polling still works)")
-    return 1
+    say(f"{ctx.id}: {check.detail}")
+    return 0 if check.status == "ok" else 1
 
 
 async def _check_methods(ctx: Any) -> int:

@@ -32,6 +32,25 @@ async def warehouse_url(store: Any, public_url: str, merchant: str, *, create: b
     return f"{public_url}/webhooks/warehouse/{merchant}/{token}" if token else ""
 
 
+async def registered_url(cfg: Any, merchant: str) -> str:
+    """The warehouse-webhook URL `webhooks register` made for this merchant ("" when none was, or
+    there is no database yet). Quiet: a missing database is not an error here."""
+    from connector.store import Store
+    from connector.store.engine import sqlite_path
+
+    path = sqlite_path(cfg.daemon.database_url)
+    if not cfg.daemon.public_url or (path is not None and not path.exists()):
+        return ""
+    try:
+        store = await Store.open(cfg.daemon.database_url)
+    except Exception:  # noqa: BLE001 - an unreachable database: treated as nothing registered
+        return ""
+    try:
+        return await warehouse_url(store, cfg.daemon.public_url, merchant, create=False)
+    finally:
+        await store.close()
+
+
 @hooks.command("register")
 def register_cmd(config: Optional[str] = ConfigOpt, merchant: Optional[str] = MerchantOpt) -> None:
     """Create (or check) the warehouse's shipment webhooks and print UltraCart's settings."""

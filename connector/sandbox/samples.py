@@ -422,3 +422,27 @@ def order_history(days: int = 30, per_day: int = 4, *, skus: Iterable[str] = REG
             order["shipping"]["tracking_numbers"] = [f"1Z{zlib.crc32(order_id.encode()):010d}"]
         orders.append(order)
     return orders
+
+
+# Onboarding: a catalog and an order history with the mismatches that break go-lives, planted on
+# purpose (the sandbox serves them; `connector onboard` must find each one). Against the demo
+# warehouse (PRODUCTS above, methods Standard / Expedited / 2-Day) and the demo config:
+#   - "treat " and "Leash Red": near matches of TREAT and LEASH-RED (proposed as aliases);
+#   - "HARNESS-S": no warehouse SKU at all (orders for it hold);
+#   - "PUPPY-KIT": a kit whose component TOY-ROPE the warehouse lacks;
+#   - "OLD-COLLAR": retired (inactive), so not a mismatch;
+#   - "USPS: Ground Advantage": a ship method the config does not map (proposed: Standard).
+ONBOARDING_CATALOG_SKUS = ("BONE-5LB", "treat ", "Leash Red", "LEASH-BLUE", "BOWL-L", "COLLAR-M", "Bone", "HARNESS-S")
+ONBOARDING_KITS = {"GIFT-SET": GIFT_SET_COMPONENTS, "PUPPY-KIT": {"BOWL-L": 1, "TOY-ROPE": 1}}
+ONBOARDING_HISTORY_SKUS = ("BONE-5LB", "TREAT", "HARNESS-S", "Bone")
+ONBOARDING_METHODS = ("UPS: Ground", "USPS: Ground Advantage", "FedEx: 2Day")
+
+
+def onboarding_catalog(merchant_id: str = "DEMO") -> list[dict[str, Any]]:
+    return make_catalog(ONBOARDING_CATALOG_SKUS, kits=ONBOARDING_KITS, merchant_id=merchant_id) + [
+        make_item("OLD-COLLAR", inactive=True, merchant_id=merchant_id)]
+
+
+def onboarding_history(end: datetime, days: int = 10, per_day: int = 3) -> list[dict[str, Any]]:
+    """Order k (0-based) ships by ONBOARDING_METHODS[k % 3] and holds ONBOARDING_HISTORY_SKUS[k % 4]."""
+    return order_history(days, per_day, skus=ONBOARDING_HISTORY_SKUS, ship_methods=ONBOARDING_METHODS, end=end)

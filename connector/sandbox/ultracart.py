@@ -74,7 +74,11 @@ MAX_QUERY_LIMIT = 200
 DEFAULT_QUERY_LIMIT = 100
 MAX_ITEM_LIMIT = 2000
 DEFAULT_ITEM_LIMIT = 100
-ENDPOINTS = ("dcs", "fetch", "ack", "shipments", "inventory", "order", "orders_batch", "orders_query", "items")
+ENDPOINTS = ("dcs", "fetch", "ack", "shipments", "inventory", "order", "orders_batch", "orders_query", "items", "webhooks")
+# The API-key permission each endpoint needs (UltraCart's scopes: fulfillment, order, item, webhook).
+PERMISSIONS = {"dcs": "fulfillment_read", "fetch": "fulfillment_read", "ack": "fulfillment_write", "shipments": "fulfillment_write",
+               "inventory": "fulfillment_write", "order": "order_read", "orders_batch": "order_read", "orders_query": "order_read",
+               "items": "item_read", "webhooks": "webhook_read"}
 
 # Order API `_expand` name -> the top-level key it brings. Keys not listed here always come back.
 ORDER_EXPANSIONS = {
@@ -305,6 +309,14 @@ class WebhookOutbox:
     def subscriptions(self) -> list[WebhookSubscription]:
         with self._cond:
             return list(self._subscriptions.values())
+
+    def failures(self, oid: int) -> int:
+        """Failed deliveries of this webhook since its last delivered one (UltraCart's consecutive_failures)."""
+        with self._cond:
+            count = 0
+            for d in sorted((d for d in self._deliveries.values() if d.webhook_oid == oid and d.sent_seq), key=lambda d: d.sent_seq):
+                count = 0 if d.status == "delivered" else count + 1
+            return count
 
     def wants(self, event: str) -> bool:
         # No lock: the set is replaced whole, never changed in place (the API asks this per order).
@@ -553,6 +565,7 @@ class UltraCartSandbox:
             Route("/order/orders/query", self._orders_query, methods=["POST"]),
             Route("/order/orders/{order_id}", self._order, methods=["GET"]),
             Route("/item/items", self._items, methods=["GET"]),
+            Route("/webhook/webhooks", self._webhook_list, methods=["GET"]),
             Route("/_sandbox/orders", self._control_orders, methods=["POST"]),
             Route("/_sandbox/orders/{order_id}/{action}", self._control_mutate, methods=["POST"]),
             Route("/_sandbox/history", self._control_history, methods=["POST"]),
@@ -583,6 +596,7 @@ class UltraCartSandbox:
             self._inventory_posts: list[list[dict]] = []
             self.requests: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
             self.ignore_acks = False  # True: acknowledgements are answered 204 but change nothing
+            self.denied_permissions: set[str] = set()  # API-key permissions this key lacks (403 on their endpoints)
             self.clock: Callable[[], datetime] = lambda: datetime.now(EST)  # merchant time of changes; tests may pin it
             defaults = {k: v for k, v in Faults().snapshot().items() if k not in ("counts", "script")}
             self.faults.update(defaults)
@@ -889,6 +903,8 @@ class UltraCartSandbox:
             self.requests[endpoint] += 1
         if request.headers.get("x-ultracart-simple-key") != self.api_key:
             raise SandboxError(401, "Invalid or missing API credentials (x-ultracart-simple-key)")
+        if PERMISSIONS[endpoint] in self.denied_permissions:
+            raise SandboxError(403, f"Permission denied: this API key does not have {PERMISSIONS[endpoint]}")
         version = request.headers.get("x-ultracart-api-version")
         if version != API_VERSION:
             raise SandboxError(400, f"Missing or unsupported X-UltraCart-Api-Version header {version!r}; use {API_VERSION}")
@@ -1131,6 +1147,23 @@ class UltraCartSandbox:
         metadata = self._result_set(len(page), offset, limit, len(found)) | {"payload_name": "items"}
         return JSONResponse({"items": page, "success": True, "metadata": metadata})
 
+    # -- the Webhook API (read) -----------------------------------------------------------------
+
+    async def _webhook_list(self, request: Request) -> Response:
+        """The subscriptions as UltraCart's Webhook model (the basic password is never echoed)."""
+        try:
+            self._check(request, "webhooks")
+        except SandboxError as exc:
+            return exc.response()
+        hooks = [{"webhook_oid": sub.oid, "webhook_url": sub.url, "api_version": API_VERSION,
+                  "authentication_type": "basic" if sub.username else "none", "basic_username": sub.username,
+                  "compress_events": sub.compress_events, "maximum_events": sub.maximum_events, "disabled": False,
+                  "consecutive_failures": self.webhooks.failures(sub.oid),
+                  "event_categories": [{"event_category": "order", "events": [
+                      {"event_name": name, "subscribed": True, "expansion": sub.expansion or ""} for name in sorted(sub.events)]}]}
+                 for sub in self.webhooks.subscriptions]
+        return JSONResponse({"webhooks": hooks, "success": True, "metadata": self._result_set(len(hooks), 0, len(hooks), len(hooks))})
+
     # -- the control API (never faulted) --------------------------------------------------------
 
     @staticmethod
@@ -1200,15 +1233,20 @@ class UltraCartSandbox:
     async def _control_settings(self, request: Request) -> Response:
         try:
             body = await self._body(request)
-            unknown = sorted(set(body) - {"ignore_acks"}) if isinstance(body, dict) else ["(not an object)"]
+            unknown = sorted(set(body) - {"ignore_acks", "denied_permissions"}) if isinstance(body, dict) else ["(not an object)"]
             if unknown:
-                raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: ignore_acks")
+                raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: ignore_acks, denied_permissions")
+            denied = set(body.get("denied_permissions") or ())
+            if denied - set(PERMISSIONS.values()):
+                raise ValueError(f"unknown permission(s) {', '.join(sorted(denied - set(PERMISSIONS.values())))}")
         except ValueError as exc:
             return self._control_error(exc)
         with self._lock:
             if "ignore_acks" in body:
                 self.ignore_acks = bool(body["ignore_acks"])
-            return JSONResponse({"ignore_acks": self.ignore_acks})
+            if "denied_permissions" in body:
+                self.denied_permissions = denied
+            return JSONResponse({"ignore_acks": self.ignore_acks, "denied_permissions": sorted(self.denied_permissions)})
 
     async def _control_webhooks(self, request: Request) -> Response:
         """GET: subscriptions and deliveries; POST: subscribe (WebhookOutbox.subscribe arguments)."""

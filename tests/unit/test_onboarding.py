@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from mappings.onboarding import CatalogItem, aliases_csv, check_methods, line_coverage, match_skus, near_key, suggest_method
-from mappings.skus import SkuMap, load_alias_csv
+from decimal import Decimal
+
+from adapters.ultracart.catalog import CatalogItem, KitComponent
+from connector.domain import OrderLine
+from mappings.onboarding import aliases_csv, check_methods, line_coverage, match_skus, near_key, suggest_method
+from mappings.skus import SkuMap, load_alias_csv, map_lines
+
+
+def kit(sku: str, **components: int) -> CatalogItem:
+    return CatalogItem(sku, kit=True, components=tuple(KitComponent(c.replace("_", "-"), Decimal(q)) for c, q in components.items()))
 
 WAREHOUSE = {"BONE-5LB", "TREAT", "LEASH-RED", "BOWL-L", "COLLAR-M", "SKU-00042", "SPARE-PART"}
 
@@ -16,14 +24,15 @@ def test_near_keys_ignore_case_spacing_dashes_and_leading_zeros():
 
 def test_catalog_match_finds_exact_near_kits_and_missing():
     items = [CatalogItem("BONE-5LB"), CatalogItem("treat "), CatalogItem("Leash Red"), CatalogItem("SKU-42"),
-             CatalogItem("GIFT-SET", components={"BONE-5LB": 1, "TREAT": 2}), CatalogItem("BOX-SET", components={"BONE-5LB": 1, "MUG": 1}),
-             CatalogItem("MYSTERY"), CatalogItem("Bowl")]
+             kit("GIFT-SET", BONE_5LB=1, TREAT=2), kit("BOX-SET", BONE_5LB=1, MUG=1),
+             CatalogItem("MYSTERY"), CatalogItem("Bowl"), CatalogItem("OLD-THING", inactive=True)]
     r = match_skus(items, WAREHOUSE, SkuMap(aliases={"Bowl": "BOWL-L"}, kits={}))
     assert r.exact == ["BONE-5LB"]
     assert r.aliased == {"Bowl": "BOWL-L"}
     assert r.proposed == {"treat": "TREAT", "Leash Red": "LEASH-RED", "SKU-42": "SKU-00042"}  # SKUs are compared as orders carry them: trimmed
     assert r.kits_ok == ["GIFT-SET"] and r.kits_missing == {"BOX-SET": ["MUG"]}
     assert r.missing == ["MYSTERY"]
+    assert r.inactive == ["OLD-THING"]  # retired: nobody can order it, so it is not a mismatch
     assert r.never_sold == ["COLLAR-M", "SPARE-PART"]
     # The proposed CSV loads as an aliases_file.
     assert load_alias_csv(aliases_csv(r.proposed), source="proposed.csv") == {"Leash Red": "LEASH-RED", "SKU-42": "SKU-00042", "treat": "TREAT"}
@@ -44,9 +53,16 @@ def test_ship_methods_are_proposed_by_carrier_and_speed():
     assert r.held_orders == {"FedEx: 2Day": ["3"], "USPS: First Class": ["4"], "Pigeon": ["5"]}
 
 
-def test_coverage_counts_lines_and_names_the_skus_that_would_hold_orders():
-    lines = [("1", "BONE-5LB"), ("1", "Bowl"), ("2", "MYSTERY"), ("3", "MYSTERY"), ("3", "GIFT-SET"), ("4", "MUG")]
-    c = line_coverage(lines, WAREHOUSE, SkuMap(aliases={"Bowl": "BOWL-L"}, kits={"GIFT-SET": {"BONE-5LB": 1, "TREAT": 2}}))
-    assert (c.lines, c.mapped_lines) == (6, 3)
-    assert c.holding_skus == {"MYSTERY": ["2", "3"], "MUG": ["4"]}
-    assert round(c.share, 2) == 0.5
+def test_coverage_counts_mapped_lines_and_names_the_store_skus_that_would_hold_orders():
+    skus = SkuMap(aliases={"Bowl": "BOWL-L"}, kits={"GIFT-SET": {"BONE-5LB": 1, "MUG": 2}})
+
+    def order(*cart_skus: str) -> list:
+        return map_lines([OrderLine(line_no=i, sku=s, quantity=Decimal(1)) for i, s in enumerate(cart_skus)], skus).lines
+
+    orders = [("1", order("BONE-5LB", "Bowl")), ("2", order("MYSTERY")), ("3", order("MYSTERY", "GIFT-SET")), ("4", order("Cup"))]
+    c = line_coverage(orders, WAREHOUSE)
+    # 7 warehouse lines: BONE-5LB, BOWL-L, MYSTERY, MYSTERY, BONE-5LB + MUG (the kit exploded), Cup.
+    assert (c.lines, c.mapped_lines) == (7, 3)
+    assert c.holding_skus == {"MYSTERY": ["2", "3"], "Cup": ["4"], "GIFT-SET": ["3"]}
+    assert c.targets == {"MYSTERY": "MYSTERY", "Cup": "Cup", "GIFT-SET": "MUG"}
+    assert round(c.share, 2) == 0.43
