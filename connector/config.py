@@ -417,13 +417,20 @@ def _disabled_unset(original: Any, raw: Any, missing: list[tuple[str, str]], env
     return out
 
 
-def resolve_path(path: str | os.PathLike | None) -> Path:
+def resolve_path(path: str | os.PathLike | None, env: dict[str, str] | None = None) -> Path:
     """-c/--config, else $CONNECTOR_CONFIG, else ./connector.toml."""
-    return Path(path or os.environ.get("CONNECTOR_CONFIG") or DEFAULT_PATH)
+    from connector.settings import process_settings
+
+    return Path(path or process_settings(env).CONFIG or DEFAULT_PATH)
 
 
 def load(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Config:
-    p = resolve_path(path)
+    """Read, interpolate and validate a config file; the process's CONNECTOR_* settings
+    (connector.settings) override its [daemon] keys."""
+    from connector.settings import process_settings, variable_for
+
+    settings = process_settings(env)
+    p = resolve_path(path, env)
     file = str(p)
     try:
         text = p.read_text(encoding="utf-8")
@@ -435,7 +442,18 @@ def load(path: str | os.PathLike | None = None, env: dict[str, str] | None = Non
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
-    return from_dict(raw, file=file, base_dir=p.parent, env=env)
+    overrides = settings.daemon_overrides()
+    if overrides:
+        daemon = raw.setdefault("daemon", {})
+        if isinstance(daemon, dict):
+            daemon.update(overrides)
+    try:
+        return from_dict(raw, file=file, base_dir=p.parent, env=env)
+    except ConfigError as exc:
+        key = exc.path.removeprefix("daemon.")
+        if exc.path.startswith("daemon.") and key in overrides:
+            raise ConfigError(file, exc.path, f"{exc.message} (set by ${variable_for(key)})") from None
+        raise
 
 
 def from_dict(raw: dict[str, Any], *, file: str = "<config>", base_dir: Path | None = None, env: dict[str, str] | None = None) -> Config:

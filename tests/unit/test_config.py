@@ -212,3 +212,32 @@ def test_the_pattern_of_a_bad_merchant_id_prints_intact(tmp_path):
                           env={"PATH": "/usr/bin:/bin", **ENV})
     assert proc.returncode == 2
     assert "^[a-z0-9][a-z0-9-]{0,31}$" in proc.stderr, proc.stderr
+
+
+def test_connector_environment_variables_override_the_daemon_block(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    env = {**ENV, "CONNECTOR_DATABASE_URL": "sqlite:////var/lib/connector/c.db", "CONNECTOR_LOG_FORMAT": "json",
+           "CONNECTOR_LOG_LEVEL": "warning", "CONNECTOR_TEST_POSTGRES_URL": "ignored: not a setting"}
+    cfg = config.load(path, env=env)
+    assert (cfg.daemon.database_url, cfg.daemon.log_format, cfg.daemon.log_level) == ("sqlite:////var/lib/connector/c.db", "json", "warning")
+    # CONNECTOR_CONFIG names the file when -c is not given.
+    assert config.load(None, env={**ENV, "CONNECTOR_CONFIG": str(path)}).source == str(path)
+    # A bad value names the variable, not a key of the file.
+    with pytest.raises(ConfigError) as info:
+        config.load(path, env={**ENV, "CONNECTOR_LOG_FORMAT": "xml"})
+    assert "$CONNECTOR_LOG_FORMAT" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        config.load(path, env={**ENV, "CONNECTOR_DATABASE_URL": "mysql://db"})
+    assert info.value.path == "daemon.database_url" and "$CONNECTOR_DATABASE_URL" in str(info.value)
+
+
+def test_a_disabled_merchant_may_name_variables_not_set_yet(tmp_path):
+    text = MINIMAL + MINIMAL.replace('id = "acme"', 'id = "beta"\nenabled = false').replace("ACME_", "BETA_").replace('"DFLT"', '"BETA"')
+    cfg = config.load(write(tmp_path, text), env=ENV)
+    beta = cfg.merchant("beta")
+    assert beta.unset_env == ["BETA_ULTRACART_KEY", "BETA_SHIPBOB_TOKEN"] and cfg.merchant("acme").unset_env == []
+    assert any("BETA_ULTRACART_KEY" in w and "before enabling" in w for w in cfg.warnings)
+    # Enabled, the same block is an error naming the variables.
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, text.replace("enabled = false", "enabled = true")), env=ENV)
+    assert "BETA_ULTRACART_KEY" in str(info.value)
