@@ -18,6 +18,7 @@ On SIGTERM/SIGINT the daemon stops claiming work, lets passes in hand finish the
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import time
@@ -177,7 +178,8 @@ class Daemon:
             self._schedule_merchant(merchant)
         mtime = _mtime(self.config_path)
         try:
-            await self.runtime.store.workers.seen(self.runtime.worker_id, config_loaded_at=self.runtime.clock.now(), config_mtime=mtime)
+            await self.runtime.store.workers.seen(self.runtime.worker_id, config_loaded_at=self.runtime.clock.now(), config_mtime=mtime,
+                                                  merchants=json.dumps(self.runtime.owned_dcs(), sort_keys=True))
         except Exception as exc:  # noqa: BLE001 - the reload itself worked
             log.warning("could not record the reload", error=str(exc))
         log.info("config reloaded", file=self.config_path, changes=changes.line())
