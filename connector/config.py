@@ -81,6 +81,7 @@ class DaemonConfig(_Strict):
     delivery_concurrency: int = Field(8, ge=1, le=64)
     lease_seconds: float = Field(300, ge=1)
     public_url: str = ""  # how vendors reach this listener from outside (https://connector.example.com): webhook URLs
+    env_file: str = ""  # KEY=VALUE lines read on every load and reload, under the process environment (secrets for ${VAR})
 
     @field_validator("public_url")
     @classmethod
@@ -392,6 +393,34 @@ def _interpolate(value: Any, path: str, env: dict[str, str], missing: list[tuple
     return value
 
 
+def read_env_file(name: str, file: str, base_dir: Path | None, warnings: list[str]) -> dict[str, str]:
+    """`[daemon] env_file`: KEY=VALUE lines (blank lines and # comments ignored, values may be
+    quoted), read at every load so a merchant's new secrets reach a running daemon on reload."""
+    path = Path(name).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(file, "daemon.env_file", f"cannot read {path}: {exc.strerror}") from None
+    if mode & 0o004:
+        warnings.append(f"daemon.env_file: {path} is readable by every user of this machine; chmod 600 it")
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(file, "daemon.env_file", f"{path} line {number}: expected KEY=VALUE")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out[key] = value
+    return out
+
+
 def _disabled_unset(original: Any, raw: Any, missing: list[tuple[str, str]], env: dict[str, str],
                     warnings: list[str]) -> dict[int, list[str]]:
     """A disabled merchant's unset ${VAR}s are a warning, not an error: it is not run, and a
@@ -462,7 +491,12 @@ def from_dict(raw: dict[str, Any], *, file: str = "<config>", base_dir: Path | N
     the config file's folder, never the working directory."""
     missing: list[tuple[str, str]] = []
     warnings: list[str] = []
-    environ = dict(os.environ) if env is None else env
+    environ = dict(os.environ) if env is None else dict(env)
+    daemon_raw = raw.get("daemon") if isinstance(raw, dict) else None
+    env_file = daemon_raw.get("env_file") if isinstance(daemon_raw, dict) else None
+    if env_file:
+        # The process's own environment wins: a variable set for one run overrides the file.
+        environ = {**read_env_file(str(env_file), file, base_dir, warnings), **environ}
     original = raw
     raw = _interpolate(raw, "", environ, missing, warnings)
     unset = _disabled_unset(original, raw, missing, environ, warnings)

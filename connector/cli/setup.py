@@ -191,12 +191,15 @@ def merchant_add(
         raise typer.Exit(EXIT_USAGE) from None
     say(f"{path}: added merchant {merchant!r} ({'enabled, dry run: sends nothing' if dry_run else 'enabled = false'}):")
     say(text.rstrip())
-    unset = [v for v in draft.variables(required=True) if v not in os.environ]
-    optional = [v for v in draft.variables() if v not in os.environ and v not in unset]
+    known = _known_variables(cfg, path)
+    unset = [v for v in draft.variables(required=True) if v not in known]
+    optional = [v for v in draft.variables() if v not in known and v not in unset]
+    where = (f"add them to {cfg.daemon.env_file} ([daemon] env_file: a running daemon reads it on `connector reload`)"
+             if cfg.daemon.env_file else "set them in the daemon's environment (or name a file in [daemon] env_file)")
     if unset:
-        say("set these environment variables for the daemon (and this shell): " + ", ".join(unset))
+        say(f"variables to set: {', '.join(unset)}; {where}")
     if optional:
-        say("and, for UltraCart's webhooks: " + ", ".join(optional))
+        say("optional, for UltraCart's webhooks: " + ", ".join(optional))
     if not check:
         return
     if unset:
@@ -211,6 +214,19 @@ def merchant_add(
     if code == EXIT_OK and report.ready:
         say(f"when it is right, set enabled = true{' and dry_run = false' if dry_run else ''} for {merchant!r} and `connector reload`")
     raise typer.Exit(code or (EXIT_OK if report.ready else EXIT_FAILED if report.failed else EXIT_ATTENTION))
+
+
+def _known_variables(cfg: Any, path: Path) -> set[str]:
+    """The variables the config can read: the process's and the env file's."""
+    from connector.config import read_env_file
+
+    names = set(os.environ)
+    if cfg.daemon.env_file:
+        try:
+            names |= set(read_env_file(cfg.daemon.env_file, str(path), path.parent, []))
+        except Exception:  # noqa: BLE001 - the load that follows names the problem
+            pass
+    return names
 
 
 def _ask(draft: Any, adapter_fields: Any) -> None:

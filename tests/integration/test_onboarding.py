@@ -160,7 +160,7 @@ def test_merchant_add_appends_a_block_and_leaves_the_rest_byte_identical(planted
     assert beta["id"] == "beta" and beta["enabled"] is False
     assert beta["ultracart"]["api_key"] == "${BETA_ULTRACART_KEY}" and beta["warehouse"]["token"] == "${BETA_TOKEN}"
     assert beta["warehouse"]["channel_id"] == 1
-    assert "BETA_ULTRACART_KEY, BETA_TOKEN" in r.stdout  # what to set before it can run
+    assert "variables to set: BETA_ULTRACART_KEY, BETA_TOKEN" in r.stdout  # what to set before it can run
 
     # A secret given as a value, a duplicate id and a missing required key are refused, naming the key;
     # the file is not touched.

@@ -241,3 +241,25 @@ def test_a_disabled_merchant_may_name_variables_not_set_yet(tmp_path):
     with pytest.raises(ConfigError) as info:
         config.load(write(tmp_path, text.replace("enabled = false", "enabled = true")), env=ENV)
     assert "BETA_ULTRACART_KEY" in str(info.value)
+
+
+def test_an_env_file_supplies_variables_and_the_process_environment_wins(tmp_path):
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("# merchant secrets\nexport ACME_ULTRACART_KEY='from-file'\nACME_SHIPBOB_TOKEN=\"tok en\"\n\n")
+    secrets.chmod(0o600)
+    path = write(tmp_path, '[daemon]\nenv_file = "secrets.env"\n' + MINIMAL)
+    cfg = config.load(path, env={})
+    assert cfg.merchants[0].ultracart.api_key == "from-file" and cfg.merchants[0].warehouse_settings.token == "tok en"
+    assert not cfg.warnings
+    cfg = config.load(path, env={"ACME_ULTRACART_KEY": "from-env"})
+    assert cfg.merchants[0].ultracart.api_key == "from-env"
+    secrets.chmod(0o644)
+    assert any("chmod 600" in w for w in config.load(path, env={}).warnings)
+    secrets.write_text("not a pair\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path, env={})
+    assert info.value.path == "daemon.env_file" and "line 1" in str(info.value)
+    secrets.unlink()
+    with pytest.raises(ConfigError) as info:
+        config.load(path, env={})
+    assert info.value.path == "daemon.env_file" and "cannot read" in str(info.value)
