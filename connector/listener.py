@@ -18,7 +18,8 @@ import socket
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from connector.web import Refusals, parse_listen
+from connector.config import parse_listen
+from connector.web import Refusals
 
 HEADER_SECONDS = 10.0
 MAX_CONNECTIONS = 256

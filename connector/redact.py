@@ -137,9 +137,9 @@ class Redactor:
                     if type(key) is str:
                         shown, verdict = keys.get(key) or key_of(key)
                         if shown is None:
-                            k = _free_key(dst, key) if renamed and key in dst else key
+                            k = free_key(dst, key) if renamed and key in dst else key
                         else:  # the key itself held card data or a secret
-                            k = _free_key(dst, shown) if shown in dst else shown
+                            k = free_key(dst, shown) if shown in dst else shown
                             renamed = True
                     else:
                         k, verdict = key, _PLAIN
@@ -212,7 +212,8 @@ def _key_verdict(key: str) -> int:
     return _PLAIN
 
 
-def _free_key(dst: dict, key: str) -> str:
+def free_key(dst: dict, key: str) -> str:
+    """`key~2`, `key~3`, ...: the first of these not yet in `dst` (two keys that became one stay two)."""
     n = 2
     while f"{key}~{n}" in dst:
         n += 1

@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from connector.redact import DEFAULT as REDACT
+from connector.redact import free_key as _free_key
 
 MAX_DEPTH = 64  # containers inside containers; real UltraCart orders stay under 10
 MAX_NODES = 1_000_000  # values of any kind in one document; a 100-order page holds ~100,000
@@ -178,13 +179,6 @@ def strip_controls(obj: Any) -> tuple[Any, list[str]]:
         else:
             stack.pop()
     return root, changed
-
-
-def _free_key(dst: dict, key: str) -> str:
-    n = 2
-    while f"{key}~{n}" in dst:
-        n += 1
-    return f"{key}~{n}"
 
 
 def _has_unstorable(obj: Any) -> bool:

@@ -167,18 +167,6 @@ async def _notes(runtime: Runtime) -> list[str]:
     return [f"alert e-mails failing since {since:%Y-%m-%d %H:%M:%S}Z: {error[:200]}"] if since else []
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` (an IPv6 host in brackets) -> (host, port); ValueError saying what is wrong."""
-    host, sep, port = listen.strip().rpartition(":")
-    bracketed = host.startswith("[") and host.endswith("]")
-    if not sep or not host or not port.isdigit() or (":" in host and not bracketed):
-        raise ValueError(f"not host:port: {listen!r} (e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")")
-    number = int(port)
-    if number > 65535:
-        raise ValueError(f"port {number} is out of range (0-65535)")
-    return host.strip("[]"), number
-
-
 # ------------------------------------------------------------------------------ webhooks
 class Rejected(Exception):
     """A delivery refused before its events were looked at: HTTP status, metric outcome, reason."""
