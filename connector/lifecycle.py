@@ -158,7 +158,7 @@ class SkipKind(StrEnum):
 
     before_earliest_date = "before_earliest_date"
     test_order = "test_order"
-    operator = "operator"
+    operator = "operator_skip"  # values are unique across the reason kinds: a stored reason names its kind alone
     other_distribution_center = "other_distribution_center"  # no line is for this merchant's DC
 
 
@@ -168,11 +168,15 @@ class CancelKind(StrEnum):
     rejected = "rejected"  # rejected in UltraCart
     refunded = "refunded"  # fully refunded in UltraCart
     deleted = "deleted"  # deleted in UltraCart
-    operator = "operator"  # `connector cancel`
+    operator = "operator_cancel"  # `connector cancel`
 
 
 def _how(details: Mapping[str, Any]) -> str:
     return f"; {details['how']}" if details.get("how") else ""
+
+
+def _by(details: Mapping[str, Any]) -> str:
+    return f" (by {details['by']})" if details.get("by") else ""
 
 
 def _listed(details: Mapping[str, Any], key: str) -> str:
@@ -192,12 +196,12 @@ _TEXTS: dict[str, Any] = {
     HoldKind.unsafe_text: lambda d: f"unsafe content removed or refused at {_listed(d, 'paths')}" + (f": {d['error']}" if d.get("error") else ""),
     SkipKind.before_earliest_date: lambda d: f"before earliest order date {d.get('earliest')} (created {d.get('created')})",
     SkipKind.test_order: lambda d: "test order",
-    SkipKind.operator: lambda d: f"skipped by operator: {d.get('note') or 'no reason given'}",
+    SkipKind.operator: lambda d: f"skipped by operator: {d.get('note') or 'no reason given'}" + _by(d),
     SkipKind.other_distribution_center: lambda d: f"no line for this distribution center (lines are for {_listed(d, 'dcs') or 'none'})",
     CancelKind.rejected: lambda d: "rejected in UltraCart" + (f": {d['detail']}" if d.get("detail") else "") + _how(d),
     CancelKind.refunded: lambda d: "refunded in full in UltraCart" + (f": {d['detail']}" if d.get("detail") else "") + _how(d),
     CancelKind.deleted: lambda d: "deleted in UltraCart" + _how(d),
-    CancelKind.operator: lambda d: f"cancelled by operator: {d.get('note') or 'no reason given'}" + (f" (by {d['by']})" if d.get("by") else "") + _how(d),
+    CancelKind.operator: lambda d: f"cancelled by operator: {d.get('note') or 'no reason given'}" + _by(d) + _how(d),
 }
 
 

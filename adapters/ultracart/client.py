@@ -221,8 +221,9 @@ class UltraCartClient:
         body = [self._shipment(s) for s in shipments]
         if not body:
             return
-        # Posting the same tracking again is harmless, so a 5xx is retried rather than left in doubt.
-        await self.http.request("POST", f"{self._dc_path}/shipments", json=body, idempotent=True)
+        # Not retried in the call: UltraCart has no idempotency key and a second post may e-mail the
+        # customer twice, so a lost answer is in doubt and the caller reads the orders before posting again.
+        await self.http.request("POST", f"{self._dc_path}/shipments", json=body, idempotent=False)
 
     @staticmethod
     def _shipment(record: Mapping[str, Any]) -> dict[str, Any]:

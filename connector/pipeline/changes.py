@@ -25,6 +25,7 @@ from connector.lifecycle import AT_WAREHOUSE, NOT_SENT, SHIPPED, Actor, HoldKind
 from connector.pipeline.context import Alert, ServiceContext
 from connector.pipeline.intake import prepare_orders, replacement
 from connector.store import Move, NewOrder, OrderRecord
+from connector.store.tasks import tried
 from mappings.changes import cart_change
 
 S = OrderState
@@ -216,7 +217,7 @@ async def _cancel_one(ctx: ServiceContext, task: Any) -> None:
         return
     reason = record.cancel_requested or Reason("cancelled", {"text": "cancelled"})
     try:
-        if task.attempts > 1:
+        if tried(task):
             # An earlier attempt's answer was lost: look before asking again.
             found = await ctx.warehouse.find_order(record.reference)
             if found is not None and found.cancelled:

@@ -26,6 +26,7 @@ from connector.lifecycle import LIVE_SHIPMENTS, Actor, OrderState, ShipmentState
 from connector.pipeline.context import ServiceContext
 from connector.pipeline.ledger import ask_to_consume, consumes_on
 from connector.store import Move
+from connector.store.tasks import tried
 
 S = OrderState
 SH = ShipmentState
@@ -190,7 +191,9 @@ async def post_tracking(ctx: ServiceContext) -> None:
         tasks = await ctx.store.tasks.claim(ctx.id, TASK, owner=ctx.worker_id, lease_seconds=ctx.lease_seconds, limit=POST_BATCH)
         if not tasks:
             break
-        landed = await already_posted(ctx, [t for t in tasks if t.attempts > 1])
+        # A post tried before (its worker died, its answer was lost, or it was replaced after a
+        # try) may have reached UltraCart: those are checked against the orders first.
+        landed = await already_posted(ctx, [t for t in tasks if tried(t)])
         if landed:
             stats["tracking_found_posted"] += len(landed)
             await _record_posted(ctx, landed, stats)

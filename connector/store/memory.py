@@ -24,7 +24,7 @@ from connector.store.events import BLANK
 from connector.store.orders import NOT_AT_WAREHOUSE_YET, TROUBLE, UNSHIPPED, Move, Search, TroubleGroup, check_moves, move_values, timeline_text
 from connector.store.records import (AlertRecord, EventRecord, IngestResult, NewOrder, OrderRecord, ServiceRun, ShipmentRecord,
                                      TaskRecord, TimelineEntry, WorkerRecord)
-from connector.store.tasks import dumps
+from connector.store.tasks import dumps, mark_tried, tried_payload
 
 S = OrderState
 TS = TaskState
@@ -409,8 +409,9 @@ class MemoryTaskStore:
                                next_attempt_at=None, lease_owner="", lease_until=None, last_error="", failing_since=None, created_at=now, updated_at=now)
                     self.b.t.tasks[pk] = index[(x["kind"], x["key"])] = row
                 elif x.get("replace"):
-                    row.update(payload=dumps(x["payload"]), state=TS.pending, attempts=0, next_attempt_at=None, updated_at=now, last_error="",
-                               failing_since=None)
+                    was_tried = row["attempts"] or row["state"] != TS.pending or tried_payload(row["payload"])
+                    row.update(payload=dumps(mark_tried(x["payload"]) if was_tried else x["payload"]), state=TS.pending, attempts=0,
+                               next_attempt_at=None, updated_at=now, last_error="", failing_since=None)
 
     async def claim(self, merchant: str, kind: str, *, owner: str, lease_seconds: float, limit: int) -> list[TaskRecord]:
         async with self.b.gate():

@@ -38,6 +38,25 @@ def dumps(payload: Any) -> str:
     return json.dumps(payload, default=str)
 
 
+def mark_tried(payload: Any) -> Any:
+    """The payload of a replaced task whose earlier version may have had its effect."""
+    return {**payload, "tried": True} if isinstance(payload, dict) else payload
+
+
+def tried_payload(text: str | None) -> bool:
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return False
+    return isinstance(data, dict) and bool(data.get("tried"))
+
+
+def tried(task: TaskRecord) -> bool:
+    """Whether this task (or an earlier version of it) may already have had its effect: tried
+    before, or replaced after a try. Such a task is checked before it acts again."""
+    return task.attempts > 1 or (isinstance(task.data, dict) and bool(task.data.get("tried")))
+
+
 class SqlTaskStore:
     def __init__(self, db: Db):
         self.db = db
@@ -47,7 +66,11 @@ class SqlTaskStore:
 
     async def put_many(self, merchant: str, tasks: Sequence[dict[str, Any]]) -> None:
         """Queue tasks (kind, key, payload, replace): a new key is inserted; a known one is left as
-        it is unless `replace`, which makes it pending again with the new payload and fresh attempts."""
+        it is unless `replace`, which makes it pending again with the new payload and fresh attempts.
+
+        A replaced task that was ever tried (or was running when its owner died) may already have
+        had its effect: its new payload carries `"tried": true` (see `tried`), so the worker checks
+        before acting again, however many attempts the new version has made."""
         if not tasks:
             return
         now = self.db.now()
@@ -57,13 +80,18 @@ class SqlTaskStore:
         async with self.db.write() as conn:
             for kind, group in by_kind.items():
                 known: dict[str, int] = {}
+                was_tried: set[str] = set()
                 for part in chunks(list(group)):
-                    q = select(T.c.key, T.c.id).where(T.c.merchant == merchant, T.c.kind == kind, T.c.key.in_(part))
-                    known.update((await conn.execute(q)).all())
+                    q = select(T.c.key, T.c.id, T.c.state, T.c.attempts, T.c.payload).where(T.c.merchant == merchant, T.c.kind == kind, T.c.key.in_(part))
+                    for key, pk, state, attempts, payload in (await conn.execute(q)).all():
+                        known[key] = pk
+                        if attempts or state != TS.pending or tried_payload(payload):
+                            was_tried.add(key)
                 new = [dict(merchant=merchant, kind=kind, key=k, payload=dumps(x["payload"]), state=TS.pending, attempts=0,
                             created_at=now, updated_at=now, last_error="", lease_owner="") for k, x in group.items() if k not in known]
-                again = [dict(b_id=known[k], payload=dumps(x["payload"]), state=TS.pending, attempts=0, next_attempt_at=None,
-                              updated_at=now, last_error="", failing_since=None) for k, x in group.items() if k in known and x.get("replace")]
+                again = [dict(b_id=known[k], payload=dumps(mark_tried(x["payload"]) if k in was_tried else x["payload"]), state=TS.pending,
+                              attempts=0, next_attempt_at=None, updated_at=now, last_error="", failing_since=None)
+                         for k, x in group.items() if k in known and x.get("replace")]
                 if new:
                     await conn.execute(self.db.dialect.insert_ignore(T, "merchant", "kind", "key"), new)
                 if again:

@@ -80,9 +80,9 @@ def test_three_replicas_share_the_work_and_survive_a_kill(tmp_path):
             assert all(n == 1 for kit in flow.kits.values() for n in kit.create_attempts().values()), "no create reached the warehouse twice"
             posts = Counter(p["order_id"] for post in flow.uc.shipment_posts for p in post)
             twice = [o for o, n in posts.items() if n > 1]
-            # Only a batch the killed replica had posted but not yet recorded can go twice (UltraCart
-            # has no idempotency key); everything else is posted exactly once.
-            assert len(twice) <= 100, f"{len(twice)} orders' tracking posted more than once"
+            # UltraCart's shipments call has no idempotency key: a post the killed replica made but
+            # did not record is checked against the orders before it is made again. Exactly once.
+            assert not twice, f"{len(twice)} orders' tracking posted more than once, e.g. {twice[:5]}"
             workers = asyncio.run(claims_by_worker(url))
             assert len(workers) >= 2 and sum(workers.values()) >= ORDERS, f"work was not spread: {workers}"
             print(f"\nreplicas: {ORDERS} orders, {MERCHANTS} merchants, claims by worker {dict(workers)}, tracking posted twice {len(twice)}")

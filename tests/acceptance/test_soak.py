@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 from connector.sandbox.samples import make_order
 
@@ -20,6 +21,11 @@ ORDERS = int(os.environ.get("CONNECTOR_SOAK_ORDERS", "300"))
 KILLS = int(os.environ.get("CONNECTOR_SOAK_KILLS", "20"))
 FAULTS = {"rate_429": 0.03, "rate_5xx": 0.03, "rate_timeout": 0.01, "rate_reset": 0.02, "timeout_s": 1.0, "retry_after_s": 1}
 CMD = [sys.executable, "-m", "connector", "run", "-c"]
+
+
+def not_confirmed(cfg, ids: list[str]) -> list[str]:
+    listing = subprocess.run([sys.executable, "-m", "connector", "orders", "-c", str(cfg), "--limit", "100000"], capture_output=True, text=True)
+    return [line for line in listing.stdout.splitlines() if "SOAK-" in line and line.split()[2] != "confirmed"]
 
 
 def test_random_kills_under_vendor_faults_lose_nothing_and_duplicate_nothing(flow):
@@ -53,7 +59,8 @@ def test_random_kills_under_vendor_faults_lose_nothing_and_duplicate_nothing(flo
         deadline = time.time() + 180
         while time.time() < deadline and not all(flow.uc.tracking(i) for i in ids):
             time.sleep(0.5)
-        time.sleep(2.5)  # let the last passes record what they posted
+        while time.time() < deadline and not_confirmed(cfg, ids):  # the last passes record what they posted
+            time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
@@ -64,8 +71,10 @@ def test_random_kills_under_vendor_faults_lose_nothing_and_duplicate_nothing(flo
     resent = {r: n for r, n in flow.sb.create_attempts.items() if n != 1}
     assert not resent, f"creates sent again after reaching the warehouse: {list(resent.items())[:5]}"
     assert all(item["quantity"] >= 0 for post in flow.uc.inventory_posts for item in post), "inventory never negative"
-    listing = subprocess.run([sys.executable, "-m", "connector", "orders", "-c", str(cfg), "--limit", "100000"], capture_output=True, text=True)
-    not_done = [line for line in listing.stdout.splitlines() if "SOAK-" in line and line.split()[2] != "confirmed"]
+    not_done = not_confirmed(cfg, ids)
     assert not not_done, "nothing stuck:\n" + "\n".join(not_done[:10])
+    posts = Counter(p["order_id"] for post in flow.uc.shipment_posts for p in post)
+    twice = [o for o, n in posts.items() if n > 1]
+    assert not twice, f"tracking posted more than once for {len(twice)} orders, e.g. {twice[:5]}"
     print(f"\nsoak: {ORDERS} orders, {kills} SIGKILLs, faults injected UltraCart {flow.uc.faults.counts} ShipBob {flow.sb.faults.counts}, "
           f"{time.time() - started:.0f}s; lost 0, duplicated 0")

@@ -202,5 +202,7 @@ async def test_status_counts_and_timeline_are_recorded(flow, runtime):
     steps = [(e.from_state, e.to_state) for e in await runtime.store.orders.timeline(row.id)]
     assert steps[:4] == [("", "received"), ("received", "ready"), ("ready", "submitting"), ("submitting", "at_warehouse")]
     runs = {r.service: r for r in await runtime.store.runs.listing("acme")}
-    assert set(runs) == {"order_download", "order_delivery", "shipment_upload", "inventory_upload"}
-    assert all(r.last_success_at is not None for r in runs.values())
+    assert set(runs) == {"order_download", "order_delivery", "order_changes", "shipment_upload", "ledger_consume", "inventory_upload"}
+    # A service this merchant does not use is recorded as disabled, with why; the others succeeded.
+    assert runs["ledger_consume"].last_success_at is None and "ledger" in runs["ledger_consume"].note
+    assert all(r.last_success_at is not None for name, r in runs.items() if name != "ledger_consume")

@@ -11,6 +11,7 @@ import pytest
 
 from connector.clock import FakeClock
 from connector.lifecycle import Actor, HoldKind, IllegalMove, OrderState, SkipKind, hold, skip
+from connector.store.tasks import tried
 from connector.store import Move, NewOrder, Store, WorkerRecord
 from tests.support.pg import fresh_schema
 
@@ -209,7 +210,19 @@ async def test_tasks_are_queued_once_claimed_under_leases_and_retried(store):
     assert (await store.tasks.listing("acme"))[0].failing_since is None
     await store.tasks.put_many("acme", [dict(kind="post", key="k1", payload={"n": 3}, replace=True)])
     t = (await store.tasks.listing("acme"))[0]
-    assert (t.state, t.data, t.attempts) == ("pending", {"n": 3}, 0)
+    # Fresh attempts, but the new version says an earlier one was tried: it may have had its effect.
+    assert (t.state, t.data, t.attempts) == ("pending", {"n": 3, "tried": True}, 0) and tried(t)
+    await store.tasks.put_many("acme", [dict(kind="post", key="k2", payload={"n": 1}), dict(kind="post", key="k2", payload={"n": 2}, replace=True)])
+    [k2] = [x for x in await store.tasks.listing("acme") if x.key == "k2"]
+    assert k2.data == {"n": 2} and not tried(k2)  # never tried: nothing to check
+
+
+async def test_a_task_replaced_while_its_dead_owner_held_it_is_marked_tried(store):
+    await store.tasks.put("acme", "post", "k1", {"n": 1})
+    [t] = await store.tasks.claim("acme", "post", owner="dead", lease_seconds=300, limit=10)
+    await store.tasks.put_many("acme", [dict(kind="post", key="k1", payload={"n": 2}, replace=True)])
+    [again] = await store.tasks.claim("acme", "post", owner="w", lease_seconds=300, limit=10)
+    assert again.attempts == 1 and again.data == {"n": 2, "tried": True} and tried(again)
 
 
 async def test_failed_overdue_recovered_and_expired_tasks(store):

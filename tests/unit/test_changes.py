@@ -172,3 +172,12 @@ async def test_reconciliation_reads_open_orders_in_batches_and_applies_the_same_
     await follow_changes(ctx)
     assert ctx.cart.batch_calls == 1
     assert [await state_of(ctx, f"R-{i}") for i in (0, 1, 2, 9)] == [S.at_warehouse, S.cancelled, S.at_warehouse, S.cancelled]
+
+
+def test_reason_kinds_are_unique_so_each_reads_back_as_itself():
+    from connector.lifecycle import CancelKind, HoldKind, Reason, SkipKind, cancel, skip
+
+    values = [str(k) for enum in (HoldKind, SkipKind, CancelKind) for k in enum]
+    assert len(values) == len(set(values))
+    assert Reason.from_json(skip(SkipKind.operator, note="phone").to_json()).text == "skipped by operator: phone"
+    assert Reason.from_json(cancel(CancelKind.operator, note="phone").to_json()).text.startswith("cancelled by operator: phone")
