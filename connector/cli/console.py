@@ -87,6 +87,7 @@ async def _serve(cfg: Any, sock: Any, where: str) -> None:
             f"database {display_url(cfg.daemon.database_url)}; Ctrl-C to stop")
         if not users:
             warn("warning: no [console] users: whoever can reach this address acts as 'console (no login)'")
+        sys.stdout.flush()  # the address, at once, for whoever reads it through a pipe
         await web.serve(sockets=[sock])
     finally:
         await rt.aclose()
