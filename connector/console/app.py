@@ -361,10 +361,15 @@ async def _read_form(request: Request) -> dict[str, list[str]]:
 
 
 def _same_origin(request: Request) -> bool:
-    """A browser names the page a POST came from; another site's page is refused even if it
-    somehow had a token. (No Origin header: the CSRF token alone decides.)"""
+    """A browser says where a POST came from; another site's page is refused even if it somehow
+    had a token. Under `Referrer-Policy: no-referrer` browsers send `Origin: null` for our own
+    forms, so `Sec-Fetch-Site` speaks first; a client that sends neither (a script) is judged by
+    the CSRF token alone."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return True
     return urlparse(origin).netloc == request.headers.get("host", "")
 

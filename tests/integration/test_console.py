@@ -246,6 +246,41 @@ async def test_a_whole_group_is_released_in_one_action(rt, flow, kicks):
     assert kicks == [("acme", "order_delivery")]
 
 
+async def test_selected_orders_of_a_group_and_only_of_that_group(rt):
+    async with client(rt) as c:
+        await login(c, "alice")
+        [key] = re.findall(r'href="/ui/queue/([0-9a-f]{16})"', (await c.get("/ui/queue")).text)
+        t = await token(c)
+        form = {"csrf": t, "scope": "selected", "action": "skip", "reason": "test orders from the shop owner"}
+        none = await c.post(f"/ui/queue/{key}/act", data=form)
+        assert none.status_code == 303 and "No orders selected" in (await c.get("/ui/queue")).text
+        r = await c.post(f"/ui/queue/{key}/act", data={**form, "order": ["acme/DEMO-0015", "acme/DEMO-0001", "globex/GLOBEX-0001"]})
+        assert r.status_code == 303 and r.headers["location"] == f"/ui/queue/{key}"
+        page = await c.get(r.headers["location"])
+        assert page.status_code == 200 and "DEMO-0014" in page.text
+        # DEMO-0001 (at the warehouse) is refused by the operator code, GLOBEX-0001 is not in the group.
+        assert "cannot skip an order in state confirmed" in page.text or "cannot skip an order in state at_warehouse" in page.text
+    assert [(await order(rt, i)).state for i in ("DEMO-0014", "DEMO-0015")] == ["held", "skipped"]
+    assert (await order(rt, "GLOBEX-0001", "globex")).state != "skipped"
+
+
+async def test_the_event_log_filters_by_merchant_order_and_status(rt, flow):
+    now = rt.clock.now()
+    await rt.store.events.log([dict(at=now, merchant="acme", kind="vendor_call", vendor="shipbob", order_id="DEMO-0014", method="POST",
+                                    url="http://wh/order", status=422, response_body='{"error": "bad ship method"}'),
+                               dict(at=now, merchant="acme", kind="vendor_call", vendor="shipbob", order_id="DEMO-0014", method="GET",
+                                    url="http://wh/order?ref=1", status=None, error="ReadTimeout")])
+    async with client(rt) as c:
+        await login(c, "alice")
+        errors = (await c.get("/ui/events", params={"merchant": "acme", "order": "DEMO-0014", "status": "error"})).text
+        assert "bad ship method" in errors and "ReadTimeout" in errors and "acknowledgements" not in errors
+        four = (await c.get("/ui/events", params={"status": "4xx"})).text
+        assert "bad ship method" in four and "ReadTimeout" not in four
+        ok = (await c.get("/ui/events", params={"merchant": "globex", "status": "ok"})).text
+        assert "GLOBEX" in ok and "bad ship method" not in ok and "DEMO-0014" not in ok
+        assert "unknown status filter" in (await c.get("/ui/events", params={"status": "teapot"})).text
+
+
 async def test_resolve_an_alert_by_hand(rt):
     await rt.store.alerts.raise_many([("acme", "configuration", "order_delivery", "paused: 401 from the warehouse")], now=rt.clock.now())
     async with client(rt) as c:
