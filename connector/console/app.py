@@ -103,7 +103,7 @@ class Console:
             session.principal = None  # removed from the config, or a new role or password: log in again
         if mode == "open":
             if session is None:
-                session, fresh = self.sessions.new(self.session_seconds()), True
+                session, fresh = self.sessions.new(self.session_seconds(), Principal(OPEN_USER, "operator")), True
             if session.principal is None:
                 session.principal = Principal(OPEN_USER, "operator")
         elif session is None:

@@ -23,8 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 OPEN_USER = "console (no login)"  # who= when the console runs without logins (loopback only)
-MAX_SESSIONS = 10_000  # anonymous visitors each get one (for the login form's CSRF token): bounded
-ANONYMOUS_SECONDS = 3600.0
+MAX_SESSIONS = 10_000  # per pool (anonymous visitors, logged-in people)
 HASHER = PasswordHasher()
 # Verified when the user name is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = HASHER.hash(secrets.token_hex(16))
@@ -81,41 +80,50 @@ class Session:
 
 
 class Sessions:
-    """The sessions of this process, by random id, oldest dropped first past `MAX_SESSIONS`."""
+    """The sessions of this process, by random id. Visitors who have not logged in (each gets a
+    session for the login form's CSRF token) are kept apart from logged-in people, each pool
+    bounded: a flood of anonymous requests drops the oldest anonymous sessions, never a login."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
-        self._by_id: OrderedDict[str, Session] = OrderedDict()
+        self._anonymous: OrderedDict[str, Session] = OrderedDict()
+        self._people: OrderedDict[str, Session] = OrderedDict()
 
     def new(self, seconds: float, principal: Principal | None = None) -> Session:
-        self._expire()
-        while len(self._by_id) >= MAX_SESSIONS:
-            self._by_id.popitem(last=False)
+        pool = self._people if principal is not None else self._anonymous
+        _trim(pool, self.clock())
+        while len(pool) >= MAX_SESSIONS:
+            pool.popitem(last=False)
         s = Session(id=secrets.token_urlsafe(32), expires=self.clock() + seconds, principal=principal)
-        self._by_id[s.id] = s
+        pool[s.id] = s
         return s
 
     def get(self, sid: str | None) -> Session | None:
         if not sid:
             return None
-        s = self._by_id.get(sid)
-        if s is None:
-            return None
-        if s.expires <= self.clock():
-            self._by_id.pop(sid, None)
-            return None
-        return s
+        for pool in (self._people, self._anonymous):
+            s = pool.get(sid)
+            if s is not None:
+                if s.expires > self.clock():
+                    return s
+                del pool[sid]
+        return None
 
     def drop(self, sid: str) -> None:
-        self._by_id.pop(sid, None)
-
-    def _expire(self) -> None:
-        now = self.clock()
-        for sid in [k for k, s in self._by_id.items() if s.expires <= now][:1000]:
-            del self._by_id[sid]
+        self._people.pop(sid, None)
+        self._anonymous.pop(sid, None)
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._people) + len(self._anonymous)
+
+
+def _trim(pool: OrderedDict[str, Session], now: float) -> None:
+    """Drop expired sessions from the oldest end (a pool's sessions mostly share one lifetime)."""
+    while pool:
+        sid, s = next(iter(pool.items()))
+        if s.expires > now:
+            return
+        del pool[sid]
 
 
 class LoginLimiter:

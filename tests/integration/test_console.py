@@ -115,6 +115,19 @@ async def test_every_page_needs_a_login_and_the_session_cookie_is_locked_down(rt
         assert (await c.get("/ui/")).status_code == 303
 
 
+async def test_a_flood_of_visitors_without_a_login_does_not_log_anyone_out(rt, monkeypatch):
+    from connector.console import auth
+
+    monkeypatch.setattr(auth, "MAX_SESSIONS", 5)
+    app = build_app(rt)
+    async with client(rt, app=app) as c:
+        await login(c, "alice")
+        for _ in range(20):  # each without a cookie: a new anonymous session each time
+            async with client(rt, host="10.9.9.9", app=app) as stranger:
+                assert (await stranger.get("/ui/")).status_code == 303
+        assert (await c.get("/ui/")).status_code == 200
+
+
 @pytest.mark.parametrize("setting, scheme, secure", [("auto", "https", True), ("always", "http", True), ("never", "https", False)])
 async def test_secure_cookies_follow_the_setting(rt, flow, setting, scheme, secure):
     await rt.apply_config(config(flow, secure_cookies=setting))
