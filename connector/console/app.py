@@ -234,7 +234,9 @@ class Console:
     async def events(self, request: Request) -> Response:
         visit = await self.enter(request)
         q = request.query_params
-        data = await views.events(self.rt, visit.who, q.get("merchant", "")[:64], q.get("order", "")[:200], q.get("status", "")[:10])
+        limit = _page(q.get("limit"))
+        data = await views.events(self.rt, visit.who, q.get("merchant", "")[:64], q.get("order", "")[:200], q.get("status", "")[:10],
+                                  limit if limit in views.EVENT_LIMITS else views.EVENT_LIMITS[0])
         return self.page(request, visit, "events.html", title="Event log", nav="events", **data)
 
     def not_found(self, request: Request, visit: Visit) -> Response:

@@ -18,7 +18,8 @@ from connector.store import OrderRecord, Search, TroubleGroup
 S = OrderState
 PAGE = 50
 EVENT_WINDOW = 2_000  # events read to filter by status (the store filters by merchant and order only)
-EVENTS_SHOWN = 200
+EVENTS_SHOWN = 200  # on an order's page
+EVENT_LIMITS = (50, 200, 500)  # the event log page: a few hundred redacted bodies weigh megabytes
 STATES = [s.value for s in OrderState]
 HOLD_KINDS = [k.value for k in HoldKind]
 STATUSES = {"": "any status", "ok": "2xx (ok)", "error": "errors (4xx, 5xx, no answer)", "4xx": "4xx", "5xx": "5xx"}
@@ -230,7 +231,7 @@ def status_matches(status: int | None, error: str, wanted: str) -> bool:
             "4xx": 400 <= code < 500, "5xx": code >= 500}.get(wanted, True)
 
 
-async def events(rt: Any, who: Principal, merchant: str, order_id: str, status: str) -> dict[str, Any]:
+async def events(rt: Any, who: Principal, merchant: str, order_id: str, status: str, limit: int = EVENT_LIMITS[0]) -> dict[str, Any]:
     merchants = merchants_of(rt, who)
     problems = []
     if merchant and merchant not in merchants:
@@ -241,6 +242,6 @@ async def events(rt: Any, who: Principal, merchant: str, order_id: str, status: 
     if not problems:
         scope = who.merchant or merchant or None
         found = await rt.store.events.listing(merchant=scope, order_id=order_id or None, limit=EVENT_WINDOW)
-        rows = [e for e in reversed(found) if status_matches(e.status, e.error, status)][:EVENTS_SHOWN]
+        rows = [e for e in reversed(found) if status_matches(e.status, e.error, status)][:limit]
     return dict(merchant=merchant, order_id=order_id, status=status, statuses=STATUSES, merchants=merchants, problems=problems,
-                rows=[_event(rt, e) for e in rows], window=EVENT_WINDOW, shown=EVENTS_SHOWN)
+                rows=[_event(rt, e) for e in rows], window=EVENT_WINDOW, shown=limit, limits=EVENT_LIMITS)
