@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from connector.cli import actions, daemon, hooks, setup, tools, views
+from connector.cli import actions, console, daemon, hooks, setup, tools, views
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="UltraCart order-flow connector: orders to the warehouse, tracking and stock back.")
@@ -35,7 +35,7 @@ def _main(version: Optional[bool] = typer.Option(None, "--version", callback=_ve
     """UltraCart order-flow connector: orders to the warehouse, tracking and stock back."""
 
 
-for module in (daemon, views, actions, hooks, setup, tools):
+for module in (daemon, views, actions, hooks, setup, tools, console):
     module.register(app)
 
 
