@@ -197,6 +197,10 @@ class WarehouseAdapter(Protocol):
     async def find_order(self, reference: str) -> CreateResult | None:
         """Look an order up by our reference (resolves `in_doubt`); None when it does not exist."""
 
+    async def create_request(self, order: WarehouseOrder) -> Any:
+        """The request `create_order` would send for this order (its body, or a file's rows),
+        written nowhere: what a dry run shows. May read (a carrier list), never writes."""
+
     async def cancel_order(self, reference: str) -> CancelResult:
         """Cancel an order at the warehouse (capability `cancel`); `by_hand` when it cannot."""
 
@@ -248,6 +252,10 @@ class WarehouseAdapterBase:
         if found is None:
             raise PermanentError(f"{self.name} accepted {reference} but does not list it", vendor=self.name)
         return found
+
+    async def create_request(self, order: WarehouseOrder) -> Any:
+        """The connector's own form of the order, for adapters that do not show their vendor's."""
+        return order.model_dump(mode="json")
 
     async def cancel_order(self, reference: str) -> CancelResult:
         """No cancel API here (yet): a person cancels the order in the warehouse's own screens."""

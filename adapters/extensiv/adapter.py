@@ -119,6 +119,13 @@ class ExtensivAdapter(VendorAdapter):
 
     # -- orders -------------------------------------------------------------------------------
 
+    async def create_request(self, order: WarehouseOrder) -> dict[str, Any]:
+        """The `POST /orders` body create_order sends."""
+        try:
+            return mapping.order_body(order, self.customer_id, self.facility_id)
+        except mapping.BadShipMethod as exc:
+            raise PermanentError(str(exc), vendor="extensiv") from None
+
     async def create_order(self, order: WarehouseOrder) -> CreateResult:
         """Look the reference up, then `POST /orders`; a timeout or 5xx raises InDoubtError."""
         try:

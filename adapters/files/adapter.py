@@ -82,6 +82,10 @@ class FilesAdapter(WarehouseAdapterBase):
 
     # -- orders -------------------------------------------------------------------------------
 
+    async def create_request(self, order: WarehouseOrder) -> dict[str, Any]:
+        """The order file create_order writes: its rows, as text."""
+        return self.outbox.preview(order)
+
     async def create_order(self, order: WarehouseOrder) -> CreateResult:
         """Write the order file (temporary name, then rename); the file name is the warehouse id."""
         return await self.outbox.create(order)

@@ -50,6 +50,12 @@ class Outbox:
         key = file_key(reference)
         return f"{self.config.order_prefix}{key}_{at:%y%m%d%H%M%S}.csv", f".{self.config.order_prefix}{key}.csv.part"
 
+    def preview(self, order: WarehouseOrder) -> dict[str, Any]:
+        """The file `create` would write for `order`: its folder, name and text."""
+        final, _ = self.names(order.reference, datetime.now(UTC))
+        text = order_csv(order, self.config.headers("orders"), self.config.delimiter, escape_formulas=self.config.escape_formulas)
+        return {"folder": self.config.outbound_dir, "file": final, "text": text}
+
     async def create(self, order: WarehouseOrder) -> CreateResult:
         ref = order.reference
         found = await self.find(ref, scan=False)

@@ -80,6 +80,10 @@ class ShipBobAdapter(VendorAdapter):
 
     # -- orders -------------------------------------------------------------------------------
 
+    async def create_request(self, order: WarehouseOrder) -> dict[str, Any]:
+        """The `POST /{ver}/order` body create_order sends."""
+        return mapping.order_body(order)
+
     async def create_order(self, order: WarehouseOrder) -> CreateResult:
         """`POST /{ver}/order`; a timeout or 5xx raises InDoubtError (resolved by find_order)."""
         try:

@@ -82,6 +82,10 @@ class ShipStationAdapter(VendorAdapter):
 
     # -- orders -------------------------------------------------------------------------------
 
+    async def create_request(self, order: WarehouseOrder) -> dict[str, Any]:
+        """The `POST /orders/createorder` body create_order sends."""
+        return mapping.order_body(order, store_id=self.config.store_id)
+
     async def create_order(self, order: WarehouseOrder) -> CreateResult:
         """Look up, then `POST /orders/createorder`; a timeout or 5xx raises InDoubtError."""
         found = await self.already_there(order.reference)

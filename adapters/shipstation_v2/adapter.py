@@ -136,8 +136,9 @@ class ShipStationV2Adapter(VendorAdapter):
 
     # -- orders -------------------------------------------------------------------------------
 
-    async def create_order(self, order: WarehouseOrder) -> CreateResult:
-        """`POST /v2/shipments` with one shipment; a timeout or 5xx raises InDoubtError."""
+    async def create_request(self, order: WarehouseOrder) -> dict[str, Any]:
+        """The `POST /v2/shipments` body create_order sends (reads the carriers and the ship-from
+        warehouse, writes nothing)."""
         service = await self._service_for(order.ship_method)
         ship_from = mapping.ship_from_of(await self._ship_from_warehouse()) if self.config.warehouse_id else None
         try:
@@ -147,8 +148,13 @@ class ShipStationV2Adapter(VendorAdapter):
             )
         except ValueError as exc:
             raise PermanentError(str(exc), vendor=VENDOR) from exc
+        return {"shipments": [body]}
+
+    async def create_order(self, order: WarehouseOrder) -> CreateResult:
+        """`POST /v2/shipments` with one shipment; a timeout or 5xx raises InDoubtError."""
+        request = await self.create_request(order)
         try:
-            response = await self.http.request("POST", "/v2/shipments", json={"shipments": [body]}, idempotent=False, ok=(200, 201))
+            response = await self.http.request("POST", "/v2/shipments", json=request, idempotent=False, ok=(200, 201))
         except PermanentError as exc:
             # ShipStation's wording for a repeated external_shipment_id is not documented, so
             # every refusal is checked: if the reference exists, this was a repeat.

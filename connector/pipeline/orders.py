@@ -165,7 +165,12 @@ async def evaluate_orders(ctx: ServiceContext) -> None:
                 fields = dict(warehouse_json=wo.model_dump_json(), next_attempt_at=None)
                 if ctx.merchant.dry_run:
                     # What a live run would send: the vendor's own request body, shown by `connector order`.
-                    fields["sent_request"] = json.dumps(ctx.warehouse.create_request(wo), default=str)
+                    try:
+                        fields["sent_request"] = json.dumps(await ctx.warehouse.create_request(wo), default=str)
+                    except TransientError:
+                        raise  # the pass stops as on any read that failed
+                    except VendorError as exc:  # what the live create would have stopped on
+                        fields["sent_request"] = json.dumps({"would_fail": exc.message})
                     why += " (dry run: not sent)"
                 moves.append(Move(row.id, S.ready, (S.received, S.held), why, fields))
                 st["ready"] += 1

@@ -7,7 +7,8 @@ Faults come from two knobs on `Faults`:
   `after: true` lets the handler do its work first and then fails the reply: the classic
   "the warehouse created it but we never heard back" case that makes an order in doubt.
   `status` may be an HTTP status, "timeout" (the reply never comes in time) or "reset" (the
-  connection is dropped mid-reply).
+  connection is dropped mid-reply). `body` (text) replaces the reply's body, with
+  `content_type` (default text/html): a 200 carrying a proxy's error page instead of JSON.
 Paths starting with `/_sandbox` (the control API) are never faulted.
 """
 
@@ -60,21 +61,27 @@ class Faults:
 
     def pick(self, method: str, path: str) -> tuple[Any, bool] | None:
         """The fault for this request, as (kind, after), or None."""
+        entry = self.scripted(method, path)
+        return None if entry is None else (entry.get("status", 500), bool(entry.get("after", False)))
+
+    def scripted(self, method: str, path: str) -> dict[str, Any] | None:
+        """The next scripted fault matching this request (taken off the script), else a drawn
+        one as `{"status": ..., "after": ...}`, else None."""
         for i, entry in enumerate(self.script):
             if entry.get("method", method).upper() == method.upper() and path.startswith(entry.get("path", "")):
-                self.script.pop(i)
-                return entry.get("status", 500), bool(entry.get("after", False))
+                return self.script.pop(i)
         if self.rate_limit_per_minute:
             now = time.monotonic()
             self._window = [t for t in self._window if now - t < 60.0]
             if len(self._window) >= self.rate_limit_per_minute:
-                return 429, False
+                return {"status": 429, "after": False}
             self._window.append(now)
         r = self._rng.random()
         for kind, rate in (("429", self.rate_429), ("5xx", self.rate_5xx), ("timeout", self.rate_timeout), ("reset", self.rate_reset)):
             if r < rate:
                 after = kind in ("timeout", "reset", "5xx") and self._rng.random() < 0.5
-                return ({"429": 429, "5xx": self._rng.choice([500, 502, 503]), "timeout": "timeout", "reset": "reset"}[kind], after)
+                status = {"429": 429, "5xx": self._rng.choice([500, 502, 503]), "timeout": "timeout", "reset": "reset"}[kind]
+                return {"status": status, "after": after}
             r -= rate
         return None
 
@@ -94,11 +101,11 @@ class FaultMiddleware:
         f = self.faults
         if f.latency_ms:
             await asyncio.sleep(f.latency_ms / 1000)
-        picked = f.pick(scope["method"], scope["path"])
+        picked = f.scripted(scope["method"], scope["path"])
         if picked is None:
             await self.app(scope, receive, send)
             return
-        kind, after = picked
+        kind, after = picked.get("status", 500), bool(picked.get("after", False))
         f._count(str(kind))
         if after:
             # Let the handler do its work, swallow its reply, then fail.
@@ -114,10 +121,12 @@ class FaultMiddleware:
             await send({"type": "http.response.body", "body": b"{", "more_body": True})
             raise ConnectionResetError("sandbox: injected connection reset")
         status = int(kind)
-        headers = [(b"content-type", b"application/json")]
+        headers = [(b"content-type", str(picked.get("content_type", "text/html" if "body" in picked else "application/json")).encode())]
         if status == 429:
             headers.append((self.retry_after_header.lower().encode(), str(int(f.retry_after_s)).encode()))
         body = b'{"error": {"developer_message": "sandbox: injected fault", "user_message": "injected fault"}}'
+        if "body" in picked:
+            body = str(picked["body"]).encode()
         headers.append((b"content-length", str(len(body)).encode()))
         if status != 200:
             headers.append((b"uc-rest-error", b"sandbox: injected fault"))

@@ -48,7 +48,7 @@ def test_a_merchant_added_to_a_running_daemon_goes_live_through_a_dry_run(tmp_pa
 
         def order(oid: str) -> dict:
             out = connector("order", oid, "-c", str(cfg), "--json")
-            return json.loads(out.stdout) if out.returncode == 0 else {}
+            return json.loads(out.stdout)[0] if out.returncode == 0 else {}
 
         wait(lambda: all(order(o["order_id"]).get("state") == "ready" for o in beta_orders), what="beta's orders evaluated in dry run")
         shown = order("BETA-1")

@@ -20,6 +20,7 @@ flag is honestly off instead.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -186,6 +187,15 @@ class WarehouseContract:
         assert found is not None
         assert (found.warehouse_order_id, found.reference) == (result.warehouse_order_id, order.reference)
         assert await adapter.find_order(f"never-{uuid.uuid4().hex[:8]}") is None
+
+    async def test_a_create_request_shows_the_order_and_writes_nothing(self, adapter: Any, warehouse: WarehouseDriver) -> None:
+        """What a dry run shows: the request a live create would send, carrying the reference
+        and the SKUs, with nothing created at the warehouse."""
+        order = make_order(warehouse)
+        shown = json.dumps(await adapter.create_request(order), default=str)
+        assert order.reference in shown and all(line.sku in shown for line in order.lines)
+        assert warehouse.orders_created(order.reference) == 0
+        assert await adapter.find_order(order.reference) is None
 
     @pytest.mark.parametrize("kind", [500, "timeout"])
     async def test_lost_create_reply_is_in_doubt_then_found(self, adapter: Any, warehouse: WarehouseDriver, kind: int | str) -> None:

@@ -65,7 +65,8 @@ async def test_a_200_with_a_garbage_body_leaves_that_order_in_doubt_and_releases
     flow.uc.queue("DFLT", orders(4))
     await runtime.run_once(service="order_download")
     await evaluate_orders(runtime.contexts["acme"])
-    flow.sb.faults.script = [{"method": "POST", "path": "/2026-01/order", "status": 200, "after": True}]
+    flow.sb.faults.script = [{"method": "POST", "path": "/2026-01/order", "status": 200, "after": True,
+                              "body": "<html><body>502 Bad Gateway (proxy)</body></html>"}]
     r = await runtime.run_service("acme", "order_delivery")
     assert r.ok and r.did["in_doubt"] == 1 and r.did["created"] == 3, r
     by_state = {o.order_id: o.state for o in await runtime.store.orders.listing()}

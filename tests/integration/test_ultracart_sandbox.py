@@ -198,7 +198,8 @@ async def test_control_api(sandbox, url):
     assert bad.status_code == 400
     assert state["queued"] == {DC: [], "EAST": ["DEMO-0001", "DEMO-0002"]}
     assert state["requests"] == {"dcs": 0, "fetch": 0, "ack": 0, "shipments": 0, "inventory": 0,
-                                 "order": 0, "orders_batch": 0, "orders_query": 0, "items": 0}
+                                 "order": 0, "orders_batch": 0, "orders_query": 0, "items": 0,
+                                 "webhooks": 0}
     assert sandbox.faults.script == [{"path": "/fulfillment", "status": 503}]
 
 
@@ -629,7 +630,7 @@ async def test_control_api_for_history_catalog_changes_and_webhooks(sandbox, url
         removed = await http.delete(f"/_sandbox/webhooks/{sub.json()['oid']}")
     assert history.json() == {"orders": 6} and catalog.json() == {"catalog": 3}
     assert sub.status_code == 200 and sub.json()["password"] == "***" and sub.json()["username"] == HOOK_USER
-    assert settings.json() == {"ignore_acks": True} and sandbox.ignore_acks and held.json() == {"hold": True}
+    assert settings.json() == {"ignore_acks": True, "denied_permissions": []} and sandbox.ignore_acks and held.json() == {"hold": True}
     assert rejected.json()["order"]["current_stage"] == "Rejected" and edited.json()["order"]["items"][-1]["merchant_item_id"] == "TREAT"
     assert len(released.json()["release"]) == 2
     assert unknown_action.status_code == 404 and unknown_order.status_code == 404 and "NOPE" in unknown_order.json()["error"]
