@@ -86,12 +86,12 @@ async def run_demo(count: int = 50, warehouse: str = "shipbob", keep: Path | Non
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def config_toml(raw: dict[str, Any]) -> str:
-    """The demo's config as a TOML file (its sandboxes' URLs included: they stop with the demo)."""
+def config_toml(raw: dict[str, Any], written_by: str = "`connector demo --keep`: the demo's merchant and its sandboxes (stopped now)") -> str:
+    """The demo's config as a TOML file, its sandboxes' URLs included; `written_by` says whose."""
     import tomlkit
 
     doc = tomlkit.document()
-    doc.add(tomlkit.comment("Written by `connector demo --keep`: the demo's merchant and its sandboxes (stopped now)."))
+    doc.add(tomlkit.comment(f"Written by {written_by}."))
     doc["daemon"] = raw["daemon"]
     merchants = tomlkit.aot()
     for m in raw["merchants"]:

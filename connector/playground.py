@@ -55,7 +55,7 @@ class Playground:
         raw["daemon"]["listen"] = "127.0.0.1:8080"
         raw["daemon"]["log_level"] = "info"
         self.config_path = folder / "connector.toml"
-        self.config_path.write_text(config_toml(raw))
+        self.config_path.write_text(config_toml(raw, "`connector sandbox`: its merchant and sandboxes (they run until its Ctrl-C)"))
 
     def _start(self, app: Any) -> SandboxServer:
         server = SandboxServer(app).start()

@@ -38,6 +38,7 @@ from starlette.routing import Mount, Route
 
 from adapters.ultracart.parse import WebhookParseError, parse_webhook
 from connector import metrics
+from connector.config import SERVICES
 from connector.health import database_fault
 from connector.lifecycle import Actor
 from connector.pipeline.context import ServiceContext
@@ -141,11 +142,30 @@ def build_app(runtime: Runtime, daemon: Daemon | Callable[[], bool] | None = Non
         ok = not message.startswith("config error")
         return JSONResponse({"reloaded": ok, "message": message}, status_code=200 if ok else 422)
 
+    async def kick(request: Request) -> JSONResponse:
+        """An operator command changed orders (release, retry, cancel...): start that merchant's
+        service now instead of at its next schedule. From this machine only, like reload."""
+        if request.client is None or request.client.host not in ("127.0.0.1", "::1", "localhost"):
+            return JSONResponse({"error": "kick is accepted from this machine only"}, status_code=403)
+        try:
+            asked = loads_bounded(await request.body(), max_depth=4, max_bytes=64_000)
+            merchants, service = [str(m) for m in asked["merchants"]][:10_000], str(asked["service"])
+        except (UntrustedInput, ValueError, KeyError, TypeError):
+            return JSONResponse({"error": "expected {\"merchants\": [...], \"service\": \"...\"}"}, status_code=400)
+        if service not in SERVICES:
+            return JSONResponse({"error": f"unknown service {service!r}"}, status_code=400)
+        known = [m for m in merchants if m in runtime.contexts]
+        if daemon.kick is not None:
+            for m in known:
+                daemon.kick(m, service)
+        return JSONResponse({"started": known if daemon.kick is not None else []})
+
     routes: list[Any] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_page),
         Route("/control/reload", reload, methods=["POST"]),
+        Route("/control/kick", kick, methods=["POST"]),
         Route("/webhooks/ultracart/{merchant}", receiver.handle, methods=["POST"]),
         Route("/webhooks/warehouse/{merchant}/{token}", WarehouseHooks(runtime, daemon.kick).handle, methods=["POST"]),
     ]

@@ -27,17 +27,26 @@ def register(app: typer.Typer) -> None:
     app.command()(consume)
 
 
-def _act(config: Optional[str], action: Callable[[Any], Awaitable[list[Any]]], *, nothing: str = "") -> None:
+def _act(config: Optional[str], action: Callable[[Any], Awaitable[list[Any]]], *, nothing: str = "", then: str = "") -> None:
+    """Run an operator action; with `then`, a running daemon starts that service at once for the
+    merchants whose orders it changed (else their next scheduled pass does the work)."""
     from connector import operator as op
+    from connector.cli.daemon import kick_daemon
 
     cfg = load_config(config)
+    started: list[str] = []
 
     async def go() -> list[Any]:
+        nonlocal started
         store = await open_store(cfg)
         try:
-            return await action(store)
+            results = await action(store)
         finally:
             await store.close()
+        changed = {r.merchant for r in results if r.ok}
+        if then and changed:
+            started = await kick_daemon(cfg, changed, then)
+        return results
 
     try:
         results = run_async(go())
@@ -49,6 +58,8 @@ def _act(config: Optional[str], action: Callable[[Any], Awaitable[list[Any]]], *
         raise typer.Exit(EXIT_OK)
     for r in results:
         say(f"{r.merchant} {r.order_id}: {r.message}")
+    if started:
+        say(f"the running daemon started {then} now for {', '.join(started)}")
     raise typer.Exit(EXIT_OK if results and all(r.ok for r in results) else EXIT_FAILED)
 
 
@@ -71,7 +82,7 @@ def release(order_ids: list[str], config: Optional[str] = ConfigOpt, merchant: O
     """Release held orders (re-checked and sent on the next delivery pass)."""
     from connector import operator as op
 
-    _act(config, _each(order_ids, op.release, merchant, who=_who()))
+    _act(config, _each(order_ids, op.release, merchant, who=_who()), then="order_delivery")
 
 
 def retry(order_ids: Optional[list[str]] = typer.Argument(None), config: Optional[str] = ConfigOpt, merchant: Optional[str] = MerchantOpt,
@@ -80,11 +91,11 @@ def retry(order_ids: Optional[list[str]] = typer.Argument(None), config: Optiona
     from connector import operator as op
 
     if all_failed:
-        _act(config, lambda s: op.retry_all_failed(s, merchant, who=_who()), nothing="no failed orders: nothing to retry")
+        _act(config, lambda s: op.retry_all_failed(s, merchant, who=_who()), nothing="no failed orders: nothing to retry", then="order_delivery")
     if not order_ids:
         fail("name order ids or use --all-failed")
         raise typer.Exit(EXIT_USAGE)
-    _act(config, _each(order_ids, op.retry, merchant, who=_who()))
+    _act(config, _each(order_ids, op.retry, merchant, who=_who()), then="order_delivery")
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -114,7 +125,7 @@ def unskip(order_ids: list[str], config: Optional[str] = ConfigOpt, merchant: Op
     """Bring skipped orders back to evaluation (the next delivery pass applies the rules again)."""
     from connector import operator as op
 
-    _act(config, _each(order_ids, op.unskip, merchant, who=_who()))
+    _act(config, _each(order_ids, op.unskip, merchant, who=_who()), then="order_delivery")
 
 
 def hold(order_ids: list[str], config: Optional[str] = ConfigOpt, merchant: Optional[str] = MerchantOpt,
@@ -129,7 +140,7 @@ def resend_tracking(order_ids: list[str], config: Optional[str] = ConfigOpt, mer
     """Post these orders' tracking to UltraCart again (on the next shipment pass)."""
     from connector import operator as op
 
-    _act(config, _each(order_ids, op.resend_tracking, merchant, who=_who()))
+    _act(config, _each(order_ids, op.resend_tracking, merchant, who=_who()), then="shipment_upload")
 
 
 def refresh(order_ids: list[str], config: Optional[str] = ConfigOpt, merchant: Optional[str] = MerchantOpt) -> None:
@@ -164,7 +175,7 @@ def refresh(order_ids: list[str], config: Optional[str] = ConfigOpt, merchant: O
                     if adapter is not None:
                         await adapter.aclose()
 
-    _act(config, go)
+    _act(config, go, then="order_delivery")
 
 
 def cancel(order_ids: list[str], reason: str = typer.Option("", "--reason", help="why: recorded on the timeline (required)"),
@@ -178,11 +189,11 @@ def cancel(order_ids: list[str], reason: str = typer.Option("", "--reason", help
         raise typer.Exit(EXIT_USAGE)
     if not done:
         _confirm(f"Cancel {len(order_ids)} order(s) ({', '.join(order_ids[:5])}{'...' if len(order_ids) > 5 else ''})?", yes)
-    _act(config, _each(order_ids, op.cancel, merchant, reason=reason, who=_who(), done=done))
+    _act(config, _each(order_ids, op.cancel, merchant, reason=reason, who=_who(), done=done), then="" if done else "order_changes")
 
 
 def consume(order_ids: list[str], config: Optional[str] = ConfigOpt, merchant: Optional[str] = MerchantOpt) -> None:
     """Try orders' stuck inventory-ledger consumptions again (after adding the item or fixing stock)."""
     from connector import operator as op
 
-    _act(config, _each(order_ids, op.consume_again, merchant))
+    _act(config, _each(order_ids, op.consume_again, merchant), then="ledger_consume")

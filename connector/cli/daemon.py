@@ -177,15 +177,34 @@ def reload(config: Optional[str] = ConfigOpt) -> None:
     say(message)
 
 
-async def _ask_reload(cfg: Any) -> str:
-    import httpx
-
+def control_url(cfg: Any, path: str) -> str:
+    """Where this machine reaches the daemon's control endpoint `path` (its [daemon] listen)."""
     from connector.config import parse_listen
-    from connector.store.engine import sqlite_path
 
     host, port = parse_listen(cfg.daemon.listen)
     host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/control/reload"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}{path}"
+
+
+async def kick_daemon(cfg: Any, merchants: set[str], service: str) -> list[str]:
+    """Ask a running daemon to start `service` now for these merchants; the merchants it started
+    (none when no daemon answers: the next scheduled pass does the work)."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=3) as client:
+            response = await client.post(control_url(cfg, "/control/kick"), json={"merchants": sorted(merchants), "service": service})
+        return list(response.json().get("started", [])) if response.status_code == 200 else []
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return []
+
+
+async def _ask_reload(cfg: Any) -> str:
+    import httpx
+
+    from connector.store.engine import sqlite_path
+
+    url = control_url(cfg, "/control/reload")
     try:
         async with httpx.AsyncClient(timeout=30) as client:
             response = await client.post(url)

@@ -100,7 +100,7 @@ class TestExtensivContract(WarehouseContract):
         with pytest.raises(PermanentError, match="NOPE-1"):
             await adapter.create_order(order)
 
-    @pytest.mark.parametrize("field, value", [("client_secret", "wrong"), ("tpl", str(uuid.uuid4())), ("user_login_id", 7)])
+    @pytest.mark.parametrize("field, value", [("client_secret", "wrong"), ("tpl", "0b9c2f3e-1111-4a4a-9e9e-000000000000"), ("user_login_id", 7)])
     async def test_bad_credentials_are_a_configuration_error(self, sandbox, field, value) -> None:
         adapter = ExtensivAdapter(config_for(sandbox, **{field: value}), fresh_context(MERCHANT))
         try:
