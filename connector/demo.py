@@ -71,10 +71,14 @@ async def run_demo(count: int = 50, warehouse: str = "shipbob", keep: Path | Non
             try:
                 results = await rt.run_once(service="order_download")
                 results += await rt.run_once(service="order_delivery")
+                changes, changed = await _merchant_changes(rt.store, uc, kit)
+                results += await rt.run_once(service="order_changes")
+                told = await _changes_told(rt.store, changes, changed)
                 kit.ship_all()
                 results += await rt.run_once(service="shipment_upload")
                 results += await rt.run_once(service="inventory_upload")
                 summary = await _summary(rt.store, results, uc, kit, ucs.url, wh_url)
+                summary["changes"] = told
             finally:
                 await rt.aclose()
             if keep is not None:
@@ -84,6 +88,37 @@ async def run_demo(count: int = 50, warehouse: str = "shipbob", keep: Path | Non
     finally:
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _merchant_changes(store: Store, uc: UltraCartSandbox, kit: WarehouseKit) -> tuple[dict[str, str], dict[str, str]]:
+    """After hand-off, the merchant rejects orders in UltraCart: one never sent (held), one at the
+    warehouse, and, where the warehouse sandbox can pick, one already picked. Returns what was
+    done to each order and the state each was in."""
+    rows = await store.orders.listing(merchant="demo", limit=10_000)
+    held = sorted(r.order_id for r in rows if r.state == "held")
+    at_wh = sorted(r.order_id for r in rows if r.state == "at_warehouse")
+    plan: dict[str, str] = {}
+    if held:
+        plan[held[0]] = "rejected in UltraCart while held"
+    if at_wh:
+        plan[at_wh[0]] = "rejected in UltraCart at the warehouse"
+    sandbox = getattr(kit, "sandbox", None)
+    if len(at_wh) > 1 and hasattr(sandbox, "pick"):
+        [row] = [r for r in rows if r.order_id == at_wh[1]]
+        sandbox.pick(row.reference)
+        plan[at_wh[1]] = "rejected in UltraCart after the warehouse picked it"
+    before = {r.order_id: r.state for r in rows if r.order_id in plan}
+    for order_id in plan:
+        uc.reject(order_id, reason="the customer cancelled")
+    return plan, before
+
+
+async def _changes_told(store: Store, plan: dict[str, str], before: dict[str, str]) -> list[dict[str, str]]:
+    out = []
+    for order_id, what in plan.items():
+        [row] = await store.orders.find(order_id, "demo")
+        out.append({"order_id": order_id, "what": what, "was": before[order_id], "now": row.state, "reason": row.reason or ""})
+    return out
 
 
 def config_toml(raw: dict[str, Any], written_by: str = "`connector demo --keep`: the demo's merchant and its sandboxes (stopped now)") -> str:
@@ -164,6 +199,10 @@ def print_summary(s: dict[str, Any], say) -> None:
             say(f"  {oid}  {why}")
     for oid, why in s["failed"]:
         say(f"  FAILED {oid}  {why}")
+    if s.get("changes"):
+        say("Changed after hand-off (the merchant rejected these in UltraCart; the connector learned it by re-reading open orders):")
+        for c in s["changes"]:
+            say(f"  {c['order_id']}  {c['what']}: {c['was']} -> {c['now']}" + (f" ({c['reason']})" if c["reason"] else ""))
     ships = s["shipments"]
     say(f"Tracking: {sum(ships.values())} warehouse shipment(s) read ({ships.get('ignored', 0)} voided label ignored); "
         f"{s['orders_with_tracking']} order(s) sent tracking to UltraCart in {s['tracking_posts']} post(s); "

@@ -46,6 +46,9 @@ def test_demo_runs_with_no_config_and_no_network(tmp_path):
     assert "unmapped ship method: Pigeon: Carrier Express" in out and "unknown SKU: MYSTERY-SKU" in out
     assert "test order" in out and "before earliest order date" in out and "missing ship-to address" in out
     assert "clamped: LEASH-BLUE" in out
+    assert "DEMO-0014  rejected in UltraCart while held: held -> cancelled" in out  # never sent
+    assert "rejected in UltraCart at the warehouse: at_warehouse -> cancelled (" in out  # cancelled at ShipBob
+    assert "rejected in UltraCart after the warehouse picked it: at_warehouse -> cancel_failed (too late" in out
     assert list(tmp_path.iterdir()) == []  # leaves nothing behind
 
 
@@ -134,3 +137,20 @@ def test_daemon_moves_orders_and_stops_cleanly_on_sigterm(flow):
     else:  # stopped before taking it: UltraCart still holds it, so nothing is lost
         assert flow.uc.queued("DFLT") == ["DEMO-0100"]
         assert flow.sb.create_count == len(ids)
+
+
+def test_kill_9_between_a_warehouse_cancel_and_its_record_cancels_once(flow):
+    """The merchant rejects an order at the warehouse; the process dies after ShipBob cancelled it
+    and before that was recorded. The restart looks the order up first and never asks twice."""
+    queue(flow, 3)
+    cfg = flow.write_toml()
+    assert connector("run", "--once", "-c", str(cfg)).returncode == 0  # at the warehouse, not shipped (nobody ships in this test)
+    flow.uc.reject("DEMO-0002", reason="customer cancelled")
+    killed = connector("run", "--once", "-s", "order_changes", "-c", str(cfg), env={"CONNECTOR_FAILPOINT": "after_cancel_before_record"})
+    assert killed.returncode == -signal.SIGKILL, f"the failpoint was not reached: {killed.stdout}{killed.stderr}"
+    assert flow.sb.orders["acme-DEMO-0002"]["status"] == "Cancelled"
+    again = connector("run", "--once", "-s", "order_changes", "-c", str(cfg))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert dict(flow.sb.cancel_attempts) == {"acme-DEMO-0002": 1}, "the restart looked it up instead of cancelling again"
+    shown = connector("order", "DEMO-0002", "-c", str(cfg))
+    assert "state cancelled" in shown.stdout and "already shows it cancelled" in shown.stdout, shown.stdout
