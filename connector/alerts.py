@@ -35,9 +35,9 @@ from connector.redact import DEFAULT as REDACT
 from connector.redact import Redactor
 from connector.retry import RetryPolicy
 from connector.store import Store
+from connector.store.tasks import ALERT_EMAIL, failing_since
 
-EMAIL_TASK = "alert_email"
-EMAIL_MERCHANT = ""  # alert e-mails are the connector's own tasks, not one merchant's
+EMAIL_MERCHANT, EMAIL_TASK = ALERT_EMAIL  # alert e-mails are the connector's own tasks, not one merchant's
 DIGEST_CURSOR = "alerts.last_digest_at"
 
 log = structlog.get_logger("connector.alerts")
@@ -310,11 +310,7 @@ async def send_digests(store: Store, config: Config, *, now: datetime, worker_id
 
 async def delivery_failing_since(store: Store) -> tuple[datetime | None, str]:
     """Since when alert e-mails have been failing (and the last error), or (None, "")."""
-    waiting = [t for t in await store.tasks.listing(EMAIL_MERCHANT, EMAIL_TASK) if t.state != TaskState.done and t.failing_since is not None]
-    if not waiting:
-        return None, ""
-    oldest = min(waiting, key=lambda t: t.failing_since)
-    return oldest.failing_since, oldest.last_error
+    return await failing_since(store.tasks, EMAIL_MERCHANT, EMAIL_TASK)
 
 
 async def _failed(store: Store, task: Any, exc: BaseException, *, now: datetime, outage: bool, stats: dict[str, int], redactor: Redactor) -> None:

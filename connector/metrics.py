@@ -89,9 +89,9 @@ async def read_store(store: Store, merchants: Iterable[str]) -> StoreSnapshot:
     for m in sorted(set(merchants) | {m for m, _ in counts}):
         oldest = await store.orders.oldest_pending(m)
         snap.oldest_pending_age[m] = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
-    from connector.alerts import delivery_failing_since
+    from connector.store.tasks import ALERT_EMAIL, failing_since
 
-    since, _ = await delivery_failing_since(store)
+    since, _ = await failing_since(store.tasks, *ALERT_EMAIL)
     snap.alert_delivery_failing_since = since.timestamp() if since else None
     return snap
 

@@ -19,6 +19,7 @@ from connector.store.records import TaskRecord
 
 T = t.tasks
 TS = TaskState
+ALERT_EMAIL = ("", "alert_email")  # (merchant, kind) of the alert digests: the connector's own, no merchant's
 
 
 class TaskStore(Protocol):
@@ -32,6 +33,16 @@ class TaskStore(Protocol):
     async def overdue(self, merchants: Sequence[str], kind: str, before: datetime, *, limit: int = 1000) -> list[TaskRecord]: ...
     async def recover(self) -> int: ...
     async def renew(self, owner: str, seconds: float) -> None: ...
+
+
+async def failing_since(tasks: TaskStore, merchant: str, kind: str) -> tuple[datetime | None, str]:
+    """Since when the oldest unfinished task of this kind has been failing, and its last error;
+    (None, "") when none is failing."""
+    waiting = [t for t in await tasks.listing(merchant, kind) if t.state != TS.done and t.failing_since is not None]
+    if not waiting:
+        return None, ""
+    oldest = min(waiting, key=lambda t: t.failing_since)
+    return oldest.failing_since, oldest.last_error
 
 
 def dumps(payload: Any) -> str:
