@@ -184,21 +184,22 @@ class ShipStationV2Adapter(VendorAdapter):
         return service
 
     async def find_order(self, reference: str) -> CreateResult | None:
-        """`GET /v2/shipments/external_shipment_id/{reference}`; none when ShipStation answers 404."""
-        if not reference or len(reference) > mapping.MAX_EXTERNAL_ID:
-            return None  # never sent: ShipStation would have truncated it
-        shipment = await self.fetch_record(f"/v2/shipments/external_shipment_id/{quote(reference, safe='')}")
+        """`GET /v2/shipments/external_shipment_id/{reference}`; none when ShipStation answers 404.
+        `cancelled` once our shipment and every part split off it are."""
+        shipment = await self._by_reference(reference)
         if shipment is None:
             return None
-        if shipment.get("external_shipment_id") not in (None, reference) or not shipment.get("shipment_id"):
-            return None
         status = str(shipment.get("shipment_status") or "")
-        return CreateResult(warehouse_order_id=str(shipment["shipment_id"]), reference=reference, status=status,
-                            cancelled=status == mapping.CANCELLED_SHIPMENT)
+        cancelled = status == mapping.CANCELLED_SHIPMENT
+        if cancelled:  # the order is cancelled when every part Split Ship made of it is too
+            parts = await self._split_parts(shipment, reference)
+            cancelled = all(p.get("shipment_status") == mapping.CANCELLED_SHIPMENT for p in parts)
+        return CreateResult(warehouse_order_id=str(shipment["shipment_id"]), reference=reference, status=status, cancelled=cancelled)
 
     async def cancel_order(self, reference: str) -> CancelResult:
         """`PUT /v2/shipments/{id}/cancel` (204) for our shipment and each part Split Ship made of
-        it (same `shipment_number`, as `shipments_since` attributes them).
+        it (same `shipment_number`, as `shipments_since` attributes them), ours last: ours
+        cancelled means every part was dealt with (`find_order` also checks the parts).
 
         - every part already `cancelled`: `cancelled`, nothing sent;
         - a part with a label bought (`label_purchased`): `too_late` in ShipStation's words ("any
@@ -206,7 +207,8 @@ class ShipStationV2Adapter(VendorAdapter):
           are cancelled all the same, and the reason says which;
         - a refused cancel (400) is read again: `cancelled` if it is by now, `too_late` if a label
           was bought meanwhile, else raised (PermanentError, ShipStation's message);
-        - no answer (timeout, dropped connection, 5xx): `unknown`, never re-sent in the call.
+        - no answer (timeout, dropped connection, 5xx): `unknown`, never re-sent in the call
+          (`too_late` when another part is already known to be too late: the order ships anyway).
 
         A reference ShipStation does not have raises PermanentError: the order was recorded as
         created, so "nothing to cancel" could hide a shipment that still ships.
@@ -216,7 +218,7 @@ class ShipStationV2Adapter(VendorAdapter):
             raise PermanentError(f"ShipStation has no shipment with external_shipment_id {reference}: nothing was cancelled",
                                  vendor=VENDOR, status=404)
         ours = str(shipment["shipment_id"])
-        parts = [shipment] + await self._split_parts(shipment, reference)
+        parts = await self._split_parts(shipment, reference) + [shipment]
         done: list[str] = []
         late: list[str] = []
         for part in parts:
@@ -230,6 +232,9 @@ class ShipStationV2Adapter(VendorAdapter):
             try:
                 await self.http.request("PUT", f"/v2/shipments/{quote(sid, safe='')}/cancel", idempotent=False, ok=(200, 204))
             except InDoubtError as exc:
+                if late:
+                    late.append(f"shipment {sid}: no answer to the cancel ({exc})")
+                    break
                 return CancelResult(outcome=CancelOutcome.unknown, reference=reference, warehouse_order_id=ours,
                                     reason=f"cancel of shipment {sid}: {exc}")
             except PermanentError as exc:
@@ -253,6 +258,8 @@ class ShipStationV2Adapter(VendorAdapter):
         return CancelResult(outcome=CancelOutcome.cancelled, reference=reference, warehouse_order_id=ours, reason=f"ShipStation: {said}")
 
     async def _by_reference(self, reference: str) -> dict[str, Any] | None:
+        """Our shipment for `reference`, or None (a 404, or a reference too long ever to be sent:
+        ShipStation would have truncated it)."""
         if not reference or len(reference) > mapping.MAX_EXTERNAL_ID:
             return None
         shipment = await self.fetch_record(f"/v2/shipments/external_shipment_id/{quote(reference, safe='')}")

@@ -400,8 +400,31 @@ async def test_cancel_also_cancels_the_parts_split_off_it(adapter, router) -> No
     mine, part = router.put("/v2/shipments/se-5/cancel").respond(204), router.put("/v2/shipments/se-6/cancel").respond(204)
     others = router.put(url__regex=r".*/se-[78]/cancel$").respond(204)
     result = await adapter.cancel_order("acme-1")
-    assert result.outcome is CancelOutcome.cancelled and "se-5, se-6" in result.reason
+    assert result.outcome is CancelOutcome.cancelled and "se-6, se-5" in result.reason  # ours last
     assert (mine.call_count, part.call_count, others.call_count) == (1, 1, 0)
+    assert part.calls.last.request is router.calls[-2].request
+
+
+async def test_a_cancelled_shipment_with_a_live_part_is_not_a_cancelled_order(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json=ours("cancelled", number="acme-1"))
+    listing = router.get("/v2/shipments", params={"shipment_number": "acme-1"})
+    listing.side_effect = [
+        httpx.Response(200, json=page("shipments", [dict(shipment("se-6", "se-6", "acme-1", [("B", 1)]), shipment_status="label_purchased")])),
+        httpx.Response(200, json=page("shipments", [dict(shipment("se-6", "se-6", "acme-1", [("B", 1)]), shipment_status="cancelled")])),
+    ]
+    found = await adapter.find_order("acme-1")
+    assert (found.status, found.cancelled) == ("cancelled", False)
+    assert (await adapter.find_order("acme-1")).cancelled is True
+
+
+async def test_no_answer_after_a_part_was_too_late_is_too_late(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json=ours(number="acme-1"))
+    router.get("/v2/shipments", params={"shipment_number": "acme-1"}).respond(200, json=page("shipments", [
+        dict(shipment("se-6", "se-6", "acme-1", [("B", 1)]), shipment_status="label_purchased")]))
+    router.put("/v2/shipments/se-5/cancel").respond(503)
+    result = await adapter.cancel_order("acme-1")
+    assert result.outcome is CancelOutcome.too_late
+    assert "shipment se-6 is label_purchased" in result.reason and "shipment se-5: no answer to the cancel" in result.reason
 
 
 async def test_an_already_cancelled_shipment_is_cancelled_without_a_call(adapter, router) -> None:
