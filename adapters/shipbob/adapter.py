@@ -15,8 +15,8 @@ from adapters.http import CursorPages, PageNumbers, query_of
 from adapters.kit import VendorAdapter, iso
 from adapters.shipbob import mapping
 from adapters.shipbob.config import ShipBobConfig
-from connector.domain import CreateResult, Shipment, StockLevel, WarehouseOrder
-from connector.errors import ConfigurationError, PermanentError
+from connector.domain import CancelOutcome, CancelResult, CreateResult, Shipment, StockLevel, WarehouseOrder
+from connector.errors import ConfigurationError, InDoubtError, PermanentError
 
 PAGE_LIMIT = 250  # the largest page every list endpoint we use accepts
 ACK_BATCH = 100  # ShipBob documents no maximum for batchUpdateTrackingUpload; stay modest
@@ -28,11 +28,15 @@ class ShipBobAdapter(VendorAdapter):
     Idempotency: `reference_id` is unique per ShipBob account, so a repeated create answers 422
     "existing ReferenceId"; the adapter then looks the order up and returns it as `already_existed`.
     Shipment acknowledgement uses ShipBob's own outbox flag (`is_tracking_uploaded`).
+    Cancel: `POST /{ver}/order/{id}:cancel`, ShipBob deciding what is still cancellable
+    (`cancel_order` says how its answers are read).
     """
 
     name: ClassVar[str] = "shipbob"
     Config: ClassVar[type[ShipBobConfig]] = ShipBobConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(inventory=True, shipment_ack=True, sku_catalog=True, ship_method_catalog=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        inventory=True, shipment_ack=True, cancel=True, sku_catalog=True, ship_method_catalog=True
+    )
     # ShipBob documents no request id header. x-remaining-calls counts down its sliding window;
     # at 0 the limiter waits x-retry-after (or its own short default when ShipBob does not say).
     retry_after_headers = ("x-retry-after", "Retry-After")
@@ -108,12 +112,62 @@ class ShipBobAdapter(VendorAdapter):
         return await self.accepted(order.reference)  # a 201 without a body: ask
 
     async def find_order(self, reference: str) -> CreateResult | None:
-        """`GET /{ver}/order?ReferenceIds=<reference>` (the filter is comma separated: exact match kept)."""
+        """`GET /{ver}/order?ReferenceIds=<reference>`, with ShipBob's status (`Cancelled` flagged)."""
+        order = await self._order_by_reference(reference)
+        if order is None:
+            return None
+        status = str(order.get("status") or "")
+        return CreateResult(warehouse_order_id=str(order["id"]), reference=reference, status=status,
+                            cancelled=status in mapping.CANCELLED_ORDER)
+
+    async def _order_by_reference(self, reference: str) -> dict[str, Any] | None:
+        """This channel's ShipBob order for our reference (the filter is comma separated: the
+        exact match is kept), or None."""
         response = await self.http.request("GET", f"{self._v}/order", params={"ReferenceIds": reference})
         for order in response.json() or []:
             if order.get("reference_id") == reference and order.get("id") is not None:
-                return CreateResult(warehouse_order_id=str(order["id"]), reference=reference)
+                return order
         return None
+
+    async def cancel_order(self, reference: str) -> CancelResult:
+        """`POST /{ver}/order/{id}:cancel` for the order found by reference.
+
+        - already `Cancelled` in ShipBob: `cancelled`, nothing sent (cancels are idempotent);
+        - 200 `Success`: `cancelled`; `Failure` or `PartialSuccess` (a shipment picked, packed or
+          shipped): `too_late` with ShipBob's per-shipment reasons (for a partial success, which
+          shipments it did cancel);
+        - 422 (not in a cancellable state): the order is read again, since it may have been
+          cancelled meanwhile (`cancelled`); else `too_late` with ShipBob's words;
+        - no answer (timeout, dropped connection, 5xx): `unknown`, never re-sent in the call: the
+          engine looks the order up before asking again.
+
+        A reference ShipBob does not list (in this channel) raises PermanentError: the connector
+        recorded the order as created, so "nothing to cancel" would hide an order that may still
+        ship (a channel changed, an order moved); a person must look.
+        """
+        order = await self._order_by_reference(reference)
+        if order is None:
+            raise PermanentError(f"no ShipBob order with reference {reference} in channel {self.channel_id}: nothing was cancelled",
+                                 vendor=self.name, status=404)
+        order_id = str(order["id"])
+        if order.get("status") in mapping.CANCELLED_ORDER:
+            return CancelResult(outcome=CancelOutcome.cancelled, reference=reference, warehouse_order_id=order_id,
+                                reason=f"ShipBob order {order_id} was already cancelled")
+        try:
+            response = await self.http.request("POST", f"{self._v}/order/{order_id}:cancel", idempotent=False, ok=(200,))
+        except InDoubtError as exc:
+            return CancelResult(outcome=CancelOutcome.unknown, reference=reference, warehouse_order_id=order_id, reason=str(exc))
+        except PermanentError as exc:
+            if exc.status != 422:
+                raise
+            again = await self._order_by_reference(reference)
+            if again is not None and again.get("status") in mapping.CANCELLED_ORDER:
+                return CancelResult(outcome=CancelOutcome.cancelled, reference=reference, warehouse_order_id=order_id,
+                                    reason=f"ShipBob order {order_id} is cancelled")
+            return CancelResult(outcome=CancelOutcome.too_late, reference=reference, warehouse_order_id=order_id,
+                                reason=f"ShipBob order {order_id}: {exc.message}")
+        outcome, reason = mapping.cancel_outcome(response.json() if response.content else None, order_id)
+        return CancelResult(outcome=outcome, reference=reference, warehouse_order_id=order_id, reason=reason)
 
     # -- catalogues ---------------------------------------------------------------------------
 

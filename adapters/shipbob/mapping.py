@@ -12,10 +12,11 @@ from typing import Any
 
 from adapters import kit
 from adapters.kit import clip, iso, parse_time
-from connector.domain import Shipment, ShipmentLine, StockLevel, WarehouseOrder
+from connector.domain import CancelOutcome, Shipment, ShipmentLine, StockLevel, WarehouseOrder
 
 SHIPPED_STATUSES = frozenset({"Completed"})  # Orders.OrderStatusEnum: the parcel left the building
 VOIDED_STATUSES = frozenset({"Cancelled"})
+CANCELLED_ORDER = frozenset({"Cancelled"})  # Orders.OrderStatus of an order that will not ship
 
 
 def order_body(order: WarehouseOrder) -> dict[str, Any]:
@@ -118,6 +119,31 @@ def shipments_of(order: dict[str, Any]) -> list[Shipment]:
             )
         )
     return out
+
+
+def cancel_outcome(body: Any, order_id: str) -> tuple[CancelOutcome, str]:
+    """What a 200 `Orders.CanceledOrderViewModel` says: (outcome, reason in ShipBob's words).
+
+    `Success` is `cancelled`. `Failure` and `PartialSuccess` are `too_late`: some shipment is
+    picked, packed or shipped, and the order (or that part of it) will still go out; the reason
+    names each shipment ShipBob could not cancel and why, and the ones it did cancel. A body
+    without a status that ShipBob documents is `unknown`: the engine looks the order up.
+    """
+    body = body if isinstance(body, dict) else {}
+    status = str(body.get("status") or "")
+    results = [r for r in body.get("canceled_shipment_results") or [] if isinstance(r, dict)]
+    if status == "Success":
+        return CancelOutcome.cancelled, f"ShipBob cancelled order {order_id}"
+    if status not in ("Failure", "PartialSuccess"):
+        return CancelOutcome.unknown, f"ShipBob answered the cancel of order {order_id} with status {status or 'none'!r}"
+    refused = [f"shipment {r.get('shipment_id')}: {(r.get('reason') or '').strip() or 'not cancelled'}" for r in results if not r.get("is_success")]
+    done = [str(r.get("shipment_id")) for r in results if r.get("is_success")]
+    text = f"ShipBob could not cancel order {order_id} ({status})"
+    if refused:
+        text += ": " + "; ".join(refused)
+    if done:
+        text += f"; cancelled shipment{'s' if len(done) > 1 else ''} {', '.join(done)}"
+    return CancelOutcome.too_late, text
 
 
 def variant_skus(product: dict[str, Any]) -> set[str]:

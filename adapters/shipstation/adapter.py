@@ -17,8 +17,8 @@ from adapters.http import PageNumbers
 from adapters.kit import VendorAdapter
 from adapters.shipstation import mapping
 from adapters.shipstation.config import ShipStationConfig
-from connector.domain import CreateResult, Shipment, WarehouseOrder
-from connector.errors import ConfigurationError, PermanentError
+from connector.domain import CancelOutcome, CancelResult, CreateResult, Shipment, WarehouseOrder
+from connector.errors import ConfigurationError, InDoubtError, PermanentError
 
 PAGE_SIZE = 500  # ShipStation's maximum for every list endpoint
 CATALOG_TTL_S = 600.0  # carriers and services change rarely; they cost 1 + one call per carrier
@@ -36,6 +36,10 @@ class ShipStationAdapter(VendorAdapter):
     between lookup and send (another process), ShipStation's answer shows it was an update
     (`modifyDate` != `createDate`) and it is reported as `already_existed`.
 
+    Cancel: v1 has no cancel call; the order is re-posted as ShipStation holds it with
+    `orderStatus` "cancelled", which ShipStation allows while it is awaiting payment or shipment
+    or on hold (`cancel_order`).
+
     No inventory (v1 has no stock endpoint) and no shipment acknowledgement (nothing to mark);
     SKUs are not checked (ShipStation takes any SKU). Ship methods are ShipStation's
     `carrierCode:serviceCode`, validated against `GET /carriers` and `/carriers/listservices`.
@@ -43,7 +47,7 @@ class ShipStationAdapter(VendorAdapter):
 
     name: ClassVar[str] = "shipstation"
     Config: ClassVar[type[ShipStationConfig]] = ShipStationConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(ship_method_catalog=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(cancel=True, ship_method_catalog=True)
     # ShipStation v1 documents no request id header. X-Rate-Limit-Remaining counts down the key's
     # 40 per minute, shared with every other user of the key; at 0 the limiter holds every call
     # until X-Rate-Limit-Reset (seconds) has passed. A proxy may add a standard Retry-After.
@@ -113,12 +117,76 @@ class ShipStationAdapter(VendorAdapter):
         v1 cannot filter by `orderKey`; the order number is the cart's order id, recovered from
         the reference. Any status counts: a shipped or cancelled order exists all the same.
         """
+        record = await self._order_record(reference)
+        if record is None:
+            return None
+        status = str(record.get("orderStatus") or "")
+        return CreateResult(warehouse_order_id=str(record["orderId"]), reference=reference, status=status,
+                            cancelled=status == mapping.CANCELLED)
+
+    async def _order_record(self, reference: str) -> dict[str, Any] | None:
+        """The ShipStation order whose `orderKey` is our reference, as `GET /orders` lists it."""
         params = {"orderNumber": mapping.lookup_number(reference, self.context.merchant)}
         async for page in self._pages("/orders", "orders", params):
             for record in page:
                 if record.get("orderKey") == reference and record.get("orderId") is not None:
-                    return CreateResult(warehouse_order_id=str(record["orderId"]), reference=reference)
+                    return record
         return None
+
+    async def cancel_order(self, reference: str) -> CancelResult:
+        """Re-post the order (`POST /orders/createorder`, same `orderKey`) with `orderStatus`
+        "cancelled": v1's only way to cancel.
+
+        - already `cancelled`: `cancelled`, nothing sent;
+        - `shipped` (a label was bought), or `pending_fulfillment` (handed to a fulfillment
+          provider), or any status ShipStation does not let createorder update: `too_late`,
+          nothing sent;
+        - awaiting payment or shipment, or on hold: re-posted; the answer must show it cancelled.
+          A refusal (400) is read again: `cancelled` if it is by now, `too_late` in ShipStation's
+          words if it can no longer be updated (a label bought meanwhile), else raised;
+        - no answer (timeout, dropped connection, 5xx): `unknown`, never re-sent in the call
+          (a resend is harmless here, but the engine looks the order up first anyway).
+
+        A reference ShipStation does not have raises PermanentError: re-posting it would create
+        a cancelled order, and "nothing to cancel" could hide an order that still ships.
+        """
+        record = await self._order_record(reference)
+        if record is None:
+            raise PermanentError(f"ShipStation has no order with orderKey {reference}: nothing was cancelled", vendor=self.name, status=404)
+        order_id = str(record["orderId"])
+        status = str(record.get("orderStatus") or "")
+        if status == mapping.CANCELLED:
+            return CancelResult(outcome=CancelOutcome.cancelled, reference=reference, warehouse_order_id=order_id,
+                                reason=f"ShipStation order {order_id} was already cancelled")
+        if status not in mapping.UPDATABLE_STATUSES:
+            return CancelResult(outcome=CancelOutcome.too_late, reference=reference, warehouse_order_id=order_id,
+                                reason=f"ShipStation order {order_id} is {status or 'of unknown status'}: only orders awaiting "
+                                       "payment or shipment, or on hold, can be updated")
+        try:
+            response = await self.http.request("POST", "/orders/createorder", json=mapping.cancel_body(record), idempotent=False, ok=(200, 201))
+        except InDoubtError as exc:
+            return CancelResult(outcome=CancelOutcome.unknown, reference=reference, warehouse_order_id=order_id, reason=str(exc))
+        except PermanentError as exc:
+            if exc.status != 400:
+                raise
+            again = await self._order_record(reference)
+            now = str((again or {}).get("orderStatus") or "")
+            if now == mapping.CANCELLED:
+                return CancelResult(outcome=CancelOutcome.cancelled, reference=reference, warehouse_order_id=order_id,
+                                    reason=f"ShipStation order {order_id} is cancelled")
+            if again is not None and now not in mapping.UPDATABLE_STATUSES:
+                return CancelResult(outcome=CancelOutcome.too_late, reference=reference, warehouse_order_id=order_id,
+                                    reason=f"ShipStation order {order_id} is {now}: {exc.message}")
+            raise
+        answer = response.json() if response.content else {}
+        answer = answer if isinstance(answer, dict) else {}
+        if not answer.get("orderStatus"):  # an answer without the order: ask
+            answer = await self._order_record(reference) or {}
+        if answer.get("orderStatus") == mapping.CANCELLED and answer.get("orderKey") in (None, reference):
+            return CancelResult(outcome=CancelOutcome.cancelled, reference=reference, warehouse_order_id=order_id,
+                                reason=f"ShipStation cancelled order {order_id}")
+        raise PermanentError(f"ShipStation answered the cancel of order {order_id} with status {answer.get('orderStatus')!r}, "
+                             "not cancelled", vendor=self.name, status=response.status_code)
 
     # -- catalogues ---------------------------------------------------------------------------
 

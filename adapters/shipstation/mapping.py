@@ -146,6 +146,50 @@ def order_body(order: WarehouseOrder, *, store_id: int | None = None, now: datet
     return body
 
 
+# Order statuses ShipStation lets createorder update (research A.2); shipped, cancelled and
+# pending_fulfillment (handed to a fulfillment provider) orders cannot be.
+UPDATABLE_STATUSES = frozenset({"awaiting_payment", "awaiting_shipment", "on_hold"})
+CANCELLED = "cancelled"
+# The writable fields of v1's Order, Address, OrderItem and AdvancedOptions models: what an
+# update sends back of the order ShipStation holds (read-only fields such as orderId, createDate,
+# orderTotal or addressVerified are left out).
+_ORDER_FIELDS = (
+    "orderNumber", "orderKey", "orderDate", "paymentDate", "shipByDate", "orderStatus", "customerUsername", "customerEmail",
+    "billTo", "shipTo", "items", "amountPaid", "taxAmount", "shippingAmount", "customerNotes", "internalNotes", "gift",
+    "giftMessage", "paymentMethod", "requestedShippingService", "carrierCode", "serviceCode", "packageCode", "confirmation",
+    "shipDate", "holdUntilDate", "weight", "dimensions", "insuranceOptions", "internationalOptions", "advancedOptions", "tagIds",
+)
+_ADDRESS_FIELDS = ("name", "company", "street1", "street2", "street3", "city", "state", "postalCode", "country", "phone", "residential")
+_ITEM_FIELDS = (
+    "lineItemKey", "sku", "name", "imageUrl", "weight", "quantity", "unitPrice", "taxAmount", "shippingAmount",
+    "warehouseLocation", "options", "productId", "fulfillmentSku", "adjustment", "upc",
+)
+_ADVANCED_FIELDS = (
+    "warehouseId", "nonMachinable", "saturdayDelivery", "containsAlcohol", "storeId", "customField1", "customField2",
+    "customField3", "source", "billToParty", "billToAccount", "billToPostalCode", "billToCountryCode", "billToMyOtherAccount",
+)
+
+
+def cancel_body(record: dict[str, Any]) -> dict[str, Any]:
+    """The createorder body that cancels an order: the order as ShipStation holds it (a `GET
+    /orders` record, so nothing the warehouse changed is wiped: v1 has no partial update), its
+    writable fields only, with `orderStatus` "cancelled"."""
+
+    def pick(source: Any, fields: tuple[str, ...]) -> Any:
+        return {k: source[k] for k in fields if k in source} if isinstance(source, dict) else source
+
+    body = pick(record, _ORDER_FIELDS)
+    for key in ("billTo", "shipTo"):
+        if key in body:
+            body[key] = pick(body[key], _ADDRESS_FIELDS)
+    if "items" in body:
+        body["items"] = [pick(item, _ITEM_FIELDS) for item in body["items"] or []]
+    if "advancedOptions" in body:
+        body["advancedOptions"] = pick(body["advancedOptions"], _ADVANCED_FIELDS)
+    body["orderStatus"] = CANCELLED
+    return body
+
+
 def was_updated(order: dict[str, Any]) -> bool:
     """True when a createorder answer updated an existing order: ShipStation keeps `modifyDate`
     equal to `createDate` until the order is first modified. (Only the timeline's wording

@@ -25,8 +25,8 @@ from adapters.http import NextLinkPages
 from adapters.kit import VendorAdapter, iso
 from adapters.shipstation_v2 import mapping
 from adapters.shipstation_v2.config import ShipStationV2Config
-from connector.domain import CreateResult, Shipment, ShipmentLine, StockLevel, WarehouseOrder
-from connector.errors import ConfigurationError, PermanentError
+from connector.domain import CancelOutcome, CancelResult, CreateResult, Shipment, ShipmentLine, StockLevel, WarehouseOrder
+from connector.errors import ConfigurationError, InDoubtError, PermanentError
 
 VENDOR = "shipstation-v2"
 PAGE_SIZE = 100
@@ -64,11 +64,13 @@ class ShipStationV2Adapter(VendorAdapter):
     No acknowledgement: v2 has no "tracking sent" flag, and the engine stores each label once.
     Catalogues: SKUs are ShipStation products and their aliases (`check_skus`); ship methods are
     the connected carriers' services.
+    Cancel: `PUT /v2/shipments/{id}/cancel` for our shipment and any part split off it, while no
+    label is bought (ShipStation wants labels voided first: a label means too late here).
     """
 
     name: ClassVar[str] = VENDOR
     Config: ClassVar[type[ShipStationV2Config]] = ShipStationV2Config
-    capabilities: ClassVar[Capabilities] = Capabilities(inventory=True, sku_catalog=True, ship_method_catalog=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(inventory=True, cancel=True, sku_catalog=True, ship_method_catalog=True)
     # The request id travels in error bodies (`request_id`), not a header. v2 documents only
     # Retry-After (on 429s); the X-Rate-Limit-* headers of ShipStation's v1 API are honoured when
     # a response carries them, so a budget spent elsewhere slows us first.
@@ -188,15 +190,104 @@ class ShipStationV2Adapter(VendorAdapter):
         return service
 
     async def find_order(self, reference: str) -> CreateResult | None:
-        """`GET /v2/shipments/external_shipment_id/{reference}`; none when ShipStation answers 404."""
-        if not reference or len(reference) > mapping.MAX_EXTERNAL_ID:
-            return None  # never sent: ShipStation would have truncated it
-        shipment = await self.fetch_record(f"/v2/shipments/external_shipment_id/{quote(reference, safe='')}")
+        """`GET /v2/shipments/external_shipment_id/{reference}`; none when ShipStation answers 404.
+        `cancelled` once our shipment and every part split off it are."""
+        shipment = await self._by_reference(reference)
         if shipment is None:
             return None
-        if shipment.get("external_shipment_id") not in (None, reference) or not shipment.get("shipment_id"):
+        status = str(shipment.get("shipment_status") or "")
+        cancelled = status == mapping.CANCELLED_SHIPMENT
+        if cancelled:  # the order is cancelled when every part Split Ship made of it is too
+            parts = await self._split_parts(shipment, reference)
+            cancelled = all(p.get("shipment_status") == mapping.CANCELLED_SHIPMENT for p in parts)
+        return CreateResult(warehouse_order_id=str(shipment["shipment_id"]), reference=reference, status=status, cancelled=cancelled)
+
+    async def cancel_order(self, reference: str) -> CancelResult:
+        """`PUT /v2/shipments/{id}/cancel` (204) for our shipment and each part Split Ship made of
+        it (same `shipment_number`, as `shipments_since` attributes them), ours last: ours
+        cancelled means every part was dealt with (`find_order` also checks the parts).
+
+        - every part already `cancelled`: `cancelled`, nothing sent;
+        - a part with a label bought (`label_purchased`): `too_late` in ShipStation's words ("any
+          label associated with the shipment needs to be voided first"); the parts still pending
+          are cancelled all the same, and the reason says which;
+        - a refused cancel (400) is read again: `cancelled` if it is by now, `too_late` if a label
+          was bought meanwhile, else raised (PermanentError, ShipStation's message);
+        - no answer (timeout, dropped connection, 5xx): `unknown`, never re-sent in the call
+          (`too_late` when another part is already known to be too late: the order ships anyway).
+
+        A reference ShipStation does not have raises PermanentError: the order was recorded as
+        created, so "nothing to cancel" could hide a shipment that still ships.
+        """
+        shipment = await self._by_reference(reference)
+        if shipment is None:
+            raise PermanentError(f"ShipStation has no shipment with external_shipment_id {reference}: nothing was cancelled",
+                                 vendor=VENDOR, status=404)
+        ours = str(shipment["shipment_id"])
+        parts = await self._split_parts(shipment, reference) + [shipment]
+        done: list[str] = []
+        late: list[str] = []
+        for part in parts:
+            sid = str(part.get("shipment_id") or "")
+            status = part.get("shipment_status")
+            if status == mapping.CANCELLED_SHIPMENT:
+                continue
+            if status == mapping.LABELLED_SHIPMENT:
+                late.append(f"shipment {sid} is {status}: {mapping.VOID_FIRST}")
+                continue
+            try:
+                await self.http.request("PUT", f"/v2/shipments/{quote(sid, safe='')}/cancel", idempotent=False, ok=(200, 204))
+            except InDoubtError as exc:
+                if late:
+                    late.append(f"shipment {sid}: no answer to the cancel ({exc})")
+                    break
+                return CancelResult(outcome=CancelOutcome.unknown, reference=reference, warehouse_order_id=ours,
+                                    reason=f"cancel of shipment {sid}: {exc}")
+            except PermanentError as exc:
+                if exc.status != 400:
+                    raise
+                again = await self._shipment(sid)
+                now = (again or {}).get("shipment_status")
+                if now == mapping.CANCELLED_SHIPMENT:
+                    continue
+                if now != mapping.LABELLED_SHIPMENT:
+                    raise
+                late.append(f"shipment {sid}: {exc.message}")
+                continue
+            done.append(sid)
+        if late:
+            reason = "ShipStation cannot cancel: " + "; ".join(late)
+            if done:
+                reason += f"; cancelled shipment{'s' if len(done) > 1 else ''} {', '.join(done)}"
+            return CancelResult(outcome=CancelOutcome.too_late, reference=reference, warehouse_order_id=ours, reason=reason)
+        said = f"cancelled shipment{'s' if len(done) > 1 else ''} {', '.join(done)}" if done else "already cancelled"
+        return CancelResult(outcome=CancelOutcome.cancelled, reference=reference, warehouse_order_id=ours, reason=f"ShipStation: {said}")
+
+    async def _by_reference(self, reference: str) -> dict[str, Any] | None:
+        """Our shipment for `reference`, or None (a 404, or a reference too long ever to be sent:
+        ShipStation would have truncated it)."""
+        if not reference or len(reference) > mapping.MAX_EXTERNAL_ID:
             return None
-        return CreateResult(warehouse_order_id=str(shipment["shipment_id"]), reference=reference)
+        shipment = await self.fetch_record(f"/v2/shipments/external_shipment_id/{quote(reference, safe='')}")
+        if shipment is None or shipment.get("external_shipment_id") not in (None, reference) or not shipment.get("shipment_id"):
+            return None
+        return shipment
+
+    async def _split_parts(self, shipment: dict[str, Any], reference: str) -> list[dict[str, Any]]:
+        """The shipments Split Ship made of ours: same `shipment_number`, not ours, and not
+        another of this merchant's orders."""
+        number = str(shipment.get("shipment_number") or "").strip()
+        if not number:
+            return []
+        parts = []
+        async for page in self._pages("/v2/shipments", {"shipment_number": number, "page_size": PAGE_SIZE}, "shipments"):
+            for other in page:
+                external = other.get("external_shipment_id") or ""
+                if other.get("shipment_id") in (None, shipment["shipment_id"]) or external == reference or self.context.owns(external):
+                    continue
+                if str(other.get("shipment_number") or "").strip() == number:
+                    parts.append(other)
+        return parts
 
     # -- catalogues ---------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ from connector.domain import Order, Shipment, ShipmentLine, StockLevel, Warehous
 MAX_EXTERNAL_ID = 50  # ShipStation silently truncates longer `external_shipment_id`s
 SERVICE_CODE = re.compile(r"^[a-z0-9]+(_[a-z0-9-]+)*$")  # the spec's `service_code` pattern
 LIVE_LABEL = "completed"
+CANCELLED_SHIPMENT = "cancelled"  # shipment_status: will not ship
+LABELLED_SHIPMENT = "label_purchased"  # shipment_status: too late to cancel until the label is voided
+VOID_FIRST = "any label associated with the shipment needs to be voided first"  # the v2 document's words
 VOIDED_LABEL = "voided"
 # The spec gives package weights `exclusiveMinimum: 1`; lighter orders are left for the packer to
 # weigh (ShipStation weighs at label time anyway) rather than sent as an invalid package.

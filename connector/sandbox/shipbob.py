@@ -14,10 +14,17 @@ Faithful where it matters to the connector:
   `IsTrackingUploaded` / `LastTrackingUpdateStartDate`;
 - stock per fulfillment center from `inventory-level/locations`, cursor-paged with `next` links;
   creating an order commits stock, shipping it takes it off the shelf;
+- `order/{id}:cancel` cancels an order and its shipments while the order is `Processing`,
+  `Exception` or `ImportReview` and no shipment is picked, packed or shipped: 200 `Success` (stock
+  released); a picked or packed shipment stays, so the answer is `Failure` (or `PartialSuccess`
+  when another shipment was cancelled) with its reason; any other order status is a 422 (field ->
+  messages, the sandbox's own wording). `pick()` marks a shipment picked or packed (ShipBob shows
+  it in `status_details`);
 - `x-remaining-calls` on every reply (faults included), `x-retry-after` on 429s.
 
 The server runs in its own thread (SandboxServer), so every state change holds `self._lock`.
-Control API (never faulted): GET /_sandbox/state, POST /_sandbox/faults, /_sandbox/ship, /_sandbox/stock.
+Control API (never faulted): GET /_sandbox/state, POST /_sandbox/faults, /_sandbox/ship,
+/_sandbox/stock, /_sandbox/pick (`{"reference": ..., "packed": false}`).
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from connector.sandbox.faults import FaultMiddleware, Faults
 
 DUPLICATE_MESSAGE = "Cannot insert order with existing ReferenceId"
 DEFAULT_FCS = {10: "Cicero (IL)", 11: "Moreno Valley (CA)"}
+CANCELLABLE = ("Processing", "Exception", "ImportReview")  # order statuses a cancel may start from
+PICK_STAGES = {"Picked": "The shipment has been picked", "Packed": "The shipment has been packed"}
 WINDOW_LIMIT = 150  # ShipBob's documented budget, reported when no fault limit is set
 
 
@@ -89,6 +98,7 @@ class ShipBobSandbox(Planned):
         self.orders: dict[str, dict[str, Any]] = {}  # by reference_id
         self.create_attempts: dict[str, int] = defaultdict(int)
         self.create_count = 0
+        self.cancel_attempts: dict[str, int] = defaultdict(int)  # cancel calls that reached an order, by reference
         self.plans: dict[str, ShipPlan] = {}
         self._created_at: dict[str, float] = {}
         self.requests: dict[str, int] = defaultdict(int)
@@ -99,12 +109,14 @@ class ShipBobSandbox(Planned):
             Route(f"{v}/channel", self._channels, methods=["GET"]),
             Route(f"{v}/order", self._create_order, methods=["POST"]),
             Route(f"{v}/order", self._list_orders, methods=["GET"]),
+            Route(f"{v}/order/{{order_id}}:cancel", self._cancel_order, methods=["POST"]),
             Route(f"{v}/product", self._list_products, methods=["GET"]),
             Route(f"{v}/shipping-method", self._list_methods, methods=["GET"]),
             Route(f"{v}/shipment:batchUpdateTrackingUpload", self._tracking_uploaded, methods=["POST"]),
             Route(f"{v}/inventory-level/locations", self._inventory_locations, methods=["GET"]),
             *control_routes(self, stock_entry=lambda e: (
                 str(e["sku"]), int(e.get("fc_id", e.get("fulfillment_center_id"))), int(e["fulfillable"]), e.get("on_hand"))),
+            Route("/_sandbox/pick", self._pick_control, methods=["POST"]),
         ]
         inner = Starlette(routes=routes)
         self.app = Edge(FaultMiddleware(inner, self.faults, retry_after_header="x-retry-after"), self._count_request, self._rate_headers)
@@ -134,6 +146,22 @@ class ShipBobSandbox(Planned):
         with self._lock:
             return self._ship(reference)
 
+    def pick(self, reference: str, *, packed: bool = False) -> list[int]:
+        """Mark the order's waiting shipments picked (or packed): they can no longer be
+        cancelled. Returns their ids (empty: nothing waiting)."""
+        stage = "Packed" if packed else "Picked"
+        with self._lock:
+            order = self.orders.get(reference)
+            if order is None:
+                return []
+            marked = []
+            for shipment in order["shipments"]:
+                if shipment["status"] == "Processing":
+                    shipment["status_details"] = [{"id": 1 if stage == "Picked" else 2, "name": stage, "description": PICK_STAGES[stage]}]
+                    shipment["last_update_at"] = _stamp(_now())
+                    marked.append(shipment["id"])
+            return marked
+
     def tracking_uploaded(self) -> list[int]:
         with self._lock:
             return sorted(s["id"] for o in self.orders.values() for s in o["shipments"] if s["is_tracking_uploaded"])
@@ -144,6 +172,7 @@ class ShipBobSandbox(Planned):
                 "orders": {ref: {"id": o["id"], "status": o["status"]} for ref, o in self.orders.items()},
                 "create_attempts": dict(self.create_attempts),
                 "create_count": self.create_count,
+                "cancel_attempts": dict(self.cancel_attempts),
                 "shipments": [copy.deepcopy(s) for o in self.orders.values() for s in o["shipments"]],
                 "tracking_uploaded": sorted(
                     s["id"] for o in self.orders.values() for s in o["shipments"] if s["is_tracking_uploaded"]
@@ -412,6 +441,54 @@ class ShipBobSandbox(Planned):
             self._created_at[ref] = time.monotonic()
             return self._public(order)
 
+    @endpoint
+    async def _cancel_order(self, request: Request) -> Response:
+        channel = self._channel_header(request, required=False)
+        raw = request.path_params["order_id"]
+        if not raw.isdigit():
+            raise ApiError(400, {"orderId": [f"The value '{raw}' is not valid."]})
+        with self._lock:
+            order = next((o for o in self.orders.values() if o["id"] == int(raw)), None)
+            if order is None or channel is not None and order["channel"]["id"] != channel:
+                raise ApiError(404)
+            self.cancel_attempts[order["reference_id"]] += 1
+            if order["status"] not in CANCELLABLE:
+                raise ApiError(422, {"": [f"Order {order['id']} is {order['status']} and cannot be canceled."]})
+            results, kept = [], []
+            for shipment in order["shipments"]:
+                if shipment["status"] == "Cancelled":
+                    continue
+                stage = next((d["name"] for d in shipment.get("status_details") or [] if d.get("name") in PICK_STAGES), None)
+                if shipment["status"] != "Processing" or stage:
+                    why = f"Shipment is already {(stage or shipment['status']).lower()} and can no longer be canceled."
+                    results.append({"shipment_id": shipment["id"], "action": "Cancel", "is_success": False, "reason": why})
+                    kept.append(shipment)
+                    continue
+                shipment.update(status="Cancelled", last_update_at=_stamp(_now()))
+                self._release(order, shipment)
+                results.append({"shipment_id": shipment["id"], "action": "Cancel", "is_success": True, "reason": None})
+            done = sum(r["is_success"] for r in results)
+            if not kept:
+                order["status"] = "Cancelled"
+            status = "Success" if not kept else "PartialSuccess" if done else "Failure"
+            return JSONResponse({"order_id": order["id"], "order": self._public(order), "status": status, "canceled_shipment_results": results})
+
+    def _release(self, order: dict[str, Any], shipment: dict[str, Any]) -> None:
+        """A cancelled shipment's committed stock is fulfillable again."""
+        for product in shipment["products"]:
+            qty = sum(int(i.get("quantity") or 0) for i in product.get("inventory_items") or [])
+            fc = self.stock.get(product["reference_id"], {}).get(shipment["location"]["id"])
+            if fc and qty:
+                fc["committed"] = max(0, fc["committed"] - qty)
+                fc["fulfillable"] = min(fc["on_hand"], fc["fulfillable"] + qty)
+
+    async def _pick_control(self, request: Request) -> Response:
+        body = await request.json() if await request.body() else {}
+        reference = body.get("reference") if isinstance(body, dict) else None
+        if not reference:
+            return JSONResponse({"error": "reference is required"}, status_code=400)
+        return JSONResponse({"picked": self.pick(str(reference), packed=bool(body.get("packed")))})
+
     async def _list_orders(self, request: Request) -> Response:
         try:
             self._check_auth(request)
@@ -565,6 +642,7 @@ class ShipBobKit(SandboxKit):
             "stock": ("GET", f"{v}/inventory-level/locations"),
             "skus": ("GET", f"{v}/product"),
             "ship_methods": ("GET", f"{v}/shipping-method"),
+            "cancel": ("POST", f"{v}/order/"),  # order/{id}:cancel, the one POST under order/
         }
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:

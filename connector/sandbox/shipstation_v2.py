@@ -19,6 +19,10 @@ Faithful where it matters to the connector (shapes from the official v2 document
 - stock per SKU and inventory warehouse from `GET /v2/inventory` (`available` = on hand minus
   allocated), paged by `links.next.href` (`page`); a create allocates, shipping takes stock off
   the shelf;
+- `PUT /v2/shipments/{id}/cancel` answers 204 and marks a `pending` shipment `cancelled` (its
+  allocation released; a cancelled one again is 204 too); a shipment with a label is refused
+  (400: "Any label associated with the shipment needs to be voided first", the document's words);
+  `split()` does a Split Ship by hand before any label (the new part is cancelled separately);
 - 429 with `Retry-After` (faults), and `X-Rate-Limit-*` headers on every reply.
 
 The server runs in its own thread (SandboxServer), so every state change holds `self._lock`.
@@ -126,6 +130,7 @@ class ShipStationV2Sandbox(Planned):
         self.stock: dict[str, dict[str, dict[str, int]]] = {}  # sku -> inventory warehouse -> on_hand, allocated
         self.create_attempts: dict[str, int] = defaultdict(int)
         self.create_count = 0
+        self.cancel_attempts: dict[str, int] = defaultdict(int)  # cancel calls, by shipment_id
         self.plans: dict[str, ShipPlan] = {}  # by external_shipment_id
         self.requests: dict[str, int] = defaultdict(int)
         self._window = CallWindow()
@@ -137,6 +142,7 @@ class ShipStationV2Sandbox(Planned):
             Route("/v2/shipments", self._list_shipments, methods=["GET"]),
             Route("/v2/shipments/external_shipment_id/{external_id:path}", self._get_by_external_id, methods=["GET"]),
             Route("/v2/shipments/{shipment_id}", self._get_shipment, methods=["GET"]),
+            Route("/v2/shipments/{shipment_id}/cancel", self._cancel_shipment, methods=["PUT"]),
             Route("/v2/labels", self._list_labels, methods=["GET"]),
             Route("/v2/inventory", self._list_inventory, methods=["GET"]),
             Route("/v2/products", self._list_products, methods=["GET"]),
@@ -171,6 +177,17 @@ class ShipStationV2Sandbox(Planned):
             sid = self.by_external.get(reference)
             return self._ship(sid) if sid else []
 
+    def split(self, reference: str) -> dict[str, Any] | None:
+        """Split Ship done by hand before any label: the second half of the items moves to a new
+        pending shipment (same `shipment_number`), which ships with the original. None when the
+        shipment is not pending or cannot be split."""
+        with self._lock:
+            shipment = self.shipments.get(self.by_external.get(reference, ""))
+            if shipment is None or shipment["shipment_status"] != "pending":
+                return None
+            child = self._split(shipment)
+            return self._public(child) if child else None
+
     def orders_created(self, reference: str) -> int:
         """Shipments that carry `reference` as their external_shipment_id (0 or 1, as ShipStation allows)."""
         with self._lock:
@@ -183,6 +200,7 @@ class ShipStationV2Sandbox(Planned):
                 "labels": [self._public(label) for label in self.labels.values()],
                 "create_attempts": dict(self.create_attempts),
                 "create_count": self.create_count,
+                "cancel_attempts": dict(self.cancel_attempts),
                 "requests": dict(self.requests),
                 "faults": dict(self.faults.counts),
                 "ship_methods": list(self.ship_methods),
@@ -342,8 +360,8 @@ class ShipStationV2Sandbox(Planned):
         if shipment is None or shipment["shipment_status"] != "pending" or shipment.get("_child_of"):
             return []
         plan = ShipPlan.pick(self.plans, shipment["external_shipment_id"], shipment["_seq"], self.split_every, self.void_every)
-        parts = [shipment]
-        if plan.split:
+        parts = [shipment] + [c for c in self.shipments.values() if c.get("_child_of") == sid and c["shipment_status"] == "pending"]
+        if plan.split and len(parts) == 1:
             child = self._split(shipment)
             if child is not None:
                 parts.append(child)
@@ -502,6 +520,25 @@ class ShipStationV2Sandbox(Planned):
         return JSONResponse(shipment)
 
     @endpoint
+    async def _cancel_shipment(self, request: Request) -> Response:
+        sid = request.path_params["shipment_id"]
+        with self._lock:
+            shipment = self.shipments.get(sid)
+            if shipment is None:
+                raise ApiError(404, "invalid_identifier", f"shipment {sid} not found")
+            self.cancel_attempts[sid] += 1
+            status = shipment["shipment_status"]
+            if status == "label_purchased" or any(lb["shipment_id"] == sid and lb["status"] == "completed" for lb in self.labels.values()):
+                raise ApiError(400, "invalid_status", "Any label associated with the shipment needs to be voided first", "business_rules")
+            if status != "cancelled":
+                shipment.update(shipment_status="cancelled", modified_at=_stamp(_now()))
+                for sku, wh, quantity in shipment["_alloc"]:  # nothing will leave: the stock is free again
+                    q = self.stock[sku][wh]
+                    q["allocated"] = max(0, q["allocated"] - quantity)
+                shipment["_alloc"] = []
+        return Response(status_code=204)
+
+    @endpoint
     async def _list_shipments(self, request: Request) -> Response:
         q = request.query_params
         with self._lock:
@@ -564,6 +601,7 @@ class ShipStationV2Kit(SandboxKit):
         "stock": ("GET", "/v2/inventory"),
         "ship_methods": ("GET", "/v2/carriers"),
         "skus": ("GET", "/v2/products"),
+        "cancel": ("PUT", "/v2/shipments/"),  # the one PUT under /v2/shipments/
     }
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:

@@ -28,15 +28,16 @@ from typing import Any, Protocol
 
 import pytest
 
-from connector.domain import Address, CreateResult, Order, Shipment, StockLevel, WarehouseLine, WarehouseOrder
-from connector.errors import InDoubtError, RateLimitedError, VendorError
+from connector.domain import Address, CancelOutcome, CreateResult, Order, Shipment, StockLevel, WarehouseLine, WarehouseOrder
+from connector.errors import InDoubtError, PermanentError, RateLimitedError, VendorError
 
 
 class WarehouseDriver(Protocol):
     """Test-side control of a warehouse sandbox.
 
     Faults are named by the adapter operation they hit, not by URL:
-    "create", "find", "shipments", "ack", "stock", "skus", "ship_methods".
+    "create", "find", "shipments", "ack", "stock", "skus", "ship_methods", "cancel" (the cancel
+    call itself, not the lookup before it).
     `kind` is an HTTP status (429, 500, 503...), "timeout" or "reset"; `after=True` lets the
     warehouse do the work and then loses the reply.
     """
@@ -299,6 +300,74 @@ class WarehouseContract:
         after = await adapter.shipments_since(self.since())
         assert not {s.shipment_id for s in first} & {s.shipment_id for s in after}
         assert any(s.reference == other.reference for s in after), "acknowledging one order must not hide others"
+
+    # -- cancel -------------------------------------------------------------------------------
+    # The engine reads `cancelled` as "it will not ship", so only the warehouse saying so counts;
+    # after a lost answer it asks `find_order(...).cancelled` before cancelling again.
+
+    async def test_cancel_a_waiting_order(self, adapter: Any, warehouse: WarehouseDriver) -> None:
+        order, created = await self.created(adapter, warehouse)
+        result = await adapter.cancel_order(order.reference)
+        assert result.reference == order.reference
+        if not adapter.capabilities.cancel:
+            assert result.outcome is CancelOutcome.by_hand and order.reference in result.reason
+            return
+        assert result.outcome is CancelOutcome.cancelled, result.reason
+        assert result.warehouse_order_id in ("", created.warehouse_order_id)
+        found = await adapter.find_order(order.reference)
+        assert found is not None and found.cancelled, "a cancelled order must look cancelled to the lookup"
+
+    async def test_cancel_twice_is_cancelled_twice(self, adapter: Any, warehouse: WarehouseDriver) -> None:
+        if not adapter.capabilities.cancel:
+            pytest.skip("no cancel capability")
+        order, _ = await self.created(adapter, warehouse)
+        first = await adapter.cancel_order(order.reference)
+        again = await adapter.cancel_order(order.reference)
+        assert (first.outcome, again.outcome) == (CancelOutcome.cancelled, CancelOutcome.cancelled), (first.reason, again.reason)
+
+    async def test_cancel_after_it_shipped_is_too_late(self, adapter: Any, warehouse: WarehouseDriver) -> None:
+        order, _ = await self.created(adapter, warehouse)
+        warehouse.ship(order.reference)
+        result = await adapter.cancel_order(order.reference)
+        if not adapter.capabilities.cancel:
+            assert result.outcome is CancelOutcome.by_hand
+            return
+        assert result.outcome is CancelOutcome.too_late
+        assert result.reason.strip(), "too_late carries the warehouse's reason"
+        found = await adapter.find_order(order.reference)
+        assert found is not None and not found.cancelled
+
+    async def test_cancel_of_an_order_the_warehouse_lacks_is_refused(self, adapter: Any) -> None:
+        # The engine cancels only orders it recorded as created: a warehouse that has no such
+        # order must not be read as "cancelled" (the order may be elsewhere and still ship).
+        if not adapter.capabilities.cancel:
+            pytest.skip("no cancel capability")
+        with pytest.raises(PermanentError):
+            await adapter.cancel_order(f"ct-never-{uuid.uuid4().hex[:8]}")
+
+    # 502: a 5xx whose body no vendor documents (the sandboxes' injected fault body is generic).
+    @pytest.mark.parametrize("kind", [502, "timeout"])
+    async def test_a_lost_cancel_reply_is_unknown_then_looked_up(self, adapter: Any, warehouse: WarehouseDriver, kind: int | str) -> None:
+        if not adapter.capabilities.cancel:
+            pytest.skip("no cancel capability")
+        order, _ = await self.created(adapter, warehouse)
+        _fault(warehouse, "cancel", kind, after=True)
+        result = await adapter.cancel_order(order.reference)
+        assert result.outcome is CancelOutcome.unknown
+        found = await adapter.find_order(order.reference)
+        assert found is not None and found.cancelled, "the warehouse did cancel it: the lookup must say so"
+        assert (await adapter.cancel_order(order.reference)).outcome is CancelOutcome.cancelled
+
+    async def test_a_cancel_that_never_happened_is_unknown_not_resent(self, adapter: Any, warehouse: WarehouseDriver) -> None:
+        # The fault is spent on the first try: a resend inside the call would have cancelled it.
+        if not adapter.capabilities.cancel:
+            pytest.skip("no cancel capability")
+        order, _ = await self.created(adapter, warehouse)
+        _fault(warehouse, "cancel", 503)
+        assert (await adapter.cancel_order(order.reference)).outcome is CancelOutcome.unknown
+        found = await adapter.find_order(order.reference)
+        assert found is not None and not found.cancelled
+        assert (await adapter.cancel_order(order.reference)).outcome is CancelOutcome.cancelled
 
     # -- stock --------------------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ import pytest
 from adapters.base import AdapterContext
 from adapters.http import Limiters
 from adapters.shipbob import ShipBobAdapter, adapter as adapter_module
-from connector.domain import Address, Order, Shipment, WarehouseLine, WarehouseOrder
-from connector.errors import ConfigurationError, PermanentError, RateLimitedError
+from connector.domain import Address, CancelOutcome, Order, Shipment, WarehouseLine, WarehouseOrder
+from connector.errors import ConfigurationError, PermanentError, RateLimitedError, TransientError
 from tests.support.openapi import spec_validator, validated_router
 
 BASE = "https://api.shipbob.com"
@@ -178,6 +178,114 @@ async def test_find_order(adapter, router) -> None:
     found = await adapter.find_order("acme-1")
     assert found is not None and found.warehouse_order_id == "5" and not found.already_existed
     assert await adapter.find_order("acme-2") is None
+
+
+async def test_find_order_says_when_shipbob_cancelled_it(adapter, router) -> None:
+    router.get(f"{V}/order").respond(200, json=[{"id": 5, "reference_id": "acme-1", "status": "Cancelled"}])
+    found = await adapter.find_order("acme-1")
+    assert found is not None and (found.status, found.cancelled) == ("Cancelled", True)
+
+
+# -- cancel ---------------------------------------------------------------------------------
+
+
+def listed(status: str = "Processing", order_id: int = 5, reference: str = "acme-1") -> list[dict]:
+    return [{"id": order_id, "reference_id": reference, "status": status}]
+
+
+def cancelled_body(status: str, *results: tuple[int, bool, str | None]) -> dict:
+    return {
+        "order_id": 5,
+        "status": status,
+        "canceled_shipment_results": [{"shipment_id": sid, "action": "Cancel", "is_success": ok, "reason": why} for sid, ok, why in results],
+    }
+
+
+async def test_cancel_posts_cancel_for_the_order_found_by_reference(adapter, router) -> None:
+    lookup = router.get(f"{V}/order", params={"ReferenceIds": "acme-1"}).respond(200, json=listed())
+    cancel = router.post(f"{V}/order/5:cancel").respond(200, json=cancelled_body("Success", (900, True, None)))
+    result = await adapter.cancel_order("acme-1")
+    assert (result.outcome, result.reference, result.warehouse_order_id) == (CancelOutcome.cancelled, "acme-1", "5")
+    assert lookup.call_count == 1 and cancel.call_count == 1
+    request = cancel.calls.last.request
+    assert request.headers["shipbob_channel_id"] == "42" and request.content == b""
+
+
+async def test_cancel_of_an_order_already_cancelled_sends_nothing(adapter, router) -> None:
+    router.get(f"{V}/order").respond(200, json=listed("Cancelled"))
+    cancel = router.post(f"{V}/order/5:cancel").respond(200, json=cancelled_body("Success"))
+    result = await adapter.cancel_order("acme-1")
+    assert result.outcome is CancelOutcome.cancelled and "already" in result.reason
+    assert cancel.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "results", "words"),
+    [
+        ("Failure", [(900, False, "Shipment is already picked and can no longer be canceled.")], ["Failure", "shipment 900: Shipment is already picked"]),
+        ("PartialSuccess", [(900, True, None), (901, False, "Shipment is packed")], ["shipment 901: Shipment is packed", "cancelled shipment 900"]),
+        ("Failure", [], ["could not cancel order 5 (Failure)"]),
+    ],
+)
+async def test_a_refused_cancel_is_too_late_in_shipbobs_words(adapter, router, status, results, words) -> None:
+    router.get(f"{V}/order").respond(200, json=listed())
+    router.post(f"{V}/order/5:cancel").respond(200, json=cancelled_body(status, *results))
+    result = await adapter.cancel_order("acme-1")
+    assert result.outcome is CancelOutcome.too_late
+    for word in words:
+        assert word in result.reason
+
+
+async def test_a_422_is_too_late_unless_the_order_is_cancelled_by_now(adapter, router) -> None:
+    lookup = router.get(f"{V}/order")
+    lookup.side_effect = [httpx.Response(200, json=listed()), httpx.Response(200, json=listed("Fulfilled"))]
+    router.post(f"{V}/order/5:cancel").respond(422, json={"": ["Order 5 is Fulfilled and cannot be canceled."]})
+    result = await adapter.cancel_order("acme-1")
+    assert result.outcome is CancelOutcome.too_late
+    assert "Order 5 is Fulfilled and cannot be canceled." in result.reason
+    # Cancelled by somebody else between our read and our call: it will not ship.
+    lookup.side_effect = [httpx.Response(200, json=listed()), httpx.Response(200, json=listed("Cancelled"))]
+    assert (await adapter.cancel_order("acme-1")).outcome is CancelOutcome.cancelled
+
+
+@pytest.mark.parametrize("failure", [httpx.Response(500, json={"": ["boom"]}), httpx.Response(503), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset")])
+async def test_a_lost_cancel_answer_is_unknown_and_not_resent(adapter, router, failure) -> None:
+    router.get(f"{V}/order").respond(200, json=listed())
+    cancel = router.post(f"{V}/order/5:cancel")
+    cancel.side_effect = [failure, httpx.Response(200, json=cancelled_body("Success"))]
+    result = await adapter.cancel_order("acme-1")
+    assert (result.outcome, result.warehouse_order_id) == (CancelOutcome.unknown, "5") and result.reason
+    assert cancel.call_count == 1
+
+
+async def test_an_undocumented_answer_is_unknown(adapter, router) -> None:
+    router.get(f"{V}/order").respond(200, json=listed())
+    router.post(f"{V}/order/5:cancel").respond(200, json={"order_id": 5})
+    assert (await adapter.cancel_order("acme-1")).outcome is CancelOutcome.unknown
+
+
+async def test_cancel_of_a_reference_shipbob_lacks_is_permanent(adapter, router) -> None:
+    router.get(f"{V}/order").respond(200, json=[{"id": 6, "reference_id": "acme-10", "status": "Processing"}])
+    cancel = router.post(url__regex=r".*:cancel$").respond(200, json=cancelled_body("Success"))
+    with pytest.raises(PermanentError, match="no ShipBob order with reference acme-1 in channel 42"):
+        await adapter.cancel_order("acme-1")
+    assert cancel.call_count == 0
+
+
+@pytest.mark.parametrize(("status", "error"), [(404, PermanentError), (400, PermanentError), (429, RateLimitedError), (401, ConfigurationError)])
+async def test_other_cancel_refusals_are_raised(adapter, router, status, error) -> None:
+    router.get(f"{V}/order").respond(200, json=listed())
+    router.post(f"{V}/order/5:cancel").respond(status, json={"orderId": ["bad"]} if status == 400 else None)
+    with pytest.raises(error):
+        await adapter.cancel_order("acme-1")
+
+
+async def test_a_failed_lookup_before_a_cancel_is_raised(adapter, router) -> None:
+    router.get(f"{V}/order").respond(503)
+    cancel = router.post(url__regex=r".*:cancel$").respond(200, json=cancelled_body("Success"))
+    with pytest.raises(TransientError):
+        await adapter.cancel_order("acme-1")
+    assert cancel.call_count == 0
 
 
 # -- rate limiting --------------------------------------------------------------------------

@@ -121,6 +121,54 @@ class TestShipBobSandbox:
                 params = dict(httpx.URL(page["next"]).params)
         assert seen == [f"GEN-{n:04d}" for n in range(600)] and len(built) == 600
 
+    @pytest.mark.parametrize("packed", [False, True])
+    async def test_a_picked_or_packed_order_cannot_be_cancelled(self, adapter, sandbox, warehouse, packed) -> None:
+        order, _ = await WarehouseContract().created(adapter, warehouse)
+        [sid] = sandbox.pick(order.reference, packed=packed)
+        result = await adapter.cancel_order(order.reference)
+        stage = "packed" if packed else "picked"
+        assert result.outcome.value == "too_late"
+        assert f"shipment {sid}: Shipment is already {stage} and can no longer be canceled." in result.reason
+        assert sandbox.orders[order.reference]["status"] == "Processing"
+        assert len(sandbox.ship(order.reference)) == 1  # it still ships
+
+    async def test_a_cancelled_order_never_ships_and_frees_its_stock(self, adapter, sandbox, warehouse) -> None:
+        from tests.adapters.contract import make_order
+
+        sandbox.set_stock("SKU-1", 10, 10)
+        order = make_order(warehouse, quantities=(3,))
+        await adapter.create_order(order)
+        assert sandbox.stock["SKU-1"][10] == {"fulfillable": 7, "on_hand": 10, "committed": 3}
+        assert (await adapter.cancel_order(order.reference)).outcome.value == "cancelled"
+        assert sandbox.stock["SKU-1"][10] == {"fulfillable": 10, "on_hand": 10, "committed": 0}
+        assert sandbox.ship_all() == [] and await adapter.shipments_since(WarehouseContract.since()) == []
+        assert [s["status"] for s in sandbox.orders[order.reference]["shipments"]] == ["Cancelled"]
+        # The second cancel is answered from the lookup: ShipBob is asked once.
+        assert (await adapter.cancel_order(order.reference)).outcome.value == "cancelled"
+        assert sandbox.cancel_attempts[order.reference] == 1
+
+    async def test_cancel_rules_over_http(self, sandbox) -> None:
+        headers = {"Authorization": f"Bearer {sandbox.token}", "shipbob_channel_id": "7"}
+        body = {
+            "reference_id": "ctl-c", "type": "DTC", "shipping_method": "Standard",
+            "recipient": {"name": "A", "address": {"address1": "1 St", "city": "X", "country": "US"}},
+            "products": [{"reference_id": "SKU-1", "name": "One", "quantity": 1}],
+        }
+        async with httpx.AsyncClient(base_url=sandbox.url, headers=headers) as api, httpx.AsyncClient(base_url=sandbox.url) as control:
+            order_id = (await api.post("/2026-01/order", json=body)).json()["id"]
+            assert (await api.post("/2026-01/order/99999:cancel")).status_code == 404
+            assert (await api.post(f"/2026-01/order/{order_id}:cancel", headers={"shipbob_channel_id": "99"})).status_code == 403
+            assert (await api.post(f"/2026-01/order/{order_id}:cancel", headers={"Authorization": "Bearer nope"})).status_code == 401
+            assert (await control.post("/_sandbox/pick", json={})).status_code == 400
+            assert (await control.post("/_sandbox/pick", json={"reference": "ctl-c"})).json()["picked"]
+            refused = (await api.post(f"/2026-01/order/{order_id}:cancel")).json()
+            assert refused["status"] == "Failure" and refused["canceled_shipment_results"][0]["is_success"] is False
+            await control.post("/_sandbox/ship", json={"reference": "ctl-c"})
+            late = await api.post(f"/2026-01/order/{order_id}:cancel")
+            assert late.status_code == 422 and late.json() == {"": [f"Order {order_id} is Fulfilled and cannot be canceled."]}
+            state = (await control.get("/_sandbox/state")).json()
+        assert state["cancel_attempts"] == {"ctl-c": 2}
+
     async def test_control_api(self, sandbox) -> None:
         async with httpx.AsyncClient(base_url=sandbox.url) as control:
             assert (await control.post("/_sandbox/stock", json={"sku": "SKU-3", "fc_id": 11, "fulfillable": 4, "on_hand": 6})).status_code == 200

@@ -25,7 +25,7 @@ from adapters.base import AdapterContext, order_reference
 from adapters.http import Limiters
 from adapters.shipstation import ShipStationAdapter, ShipStationConfig, mapping
 from adapters.shipstation import adapter as adapter_module
-from connector.domain import Address, Order, Weight, WarehouseLine, WarehouseOrder
+from connector.domain import Address, CancelOutcome, Order, Weight, WarehouseLine, WarehouseOrder
 from connector.errors import ConfigurationError, PermanentError, RateLimitedError, TransientError
 from tests.support.openapi import validated_router
 
@@ -412,6 +412,129 @@ def test_lookup_numbers() -> None:
     long_id = "A" * 60
     ref = order_reference("acme", long_id)
     assert len(ref) == 50 and mapping.lookup_number(ref, "acme") == long_id[:34]  # the kept head of the id
+
+
+async def test_find_order_says_when_the_order_is_cancelled(adapter, router) -> None:
+    router.get("/orders").respond(200, json=page("orders", [dict(ss_order(9, "acme-DEMO-1001"), orderStatus="cancelled")]))
+    found = await adapter.find_order("acme-DEMO-1001")
+    assert (found.status, found.cancelled) == ("cancelled", True)
+
+
+# -- cancel -------------------------------------------------------------------------------------------
+
+
+def held_order(status: str = "on_hold") -> dict:
+    """An order as `GET /orders` lists it: read-only fields included, and what the warehouse
+    changed in ShipStation (a hold date, a service, notes) that a re-post must keep."""
+    address = {"name": "Ada Lovelace", "company": "Engines Ltd", "street1": "12 Way", "street2": "Unit 3", "street3": None,
+               "city": "Springfield", "state": "IL", "postalCode": "62701", "country": "US", "phone": "555-0100",
+               "residential": False, "addressVerified": "Address validated successfully"}
+    return dict(
+        ss_order(9, "acme-DEMO-1001"), orderStatus=status, orderDate="2026-03-03T21:06:07.0000000", paymentDate=None,
+        shipByDate=None, customerId=40009, customerUsername="ada@example.com", customerEmail="ada@example.com",
+        billTo=dict(address), shipTo=dict(address), orderTotal=31.5, amountPaid=31.5, taxAmount=1.5, shippingAmount=5.0,
+        customerNotes="Leave at the back door", internalNotes="VIP; packer: gift wrap", gift=True, giftMessage="Happy birthday",
+        paymentMethod="Credit Card", requestedShippingService="UPS: Ground", carrierCode="ups", serviceCode="ups_2nd_day_air",
+        packageCode="package", confirmation="none", shipDate=None, holdUntilDate="2026-03-10T00:00:00.0000000",
+        weight={"value": 32, "units": "ounces", "WeightUnits": 1}, dimensions=None,
+        insuranceOptions={"provider": None, "insureShipment": False, "insuredValue": 0},
+        internationalOptions={"contents": None, "customsItems": None},
+        advancedOptions={"warehouseId": 90001, "storeId": 777, "mergedOrSplit": False, "mergedIds": [], "parentId": None,
+                         "customField1": "wrap"},
+        tagIds=[12], userId="8f2b6a1e", externallyFulfilled=False, externallyFulfilledBy=None, labelMessages=None,
+        items=[{"orderItemId": 555, "lineItemKey": None, "sku": "BONE-5LB", "name": "Bone, 5 lb", "imageUrl": None, "weight": None,
+                "quantity": 2, "unitPrice": 9.75, "taxAmount": None, "shippingAmount": None, "warehouseLocation": "A-1",
+                "options": [], "productId": 77, "fulfillmentSku": None, "adjustment": False, "upc": None,
+                "createDate": "2026-03-03T21:06:09.1230000", "modifyDate": "2026-03-03T21:06:09.1230000"}],
+    )
+
+
+async def test_cancel_re_posts_the_order_as_shipstation_holds_it(adapter, router) -> None:
+    held = held_order()
+    router.get("/orders").respond(200, json=page("orders", [held]))
+    post = router.post("/orders/createorder").respond(200, json=dict(held, orderStatus="cancelled"))
+    result = await adapter.cancel_order("acme-DEMO-1001")
+    assert (result.outcome, result.reference, result.warehouse_order_id) == (CancelOutcome.cancelled, "acme-DEMO-1001", "9")
+    sent = json.loads(post.calls.last.request.content)
+    assert sent["orderStatus"] == "cancelled" and sent["orderKey"] == "acme-DEMO-1001"
+    # What the warehouse changed is sent back as it is; read-only fields are not sent at all.
+    for key in ("holdUntilDate", "serviceCode", "internalNotes", "tagIds", "orderDate"):
+        assert sent[key] == held[key]
+    assert sent["advancedOptions"] == {"warehouseId": 90001, "storeId": 777, "customField1": "wrap"}
+    assert "addressVerified" not in sent["shipTo"] and sent["shipTo"]["street1"] == "12 Way"
+    assert sent["items"] == [{k: v for k, v in held["items"][0].items() if k not in ("orderItemId", "createDate", "modifyDate")}]
+    assert not {"orderId", "createDate", "modifyDate", "orderTotal", "customerId", "userId", "externallyFulfilled"} & set(sent)
+
+
+@pytest.mark.parametrize(("status", "outcome", "words"), [
+    ("cancelled", CancelOutcome.cancelled, "already cancelled"),
+    ("shipped", CancelOutcome.too_late, "is shipped: only orders awaiting payment or shipment, or on hold, can be updated"),
+    ("pending_fulfillment", CancelOutcome.too_late, "is pending_fulfillment"),
+])
+async def test_cancel_answers_from_the_status_without_a_post(adapter, router, status, outcome, words) -> None:
+    router.get("/orders").respond(200, json=page("orders", [held_order(status)]))
+    post = router.post("/orders/createorder").respond(200, json=held_order("cancelled"))
+    result = await adapter.cancel_order("acme-DEMO-1001")
+    assert result.outcome is outcome and words in result.reason
+    assert post.call_count == 0
+
+
+@pytest.mark.parametrize(("now", "outcome"), [("shipped", CancelOutcome.too_late), ("cancelled", CancelOutcome.cancelled)])
+async def test_a_refused_re_post_is_read_again(adapter, router, now, outcome) -> None:
+    lookup = router.get("/orders")
+    lookup.side_effect = [httpx.Response(200, json=page("orders", [held_order("awaiting_shipment")])),
+                          httpx.Response(200, json=page("orders", [held_order(now)]))]
+    router.post("/orders/createorder").respond(400, json={"Message": "An error has occurred.",
+                                                          "ExceptionMessage": "Order DEMO-1001 is shipped and can no longer be updated."})
+    result = await adapter.cancel_order("acme-DEMO-1001")
+    assert result.outcome is outcome
+    if outcome is CancelOutcome.too_late:
+        assert "is shipped: Order DEMO-1001 is shipped and can no longer be updated." in result.reason
+
+
+async def test_a_refused_re_post_of_an_open_order_is_raised(adapter, router) -> None:
+    router.get("/orders").respond(200, json=page("orders", [held_order()]))
+    router.post("/orders/createorder").respond(400, json={"Message": "The request is invalid.", "ModelState": {"apiOrder.shipTo": ["bad"]}})
+    with pytest.raises(PermanentError, match="bad"):
+        await adapter.cancel_order("acme-DEMO-1001")
+
+
+@pytest.mark.parametrize("failure", [httpx.Response(500), httpx.Response(502), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset")])
+async def test_a_lost_re_post_answer_is_unknown_and_not_resent(adapter, router, failure) -> None:
+    router.get("/orders").respond(200, json=page("orders", [held_order()]))
+    post = router.post("/orders/createorder")
+    post.side_effect = [failure, httpx.Response(200, json=held_order("cancelled"))]
+    result = await adapter.cancel_order("acme-DEMO-1001")
+    assert (result.outcome, result.warehouse_order_id) == (CancelOutcome.unknown, "9") and result.reason
+    assert post.call_count == 1
+
+
+async def test_an_answer_that_is_not_cancelled_is_refused(adapter, router) -> None:
+    router.get("/orders").respond(200, json=page("orders", [held_order()]))
+    router.post("/orders/createorder").respond(200, json=held_order("on_hold"))
+    with pytest.raises(PermanentError, match="'on_hold', not cancelled"):
+        await adapter.cancel_order("acme-DEMO-1001")
+
+
+async def test_an_answer_without_the_order_is_looked_up(adapter, router) -> None:
+    lookup = router.get("/orders")
+    lookup.side_effect = [httpx.Response(200, json=page("orders", [held_order()])),
+                          httpx.Response(200, json=page("orders", [held_order("cancelled")]))]
+    router.post("/orders/createorder").respond(200)
+    assert (await adapter.cancel_order("acme-DEMO-1001")).outcome is CancelOutcome.cancelled
+    assert lookup.call_count == 2
+
+
+async def test_cancel_of_an_order_shipstation_lacks_is_permanent_and_creates_nothing(adapter, router) -> None:
+    router.get("/orders").respond(200, json=page("orders", [ss_order(8, "acme-DEMO-10010", number="DEMO-10010")]))
+    post = router.post("/orders/createorder").respond(200, json=held_order("cancelled"))
+    with pytest.raises(PermanentError, match="no order with orderKey acme-DEMO-1001"):
+        await adapter.cancel_order("acme-DEMO-1001")
+    assert post.call_count == 0
+
+
+def test_cancel_is_claimed() -> None:
+    assert ShipStationAdapter.capabilities.cancel is True
 
 
 # -- rate limiting ------------------------------------------------------------------------------------

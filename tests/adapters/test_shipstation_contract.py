@@ -101,6 +101,40 @@ class TestShipStationContract(WarehouseContract):
         refs = {s.reference for s in await adapter.shipments_since(self.since())}
         assert refs == {ours.reference} and theirs.reference not in refs
 
+    async def test_cancel_keeps_what_the_warehouse_changed(self, adapter, sandbox, warehouse) -> None:
+        order, _ = await self.created(adapter, warehouse)
+        with sandbox._lock:  # changed in ShipStation's screens after the hand-off
+            stored = sandbox.orders[sandbox.by_key[order.reference]]
+            stored.update(orderStatus="on_hold", holdUntilDate="2026-03-10T00:00:00.0000000", internalNotes="gift wrap",
+                          serviceCode="ups_2nd_day_air")
+        result = await adapter.cancel_order(order.reference)
+        assert result.outcome.value == "cancelled"
+        stored = sandbox.order(order.reference)
+        assert stored["orderStatus"] == "cancelled"
+        assert (stored["holdUntilDate"], stored["internalNotes"], stored["serviceCode"]) == (
+            "2026-03-10T00:00:00.0000000", "gift wrap", "ups_2nd_day_air")
+        assert [(i["sku"], i["quantity"]) for i in stored["items"]] == [(line.sku, line.quantity) for line in order.lines]
+        assert (sandbox.create_count, sandbox.update_count) == (1, 1)
+        assert sandbox.ship(order.reference) == []
+
+    async def test_a_label_bought_between_the_read_and_the_re_post_is_too_late(self, adapter, sandbox, warehouse, monkeypatch) -> None:
+        order, _ = await self.created(adapter, warehouse)
+        read = adapter._order_record
+        calls = []
+
+        async def read_then_ship(reference):
+            found = await read(reference)
+            if not calls:
+                sandbox.ship(order.reference)
+            calls.append(reference)
+            return found
+
+        monkeypatch.setattr(adapter, "_order_record", read_then_ship)
+        result = await adapter.cancel_order(order.reference)
+        assert result.outcome.value == "too_late"
+        assert f"is shipped: Order {order.order.order_id} is shipped and can no longer be updated." in result.reason
+        assert sandbox.order(order.reference)["orderStatus"] == "shipped" and len(calls) == 2
+
     async def test_unknown_credentials_are_a_configuration_error(self, sandbox) -> None:
         adapter = ShipStationAdapter(config_for(sandbox, api_secret="wrong"), fresh_context(MERCHANT))
         try:

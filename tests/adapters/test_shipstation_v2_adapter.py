@@ -9,6 +9,8 @@ its own (`shipstation_validator()`, also used by the contract and flow tests):
   listed (as for ShipBob): taken literally, every `ship_to` is rejected;
 - a one-`$ref` `allOf` around a scalar is inlined, so enums and patterns (`validate_address`,
   `se_id`, `sort_dir`) are still checked; `x-nullable: true` admits null (responses);
+- `NoContent` (204, e.g. a shipment cancel) documents an empty string body, which a validator
+  reads as "a body is required"; a 204 has no body at all (RFC 9110), so its content is dropped;
 - two documented facts the document lacks: `service_code` on a create (the v2 "Create Shipments"
   guide lists it, the spec's own `shipment` schema has it), and `pickup_id` is an optional filter of
   `GET /v2/shipments` (the document marks it required); and `/v2/inventory`'s own next links carry
@@ -32,8 +34,8 @@ import yaml
 from adapters.base import AdapterContext
 from adapters.http import Limiters
 from adapters.shipstation_v2 import ShipStationV2Adapter, ShipStationV2Config
-from connector.domain import Address, Order, Shipment, WarehouseLine, WarehouseOrder, Weight
-from connector.errors import ConfigurationError, PermanentError, RateLimitedError
+from connector.domain import Address, CancelOutcome, Order, Shipment, WarehouseLine, WarehouseOrder, Weight
+from connector.errors import ConfigurationError, PermanentError, RateLimitedError, TransientError
 from tests.support.openapi import SPECS_DIR, SpecValidator, normalise_shipbob, spec_validator, validated_router
 
 SPEC = "shipstation-v2-openapi.yaml"
@@ -79,6 +81,7 @@ def _amend(doc: dict[str, Any]) -> dict[str, Any]:
     service_code = copy.deepcopy(schemas["partial_shipment"]["properties"]["service_code"])
     schemas["create_shipment_request"]["properties"]["service_code"] = service_code
     params["pickup_id_query_param"]["required"] = False
+    doc["components"]["responses"]["NoContent"].pop("content", None)
     return doc
 
 
@@ -358,6 +361,132 @@ async def test_find_order(adapter, router) -> None:
     assert (await adapter.find_order("acme-x~0123456789")).warehouse_order_id == "se-6"
     assert hashed.call_count == 1
     assert await adapter.find_order("x" * 51) is None  # could never have been created
+
+
+async def test_find_order_says_when_the_shipment_is_cancelled(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(
+        200, json={"shipment_id": "se-5", "external_shipment_id": "acme-1", "shipment_status": "cancelled"})
+    found = await adapter.find_order("acme-1")
+    assert (found.status, found.cancelled) == ("cancelled", True)
+
+
+# -- cancel ---------------------------------------------------------------------------------
+
+
+def ours(status: str = "pending", number: str | None = None) -> dict[str, Any]:
+    out = {"shipment_id": "se-5", "external_shipment_id": "acme-1", "shipment_status": status}
+    if number is not None:
+        out["shipment_number"] = number
+    return out
+
+
+async def test_cancel_puts_cancel_for_the_shipment_found_by_reference(adapter, router, api_key) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json=ours())
+    cancel = router.put("/v2/shipments/se-5/cancel").respond(204)
+    result = await adapter.cancel_order("acme-1")
+    assert (result.outcome, result.reference, result.warehouse_order_id) == (CancelOutcome.cancelled, "acme-1", "se-5")
+    assert cancel.call_count == 1
+    assert cancel.calls.last.request.headers["api-key"] == api_key and cancel.calls.last.request.content == b""
+
+
+async def test_cancel_also_cancels_the_parts_split_off_it(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json=ours(number="acme-1"))
+    router.get("/v2/shipments", params={"shipment_number": "acme-1"}).respond(200, json=page("shipments", [
+        shipment("se-5", "acme-1", "acme-1", [("A", 1)]),
+        dict(shipment("se-6", "se-6", "acme-1", [("B", 1)]), shipment_status="pending"),  # Split Ship's part
+        dict(shipment("se-7", "acme-7", "acme-1", [("C", 1)]), shipment_status="pending"),  # another order of ours
+        dict(shipment("se-8", "se-8", "acme-10", [("D", 1)]), shipment_status="pending"),  # not the number asked for
+    ]))
+    mine, part = router.put("/v2/shipments/se-5/cancel").respond(204), router.put("/v2/shipments/se-6/cancel").respond(204)
+    others = router.put(url__regex=r".*/se-[78]/cancel$").respond(204)
+    result = await adapter.cancel_order("acme-1")
+    assert result.outcome is CancelOutcome.cancelled and "se-6, se-5" in result.reason  # ours last
+    assert (mine.call_count, part.call_count, others.call_count) == (1, 1, 0)
+    assert part.calls.last.request is router.calls[-2].request
+
+
+async def test_a_cancelled_shipment_with_a_live_part_is_not_a_cancelled_order(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json=ours("cancelled", number="acme-1"))
+    listing = router.get("/v2/shipments", params={"shipment_number": "acme-1"})
+    listing.side_effect = [
+        httpx.Response(200, json=page("shipments", [dict(shipment("se-6", "se-6", "acme-1", [("B", 1)]), shipment_status="label_purchased")])),
+        httpx.Response(200, json=page("shipments", [dict(shipment("se-6", "se-6", "acme-1", [("B", 1)]), shipment_status="cancelled")])),
+    ]
+    found = await adapter.find_order("acme-1")
+    assert (found.status, found.cancelled) == ("cancelled", False)
+    assert (await adapter.find_order("acme-1")).cancelled is True
+
+
+async def test_no_answer_after_a_part_was_too_late_is_too_late(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json=ours(number="acme-1"))
+    router.get("/v2/shipments", params={"shipment_number": "acme-1"}).respond(200, json=page("shipments", [
+        dict(shipment("se-6", "se-6", "acme-1", [("B", 1)]), shipment_status="label_purchased")]))
+    router.put("/v2/shipments/se-5/cancel").respond(503)
+    result = await adapter.cancel_order("acme-1")
+    assert result.outcome is CancelOutcome.too_late
+    assert "shipment se-6 is label_purchased" in result.reason and "shipment se-5: no answer to the cancel" in result.reason
+
+
+async def test_an_already_cancelled_shipment_is_cancelled_without_a_call(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json=ours("cancelled"))
+    cancel = router.put("/v2/shipments/se-5/cancel").respond(204)
+    result = await adapter.cancel_order("acme-1")
+    assert result.outcome is CancelOutcome.cancelled and "already cancelled" in result.reason
+    assert cancel.call_count == 0
+
+
+async def test_a_bought_label_is_too_late_without_a_call(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json=ours("label_purchased"))
+    cancel = router.put("/v2/shipments/se-5/cancel").respond(204)
+    result = await adapter.cancel_order("acme-1")
+    assert result.outcome is CancelOutcome.too_late
+    assert "any label associated with the shipment needs to be voided first" in result.reason
+    assert cancel.call_count == 0
+
+
+@pytest.mark.parametrize(("now", "outcome"), [("label_purchased", CancelOutcome.too_late), ("cancelled", CancelOutcome.cancelled)])
+async def test_a_refused_cancel_is_read_again(adapter, router, now, outcome) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json=ours())
+    router.put("/v2/shipments/se-5/cancel").respond(400, json=ss_error("invalid_status", "Any label associated with the shipment needs to be voided first"))
+    router.get("/v2/shipments/se-5").respond(200, json=ours(now))
+    result = await adapter.cancel_order("acme-1")
+    assert result.outcome is outcome
+    if outcome is CancelOutcome.too_late:
+        assert "shipment se-5: Any label associated with the shipment needs to be voided first [invalid_status]" in result.reason
+
+
+async def test_a_refused_cancel_of_a_pending_shipment_is_raised(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json=ours())
+    router.put("/v2/shipments/se-5/cancel").respond(400, json=ss_error("invalid_field_value", "nope"))
+    router.get("/v2/shipments/se-5").respond(200, json=ours())
+    with pytest.raises(PermanentError, match="nope"):
+        await adapter.cancel_order("acme-1")
+
+
+@pytest.mark.parametrize("failure", [httpx.Response(500), httpx.Response(503), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset")])
+async def test_a_lost_cancel_answer_is_unknown_and_not_resent(adapter, router, failure) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(200, json=ours())
+    cancel = router.put("/v2/shipments/se-5/cancel")
+    cancel.side_effect = [failure, httpx.Response(204)]
+    result = await adapter.cancel_order("acme-1")
+    assert (result.outcome, result.warehouse_order_id) == (CancelOutcome.unknown, "se-5") and result.reason
+    assert cancel.call_count == 1
+
+
+async def test_cancel_of_a_reference_shipstation_lacks_is_permanent(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(404, json=ss_error("invalid_identifier", "not found"))
+    with pytest.raises(PermanentError, match="no shipment with external_shipment_id acme-1"):
+        await adapter.cancel_order("acme-1")
+    with pytest.raises(PermanentError):
+        await adapter.cancel_order("x" * 51)  # could never have been created
+
+
+async def test_a_failed_lookup_before_a_cancel_is_raised(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1").respond(503)
+    cancel = router.put(url__regex=r".*/cancel$").respond(204)
+    with pytest.raises(TransientError):
+        await adapter.cancel_order("acme-1")
+    assert cancel.call_count == 0
 
 
 # -- rate limiting and errors ---------------------------------------------------------------

@@ -158,6 +158,59 @@ class TestShipStationV2Sandbox:
         with pytest.raises(RateLimitedError):
             await adapter.find_order("ct-anything")
 
+    async def test_a_split_order_is_cancelled_whole(self, adapter, sandbox, warehouse) -> None:
+        order = make_order(warehouse, quantities=(2, 1))
+        created = await adapter.create_order(order)
+        part = sandbox.split(order.reference)
+        assert part is not None and part["shipment_number"] == order.reference
+        result = await adapter.cancel_order(order.reference)
+        assert result.outcome.value == "cancelled" and part["shipment_id"] in result.reason
+        statuses = {sid: s["shipment_status"] for sid, s in sandbox.state()["shipments"].items()}
+        assert statuses == {created.warehouse_order_id: "cancelled", part["shipment_id"]: "cancelled"}
+        assert sandbox.ship_all() == []
+
+    async def test_a_labelled_part_is_too_late_and_the_rest_is_cancelled(self, adapter, sandbox, warehouse) -> None:
+        order = make_order(warehouse, quantities=(2, 1))
+        created = await adapter.create_order(order)
+        part = sandbox.split(order.reference)
+        with sandbox._lock:  # a label bought for the split-off part alone
+            sandbox._label(sandbox.shipments[part["shipment_id"]], None)
+            sandbox.shipments[part["shipment_id"]]["shipment_status"] = "label_purchased"
+        result = await adapter.cancel_order(order.reference)
+        assert result.outcome.value == "too_late"
+        assert f"shipment {part['shipment_id']} is label_purchased: any label associated with the shipment needs to be voided first" in result.reason
+        assert f"cancelled shipment {created.warehouse_order_id}" in result.reason
+        assert sandbox.cancel_attempts == {created.warehouse_order_id: 1}  # the labelled part was not asked
+
+    async def test_a_label_bought_between_the_read_and_the_cancel_is_too_late(self, adapter, sandbox, warehouse, monkeypatch) -> None:
+        order, created = await WarehouseContract().created(adapter, warehouse)
+        read = adapter._by_reference
+
+        async def read_then_ship(reference):
+            found = await read(reference)
+            sandbox.ship(reference)
+            return found
+
+        monkeypatch.setattr(adapter, "_by_reference", read_then_ship)
+        result = await adapter.cancel_order(order.reference)
+        assert result.outcome.value == "too_late"
+        assert "Any label associated with the shipment needs to be voided first [invalid_status]" in result.reason
+        assert sandbox.cancel_attempts == {created.warehouse_order_id: 1}
+
+    async def test_a_cancelled_shipment_frees_its_allocation(self, adapter, sandbox, warehouse) -> None:
+        sandbox.set_stock("SKU-1", "se-301", 10)
+        order = make_order(warehouse, quantities=(4,))
+        await adapter.create_order(order)
+        assert sandbox.stock["SKU-1"]["se-301"] == {"on_hand": 10, "allocated": 4}
+        assert (await adapter.cancel_order(order.reference)).outcome.value == "cancelled"
+        assert sandbox.stock["SKU-1"]["se-301"] == {"on_hand": 10, "allocated": 0}
+
+    async def test_cancel_over_http(self, sandbox) -> None:
+        async with httpx.AsyncClient(base_url=sandbox.url, headers={"api-key": sandbox.api_key}) as api:
+            assert (await api.put("/v2/shipments/se-1/cancel")).status_code == 404
+            assert (await api.put("/v2/shipments/se-1/cancel", headers={"api-key": "nope"})).status_code == 401
+        assert sandbox.cancel_attempts == {}
+
     async def test_control_api(self, sandbox) -> None:
         async with httpx.AsyncClient(base_url=sandbox.url) as control:
             stock = {"sku": "SKU-3", "inventory_warehouse_id": "se-302", "available": 4, "on_hand": 6}
