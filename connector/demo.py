@@ -99,7 +99,7 @@ async def _merchant_changes(store: Store, uc: UltraCartSandbox, kit: WarehouseKi
     at_wh = sorted(r.order_id for r in rows if r.state == "at_warehouse")
     plan: dict[str, str] = {}
     if held:
-        plan[held[0]] = "rejected in UltraCart while held"
+        plan[held[-1]] = "rejected in UltraCart while held"
     if at_wh:
         plan[at_wh[0]] = "rejected in UltraCart at the warehouse"
     sandbox = getattr(kit, "sandbox", None)

@@ -19,7 +19,7 @@ import hashlib
 from typing import Any
 
 from connector.domain import CancelOutcome, Order, WarehouseOrder
-from connector.errors import ErrorClass, VendorError
+from connector.errors import ErrorClass, TransientError, VendorError
 from connector.failpoints import failpoint
 from connector.lifecycle import AT_WAREHOUSE, NOT_SENT, SHIPPED, Actor, HoldKind, OrderState, Reason, TaskState, hold
 from connector.pipeline.context import Alert, ServiceContext
@@ -253,9 +253,20 @@ async def _cancel_one(ctx: ServiceContext, task: Any) -> None:
                           f"Order {record.order_id} ({reason.text}): {ctx.warehouse.name} has no cancel API. Cancel order "
                           f"{record.warehouse_order_id or record.reference} (reference {record.reference}) there by hand, then "
                           f"`connector cancel {record.order_id} --done`.")])
-    else:  # unknown: looked up on the next attempt before asking again
-        await ctx.store.tasks.finish([task.id], state=TaskState.pending, next_attempt_at=ctx.now(), error=f"outcome unknown: {result.reason}")
+    else:  # unknown: looked up on the next attempt before asking again, after a backoff like any
+        # transient failure (a warehouse that never answers must not spin the pass), failing the
+        # task with an alert once the retry policy gives up.
+        d = ctx.retry.decide(TransientError(f"cancel outcome unknown: {result.reason}", vendor=ctx.warehouse.name),
+                             attempts=task.attempts, first_attempt_at=task.created_at, now=ctx.now())
+        gave_up = d.action == "fail"
+        await ctx.store.tasks.finish([task.id], state=TaskState.failed if gave_up else TaskState.pending,
+                                     next_attempt_at=d.next_attempt_at or ctx.now(), error=f"outcome unknown: {result.reason}")
         ctx.stats["cancel_in_doubt"] += 1
+        if gave_up:
+            await _record_cancel(ctx, task, record, S.cancel_failed, f"the warehouse never confirmed the cancel: {result.reason}", "")
+            await ctx.alert([(ctx.id, "cancel_failed", record.order_id, f"Order {record.order_id}: {ctx.warehouse.name} never answered the "
+                              f"cancel ({result.reason}). Check warehouse order {record.warehouse_order_id or record.reference} there; "
+                              f"cancel it by hand if it is still open, then `connector cancel {record.order_id} --done`.")])
 
 
 async def _record_cancel(ctx: ServiceContext, task: Any, record: OrderRecord, to: S, reason: Reason | str, note: str) -> None:

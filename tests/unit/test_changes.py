@@ -138,6 +138,23 @@ async def test_a_lost_cancel_answer_is_looked_up_not_asked_twice(ctx):
     assert await state_of(ctx, "A-4") == S.cancelled and ctx.warehouse.cancels == [], "found cancelled by the lookup"
 
 
+async def test_a_warehouse_that_never_answers_a_cancel_backs_off_then_fails_it_with_an_alert(ctx):
+    ctx.warehouse.answer = CancelOutcome.unknown
+    record = await stored(ctx, make_order("A-5"), S.at_warehouse)
+    await apply_cart_copy(ctx, record, copy(ctx, make_order("A-5", **REJECTED)), event="order_reject", actor=Actor.webhook)
+    await follow_changes(ctx)  # one ask per pass, never a spin: the next waits out a backoff
+    assert ctx.warehouse.cancels == ["acme-A-5"] and await state_of(ctx, "A-5") == S.cancelling
+    for _ in range(40):
+        ctx.clock.advance(3600)
+        await follow_changes(ctx)
+        if await state_of(ctx, "A-5") == S.cancel_failed:
+            break
+    assert await state_of(ctx, "A-5") == S.cancel_failed
+    assert 1 < len(ctx.warehouse.cancels) <= ctx.retry.max_attempts
+    [alert] = [a for a in await ctx.store.alerts.listing() if a.category == "cancel_failed"]
+    assert "never answered" in alert.message and "--done" in alert.message
+
+
 async def test_a_cart_hold_holds_an_unsent_order_until_ultracart_releases_it(ctx):
     record = await stored(ctx, make_order("A-5"))
     await apply_cart_copy(ctx, record, copy(ctx, make_order("A-5", current_stage="Hold")), event="fulfillment_hold", actor=Actor.webhook)
