@@ -1,0 +1,79 @@
+"""What a bench run prints, and its JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def environment() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"commit": commit, "python": platform.python_version(), "cpus": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()], "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def write_json(result: dict[str, Any], path: str) -> None:
+    text = json.dumps(result, indent=2, default=str) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(path).write_text(text)
+
+
+def print_bench(result: dict[str, Any], console: Console) -> None:
+    o = result["options"]
+    console.rule("connector bench")
+    console.print(f"{o['orders']:,} orders, {o['skus']:,} SKUs, {o['merchants']} merchant(s), latency {o['latency_ms']:g} ms, "
+                  f"warehouse rate limit {o['rate_limit'] or 'none'}/min, concurrency {o['concurrency']}; "
+                  f"sandboxes in their own processes; commit {result['environment']['commit'] or '?'}, "
+                  f"load average {result['environment']['load_average'][0]}")
+    if result["phases"]:
+        t = Table("phase", "items", "wall s", "per s", "CPU ms/item", "peak RSS MB", "requests (min)", "round-trip bound s", "wall/bound", "sandbox CPU s",
+                  box=None, title="Per phase (CPU and RSS: the connector process only)", title_justify="left")
+        for p in result["phases"]:
+            t.add_row(p["name"], f"{p['items']:,} {p['unit']}s", f"{p['wall_s']:.2f}", f"{p['per_second']:,.0f}",
+                      "-" if p["cpu_ms_per_item"] is None else f"{p['cpu_ms_per_item']:.3f}", f"{p['peak_rss_mb']:.0f}",
+                      f"{p['requests_total']:,} ({p['requests_min_total']:,})", f"{p['lower_bound_s']:.2f}",
+                      "-" if p["vs_lower_bound"] is None else f"{p['vs_lower_bound']:.2f}x", f"{p['sandbox_cpu_s']:.1f}")
+        console.print(t)
+        f = result["order_flow"]
+        console.print(f"Download + delivery: {f['orders']:,} orders in {f['wall_s']:.2f} s = {f['per_second']:,.0f} orders/s, "
+                      f"{f['cpu_ms_per_order']} ms CPU per order, peak RSS {f['peak_rss_mb']:.0f} MB")
+        r = Table("phase", "vendor request", "made", "minimum", box=None, title="Vendor requests against the minimum the APIs allow", title_justify="left")
+        for p in result["phases"]:
+            for k in sorted(set(p["requests"]) | set(p["requests_min"])):
+                r.add_row(p["name"], k, f"{p['requests'].get(k, 0):,}", "-" if k not in p["requests_min"] else f"{p['requests_min'][k]:,}")
+        console.print(r)
+        for p in result["phases"]:
+            if "quantity_pipeline_s" in p:
+                console.print(f"{p['name']}: {p['changed']:,} changed of {p['items']:,} SKUs; quantity pipeline {p['quantity_pipeline_s']:.3f} s")
+            for e in p["errors"]:
+                console.print(f"[red]{e}[/]")
+    if result.get("rate"):
+        r = result["rate"]
+        console.print(f"Rate limit: {r['requests']:,} warehouse requests in {r['minutes']:g} min at {r['limit_per_minute']}/min: "
+                      f"{r['used_pct']}% of the budget used, {r['answered_429']} answered 429 ({r['pct_429']}%)")
+    if result.get("soak"):
+        s = result["soak"]
+        console.print(f"Soak: {s['merchants']} merchants for {s['minutes']:g} min, {s['orders_created']:,} orders created; RSS "
+                      f"{s['rss_after_warm_up_mb']} MB after warm-up -> {s['rss_end_mb']} MB ({s['growth_pct']:+}%), "
+                      f"CPU {s['cpu_pct_of_a_core']}% of a core")
+        for e in s["failed"]:
+            console.print(f"[red]{e}[/]")
+    console.print("[bold]Targets[/] (the issue's; measured on this machine)")
+    for t in result["targets"]:
+        console.print(f"  {'[green]met[/]' if t['ok'] else '[red]missed[/]':<6} {t['target']}: {t['figure']}")
+    console.print("[bold green]bench finished[/]" if result["ok"] else "[bold red]bench finished with problems (see above)[/]")
