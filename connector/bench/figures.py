@@ -115,6 +115,11 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         add("<= 1 ms connector CPU per order (download + delivery)", f"{flow['cpu_ms_per_order']} ms", (flow["cpu_ms_per_order"] or 0) <= 1)
         peak = max(p["peak_rss_mb"] for p in phases)
         add("peak RSS <= 200 MB", f"{peak} MB", peak <= 200)
+    naive = result.get("baseline")
+    if flow and naive and naive.get("cpu_ms_per_order") and flow.get("cpu_ms_per_order"):
+        ratio = flow["cpu_ms_per_order"] / naive["cpu_ms_per_order"]
+        add(f"<= 0.5x the naive loop's CPU per order ({naive['client']}), same queue, same run",
+            f"{flow['cpu_ms_per_order']} / {naive['cpu_ms_per_order']} ms = {ratio:.2f}x", ratio <= 0.5)
     if phases and o["latency_ms"]:
         timed_phases = [p for p in phases if p["vs_lower_bound"] is not None]
         wall, bound = sum(p["wall_s"] for p in timed_phases), sum(p["lower_bound_s"] for p in timed_phases)

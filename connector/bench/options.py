@@ -13,6 +13,7 @@ CATALOG_SIZE = 6  # the sample catalog in the ShipBob sandbox (connector.sandbox
 # The APIs' batch limits: the minimum requests follow from them.
 FETCH, ACK, TRACKING_POST, INVENTORY_POST, PAGE, WAREHOUSE_ACK = 100, 100, 100, 500, 250, 100
 UNLIMITED_RATE = 1_000_000.0  # the adapter's limiter must not pace a sandbox that has no limit
+BASELINE_DC = "BASE"  # the naive loop's own copy of the queue
 
 
 @dataclass
@@ -29,6 +30,13 @@ class BenchOptions:
     store: str | None = None
     soak_minutes: float = 0.0
     progress: bool = True
+    baseline: bool = False  # also run the naive loop (baseline.py) on the same queue
+    baseline_client: str = "auto"  # auto (the SDK when installed) | sdk | httpx
+
+    @property
+    def accounts(self) -> int:
+        """ShipBob accounts: one per merchant, and the naive loop's own (the last) with --baseline."""
+        return self.merchants + (1 if self.baseline else 0)
 
 
 
@@ -59,7 +67,7 @@ def bench_config(opts: BenchOptions, run: str, uc_url: str, sb_url: str, db_url:
             "id": f"{run}-{i + 1}",
             "ultracart": {"merchant_id": "BENCH", "api_key": UC_KEY, "distribution_center": f"DC{i + 1}", "base_url": uc_url},
             "warehouse": {"adapter": "shipbob", "base_url": f"{sb_url}/a{i}", "channel_id": 1,
-                          "token": SB_TOKEN if opts.merchants == 1 else f"{SB_TOKEN}-{i}",
+                          "token": SB_TOKEN if opts.accounts == 1 else f"{SB_TOKEN}-{i}",
                           "rate_per_minute": float(opts.rate_limit) if opts.rate_limit else UNLIMITED_RATE},
             "orders": {"earliest_order_date": "2026-01-01", "skip_test_orders": True},
             "ship_methods": SHIP_METHODS,

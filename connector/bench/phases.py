@@ -22,7 +22,8 @@ from rich.console import Console
 
 from connector.bench.figures import finish
 from connector.bench.harness import Measure, SandboxProcess, _status_kb, timed
-from connector.bench.options import SB_TOKEN, UC_KEY, BenchOptions, bench_config, chunks, sendable_orders, split
+from connector.bench.options import (BASELINE_DC, SB_TOKEN, SHIP_METHODS, UC_KEY, BenchOptions, bench_config, chunks, sendable_orders,
+                                     split)
 
 
 class Bench:
@@ -35,9 +36,9 @@ class Bench:
         self.run_id = "b" + secrets.token_hex(2)  # fresh merchant ids: a reused --store holds older runs
         self.orders = split(opts.orders, opts.merchants)
         self.skus = split(opts.skus, opts.merchants)
-        self.uc = SandboxProcess("ultracart", ["--api-key", UC_KEY, "--dcs", ",".join(f"DC{i + 1}" for i in range(opts.merchants)),
+        self.uc = SandboxProcess("ultracart", ["--api-key", UC_KEY, "--dcs", ",".join([f"DC{i + 1}" for i in range(opts.merchants)] + ([BASELINE_DC] if opts.baseline else [])),
                                                "--latency-ms", str(opts.latency_ms)], self.workdir)
-        self.sb = SandboxProcess("shipbob", ["--token", SB_TOKEN, "--accounts", str(opts.merchants), "--latency-ms", str(opts.latency_ms),
+        self.sb = SandboxProcess("shipbob", ["--token", SB_TOKEN, "--accounts", str(opts.accounts), "--latency-ms", str(opts.latency_ms),
                                              "--rate-limit", str(opts.rate_limit)], self.workdir)
         self.client = httpx.AsyncClient(timeout=600)
         self.rt: Any = None
@@ -139,10 +140,28 @@ class Bench:
             finally:
                 poller.cancel()
 
-    async def queue_orders(self) -> None:
+    async def queue_orders(self, dc: str | None = None) -> None:
+        """Every merchant's orders in its own DC's queue; with `dc`, the same orders all in that one."""
         for i, n in enumerate(self.orders):
             for j, count in enumerate(chunks(n)):
-                await self.control(self.uc, "/_sandbox/generate", {"dc": f"DC{i + 1}", "prefix": f"M{i + 1}C{j}", "count": count})
+                await self.control(self.uc, "/_sandbox/generate", {"dc": dc or f"DC{i + 1}", "prefix": f"M{i + 1}C{j}", "count": count})
+
+    async def baseline(self) -> dict[str, Any]:
+        """The naive loop (baseline.py) on its own copy of the same queue, into its own ShipBob account."""
+        from connector.bench.baseline import naive_loop
+
+        await self.queue_orders(BASELINE_DC)
+        before, sandbox_cpu = await self.counters(), self.uc.cpu_s() + self.sb.cpu_s()
+        account = self.opts.accounts - 1
+        done = naive_loop(uc_url=self.uc.url, api_key=UC_KEY, dc=BASELINE_DC, sb_url=f"{self.sb.url}/a{account}",
+                          token=SB_TOKEN if self.opts.accounts == 1 else f"{SB_TOKEN}-{account}", channel_id=1,
+                          ship_methods=SHIP_METHODS, client=self.opts.baseline_client)
+        sandbox_cpu = self.uc.cpu_s() + self.sb.cpu_s() - sandbox_cpu
+        after = await self.counters()
+        made = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        return done.figures() | {"sandbox_cpu_s": round(sandbox_cpu, 2), "created_at_warehouse": made["_created"],
+                                 "acknowledged_at_ultracart": made["_acknowledged"],
+                                 "requests": {k: v for k, v in made.items() if v and not k.startswith("_")}}
 
     async def deliver(self) -> list[Any]:
         """One pass; with a rate limit, passes for `rate_minutes` (a daemon on a 1 s schedule)."""
@@ -179,6 +198,7 @@ class Bench:
 
         opts, sendable = self.opts, sum(sendable_orders(c) for n in self.orders for c in chunks(n))
         await self.queue_orders()
+        naive = await self.baseline() if opts.baseline else None
         phases = [await self.phase("download", "order", lambda: self.each_merchant("order_download"), ("_acknowledged", opts.orders))]
         phases.append(await self.phase("delivery", "order", self.deliver, ("_created", sendable)))
         await self.ship_everything()
@@ -196,7 +216,7 @@ class Bench:
                                                ("_inventory_items", opts.skus if not change_every else opts.skus // 100)))
         finish(phases, self, pipeline)
         left = (await self.counters())["_queued"]
-        return {"phases": phases, "queued_left": left, "sendable": sendable,
+        return {"phases": phases, "queued_left": left, "sendable": sendable, "baseline": naive,
                 "rate": self.rate_figures() if opts.rate_limit else None}
 
     def rate_figures(self) -> dict[str, Any]:

@@ -52,6 +52,11 @@ def print_bench(result: dict[str, Any], console: Console) -> None:
         f = result["order_flow"]
         console.print(f"Download + delivery: {f['orders']:,} orders in {f['wall_s']:.2f} s = {f['per_second']:,.0f} orders/s, "
                       f"{f['cpu_ms_per_order']} ms CPU per order, peak RSS {f['peak_rss_mb']:.0f} MB")
+        if result.get("baseline"):
+            b = result["baseline"]
+            console.print(f"Naive loop ({b['client']}, same queue): {b['orders']:,} orders in {b['wall_s']:.2f} s = "
+                          f"{b['per_second']:,.0f} orders/s, {b['cpu_ms_per_order']} ms CPU per order; {b['created']:,} created, "
+                          f"{b['skipped']} skipped (no address), {b['failed']} failed; sandbox CPU {b['sandbox_cpu_s']:.1f} s")
         r = Table("phase", "vendor request", "made", "minimum", box=None, title="Vendor requests against the minimum the APIs allow", title_justify="left")
         for p in result["phases"]:
             for k in sorted(set(p["requests"]) | set(p["requests_min"])):

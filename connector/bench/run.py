@@ -32,5 +32,8 @@ async def run_bench(options: BenchOptions, console: Console | None = None) -> di
     result["targets"] = targets(result)
     errors = [e for p in result["phases"] for e in p["errors"]]
     delivered = result["phases"][1]["items"]
-    result["ok"] = not errors and not result["queued_left"] and (bool(options.rate_limit) or delivered == result["sendable"])
+    naive = result.get("baseline")
+    naive_ok = naive is None or (not naive["failed"] and naive["posted"] == naive["created"] == naive["created_at_warehouse"])
+    result["ok"] = (not errors and not result["queued_left"] and naive_ok
+                    and (bool(options.rate_limit) or delivered == result["sendable"]))
     return result

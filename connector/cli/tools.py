@@ -81,6 +81,8 @@ def bench(
     soak_minutes: float = typer.Option(0.0, "--soak-minutes", help="also run every merchant on 1-minute schedules this long and report RSS growth"),
     json_path: Optional[str] = typer.Option(None, "--json", help="also write the figures to this file"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    baseline: bool = typer.Option(False, "--baseline", help="also run a naive script-like loop on the same queue and compare CPU per order"),
+    baseline_client: str = typer.Option("auto", "--baseline-client", help="the naive loop's UltraCart client: auto (the SDK when installed), sdk, httpx"),
 ) -> None:
     """The performance benchmark: sandboxes in their own processes, figures per phase."""
     from connector import logs
@@ -94,7 +96,8 @@ def bench(
 
     logs.configure("console", "error")
     options = BenchOptions(orders=orders_count, skus=skus, merchants=merchants, latency_ms=latency_ms, rate_limit=rate_limit,
-                           rate_minutes=rate_minutes, concurrency=concurrency, store=store, soak_minutes=soak_minutes, progress=progress)
+                           rate_minutes=rate_minutes, concurrency=concurrency, store=store, soak_minutes=soak_minutes, progress=progress,
+                           baseline=baseline, baseline_client=baseline_client)
     result = run_async(run_bench(options, out))
     print_bench(result, out)
     if json_path:
