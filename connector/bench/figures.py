@@ -135,6 +135,22 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"1% of {o['skus']:,} SKUs changed -> {last['requests_min'].get('ultracart inventory', 0)} inventory post(s)",
             f"{posts} post(s), {last['changed']} items", posts == last["requests_min"].get("ultracart inventory", 0))
         add("quantity pipeline < 1 s", f"{last['quantity_pipeline_s']} s", last["quantity_pipeline_s"] < 1)
+    if result.get("startup"):
+        from connector.bench.startup import TARGET_S
+
+        for name in ("connector --help", "connector check"):
+            c = result["startup"]["commands"][name]
+            add(f"`{name}` <= {TARGET_S} s CPU (child process, median of {result['startup']['repeats']})", f"{c['cpu_s']} s", c["cpu_s"] <= TARGET_S)
+    if result.get("idle"):
+        i = result["idle"]
+        add(f"{i['merchants']:,} idle merchants: < 5% of one core ({i['window_s']:g} s window)", f"{i['cpu_pct_of_a_core']}%",
+            i["cpu_pct_of_a_core"] < 5)
+        peak = max(i["peak_rss_mb"], i["rss_end_mb"])
+        add(f"{i['merchants']:,} idle merchants: < 300 MB RSS", f"{peak} MB", peak < 300)
+        lags = [x for x in (i["lag_p99_s"], i["warm_up"]["lag_p99_s"]) if x is not None]
+        add(f"{i['merchants']:,} idle merchants: schedule lag p99 < 1 s (warm-up and window)",
+            f"window {i['lag_p99_s']} s ({i['passes']} passes), warm-up {i['warm_up']['lag_p99_s']} s ({i['warm_up']['passes']} passes)",
+            bool(lags) and max(lags) < 1)
     if result.get("soak"):
         s = result["soak"]
         add("RSS growth < 10% after warm-up (soak)", f"{s['growth_pct']}%", s["growth_pct"] < 10)

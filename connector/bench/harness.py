@@ -17,16 +17,16 @@ from typing import Any
 
 
 class SandboxProcess:
-    """One sandbox served by `python -m connector.sandbox.serve` in a child process."""
+    """One sandbox served by `python -m connector.sandbox.serve` (or `module`) in a child process."""
 
-    def __init__(self, kind: str, args: list[str], workdir: Path):
-        self.kind, self.args = kind, args
+    def __init__(self, kind: str, args: list[str], workdir: Path, module: str = "connector.sandbox.serve"):
+        self.kind, self.args, self.module = kind, args, module
         self.ready = workdir / f"{kind}.url"
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
     async def start(self, timeout: float = 30.0) -> str:
-        cmd = [sys.executable, "-m", "connector.sandbox.serve", self.kind, "--port", "0", "--ready-file", str(self.ready), *self.args]
+        cmd = [sys.executable, "-m", self.module, self.kind, "--port", "0", "--ready-file", str(self.ready), *self.args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while not self.ready.exists():

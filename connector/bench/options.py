@@ -13,7 +13,10 @@ CATALOG_SIZE = 6  # the sample catalog in the ShipBob sandbox (connector.sandbox
 # The APIs' batch limits: the minimum requests follow from them.
 FETCH, ACK, TRACKING_POST, INVENTORY_POST, PAGE, WAREHOUSE_ACK = 100, 100, 100, 500, 250, 100
 UNLIMITED_RATE = 1_000_000.0  # the adapter's limiter must not pace a sandbox that has no limit
-BASELINE_DC = "BASE"  # the naive loop's own copy of the queue
+BASELINE_DC = "BASE"
+# orders: download, delivery, shipments, inventory (and --baseline); startup: CPU of `connector
+# --help` / `check`; idle: --idle-merchants on default schedules for --idle-seconds.
+PHASE_GROUPS = ("orders", "startup", "idle")  # the naive loop's own copy of the queue
 
 
 @dataclass
@@ -32,6 +35,17 @@ class BenchOptions:
     progress: bool = True
     baseline: bool = False  # also run the naive loop (baseline.py) on the same queue
     baseline_client: str = "auto"  # auto (the SDK when installed) | sdk | httpx
+    phases: str = "orders,startup"  # comma separated, of PHASE_GROUPS
+    idle_merchants: int = 1000
+    idle_seconds: float = 60.0
+
+    @property
+    def phase_groups(self) -> list[str]:
+        groups = [p.strip() for p in self.phases.split(",") if p.strip()]
+        unknown = sorted(set(groups) - set(PHASE_GROUPS))
+        if unknown or not groups:
+            raise ValueError(f"unknown phase(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PHASE_GROUPS)}")
+        return groups
 
     @property
     def accounts(self) -> int:
@@ -60,12 +74,14 @@ def pages(n: int, size: int = PAGE) -> int:
     return max(1, math.ceil(n / size))
 
 
-def bench_config(opts: BenchOptions, run: str, uc_url: str, sb_url: str, db_url: str, schedule: str | None = None) -> dict[str, Any]:
+def bench_config(opts: BenchOptions, run: str, uc_url: str, sb_url: str, db_url: str, schedule: str | None = None,
+                 own_keys: bool = False) -> dict[str, Any]:
+    """`own_keys`: every merchant its own UltraCart key (`UC_KEY-i`, which `connector.bench.keys` accepts)."""
     merchants = []
     for i in range(opts.merchants):
         m: dict[str, Any] = {
             "id": f"{run}-{i + 1}",
-            "ultracart": {"merchant_id": "BENCH", "api_key": UC_KEY, "distribution_center": f"DC{i + 1}", "base_url": uc_url},
+            "ultracart": {"merchant_id": "BENCH", "api_key": f"{UC_KEY}-{i}" if own_keys else UC_KEY, "distribution_center": f"DC{i + 1}", "base_url": uc_url},
             "warehouse": {"adapter": "shipbob", "base_url": f"{sb_url}/a{i}", "channel_id": 1,
                           "token": SB_TOKEN if opts.accounts == 1 else f"{SB_TOKEN}-{i}",
                           "rate_per_minute": float(opts.rate_limit) if opts.rate_limit else UNLIMITED_RATE},

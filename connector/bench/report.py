@@ -36,7 +36,7 @@ def write_json(result: dict[str, Any], path: str) -> None:
 def print_bench(result: dict[str, Any], console: Console) -> None:
     o = result["options"]
     console.rule("connector bench")
-    console.print(f"{o['orders']:,} orders, {o['skus']:,} SKUs, {o['merchants']} merchant(s), latency {o['latency_ms']:g} ms, "
+    console.print(f"phases {o['phases']}; {o['orders']:,} orders, {o['skus']:,} SKUs, {o['merchants']} merchant(s), latency {o['latency_ms']:g} ms, "
                   f"warehouse rate limit {o['rate_limit'] or 'none'}/min, concurrency {o['concurrency']}; "
                   f"sandboxes in their own processes; commit {result['environment']['commit'] or '?'}, "
                   f"load average {result['environment']['load_average'][0]}")
@@ -71,6 +71,30 @@ def print_bench(result: dict[str, Any], console: Console) -> None:
         r = result["rate"]
         console.print(f"Rate limit: {r['requests']:,} warehouse requests in {r['minutes']:g} min at {r['limit_per_minute']}/min: "
                       f"{r['used_pct']}% of the budget used, {r['answered_429']} answered 429 ({r['pct_429']}%)")
+    if result.get("startup"):
+        st = result["startup"]
+        t = Table("command", "CPU s (median)", "user s", "sys s", "runs CPU s", "wall s", "max RSS MB", box=None,
+                  title=f"Start-up (child processes; config with {st['merchants']} merchant(s))", title_justify="left")
+        for name, c in st["commands"].items():
+            t.add_row(name, f"{c['cpu_s']:.3f}", f"{c['user_s']:.3f}", f"{c['sys_s']:.3f}", " ".join(f"{x:.3f}" for x in c["cpu_s_runs"]),
+                      f"{c['wall_s']:.3f}", f"{c['max_rss_mb']:.0f}")
+        console.print(t)
+        for name, c in st["commands"].items():
+            if c["rc"]:
+                console.print(f"[red]{name} exited {c['rc']}: {c['error']}[/]")
+    if result.get("idle"):
+        i, w = result["idle"], result["idle"]["warm_up"]
+        console.print(f"Idle: {i['merchants']:,} merchants (own keys, default schedules); built in {i['build']['wall_s']} s "
+                      f"({i['build']['cpu_s']} s CPU, RSS {i['build']['rss_mb']} MB); warm-up {w['wall_s']} s until "
+                      f"{w['jobs_started']:,}/{w['jobs']:,} jobs ran once ({w['passes_still_running']} passes still running): CPU {w['cpu_pct_of_a_core']}% of a core, "
+                      f"lag p50 {w['lag_p50_s']} s / p99 {w['lag_p99_s']} s / max {w['lag_max_s']} s")
+        console.print(f"Idle window {i['window_s']:g} s: CPU {i['cpu_pct_of_a_core']}% of a core ({i['cpu_s']} s), RSS {i['rss_end_mb']} MB "
+                      f"(peak {i['peak_rss_mb']} MB), {i['passes']:,} scheduled passes, lag p50 {i['lag_p50_s']} s / p99 {i['lag_p99_s']} s / "
+                      f"max {i['lag_max_s']} s, {i['missed']} missed; sandbox CPU {i['sandbox_cpu_s']} s; failed passes {i['failed_count']}")
+        for e in i["failed"]:
+            console.print(f"[red]{e}[/]")
+        for e, count in i.get("raised", {}).items():
+            console.print(f"[red]{count:,} pass(es) raised {e}[/]")
     if result.get("soak"):
         s = result["soak"]
         console.print(f"Soak: {s['merchants']} merchants for {s['minutes']:g} min, {s['orders_created']:,} orders created; RSS "

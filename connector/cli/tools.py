@@ -83,6 +83,9 @@ def bench(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     baseline: bool = typer.Option(False, "--baseline", help="also run a naive script-like loop on the same queue and compare CPU per order"),
     baseline_client: str = typer.Option("auto", "--baseline-client", help="the naive loop's UltraCart client: auto (the SDK when installed), sdk, httpx"),
+    phases: str = typer.Option("orders,startup", "--phases", help="comma separated: orders (download, delivery, shipments, inventory), startup, idle"),
+    idle_merchants: int = typer.Option(1000, "--idle-merchants", help="idle phase: merchants, each with its own credentials"),
+    idle_seconds: float = typer.Option(60.0, "--idle-seconds", help="idle phase: the measured window after the first round of passes"),
 ) -> None:
     """The performance benchmark: sandboxes in their own processes, figures per phase."""
     from connector import logs
@@ -97,7 +100,13 @@ def bench(
     logs.configure("console", "error")
     options = BenchOptions(orders=orders_count, skus=skus, merchants=merchants, latency_ms=latency_ms, rate_limit=rate_limit,
                            rate_minutes=rate_minutes, concurrency=concurrency, store=store, soak_minutes=soak_minutes, progress=progress,
-                           baseline=baseline, baseline_client=baseline_client)
+                           baseline=baseline, baseline_client=baseline_client, phases=phases, idle_merchants=idle_merchants,
+                           idle_seconds=idle_seconds)
+    try:
+        options.phase_groups
+    except ValueError as exc:
+        fail(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
     result = run_async(run_bench(options, out))
     print_bench(result, out)
     if json_path:
