@@ -134,3 +134,24 @@ def timed(module: Any, names: tuple[str, ...], totals: dict[str, float]) -> Iter
     finally:
         for n, fn in originals.items():
             setattr(module, n, fn)
+
+
+def profile_summary(profiler: Any, path: str | None = None, top: int = 15) -> dict[str, Any]:
+    """The `top` functions by own time (with their cumulative time); the full stats go to `path`."""
+    import pstats
+
+    stats = pstats.Stats(profiler)
+    if path:
+        stats.dump_stats(path)
+    stats.sort_stats("tottime")
+    rows = []
+    for func in stats.fcn_list[:top]:  # type: ignore[attr-defined]
+        _, calls, own, cumulative, _ = stats.stats[func]  # type: ignore[attr-defined]
+        filename, line, fn = func
+        where = filename
+        for marker in ("site-packages/", "/connector/", "/adapters/", "lib/python"):
+            if marker in filename:
+                where = filename.split(marker, 1)[1] if marker != "/connector/" and marker != "/adapters/" else marker.strip("/") + "/" + filename.split(marker, 1)[1]
+                break
+        rows.append({"function": f"{where}:{line}({fn})", "calls": calls, "own_s": round(own, 3), "cumulative_s": round(cumulative, 3)})
+    return {"file": path, "total_s": round(stats.total_tt, 3), "top": rows}  # type: ignore[attr-defined]

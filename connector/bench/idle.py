@@ -15,6 +15,7 @@ The lag is observed by a subclass of the daemon (`LagDaemon`), not by changing t
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from connector.bench.harness import Measure, SandboxProcess, _status_kb
+from connector.bench.harness import Measure, SandboxProcess, _status_kb, profile_summary
 from connector.bench.options import SB_TOKEN, UC_KEY, BenchOptions, bench_config
 
 WARM_UP_MAX_S = 300.0
@@ -128,12 +129,18 @@ async def idle_phase(opts: BenchOptions) -> dict[str, Any]:
         daemon.lags.clear()
 
         sandbox_cpu = uc.cpu_s() + sb.cpu_s()
+        profiler = cProfile.Profile() if opts.profile else None
         measure = Measure().start()
+        if profiler is not None:
+            profiler.enable()
         samples = []
         end = time.perf_counter() + opts.idle_seconds
         while (left := end - time.perf_counter()) > 0 and not runner.done():
             await asyncio.sleep(min(1.0, left))
             samples.append(_status_kb("VmRSS"))
+        if profiler is not None:
+            profiler.disable()
+            out["profile"] = profile_summary(profiler, f"{opts.profile}.idle")
         measure.stop()
         out |= {"cpu_s": round(measure.cpu_s, 3), "cpu_pct_of_a_core": round(100 * measure.cpu_s / measure.wall_s, 2),
                 "rss_end_mb": round(_status_kb("VmRSS") / 1024, 1), "peak_rss_mb": round(measure.peak_rss_kb / 1024, 1),

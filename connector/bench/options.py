@@ -38,6 +38,7 @@ class BenchOptions:
     phases: str = "orders,startup"  # comma separated, of PHASE_GROUPS
     idle_merchants: int = 1000
     idle_seconds: float = 60.0
+    profile: str | None = None  # cProfile download + delivery (and the idle window) into this file; inflates their CPU
 
     @property
     def phase_groups(self) -> list[str]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import json
 import logging
 import os
@@ -21,9 +22,12 @@ import httpx
 from rich.console import Console
 
 from connector.bench.figures import finish
-from connector.bench.harness import Measure, SandboxProcess, _status_kb, timed
+from connector.bench.harness import Measure, SandboxProcess, _status_kb, profile_summary, timed
 from connector.bench.options import (BASELINE_DC, SB_TOKEN, SHIP_METHODS, UC_KEY, BenchOptions, bench_config, chunks, sendable_orders,
                                      split)
+
+
+PROFILED = ("download", "delivery")  # what --profile covers: the order flow of the first target
 
 
 class Bench:
@@ -44,6 +48,7 @@ class Bench:
         self.rt: Any = None
         self.last_before: dict[str, int] = {}
         self.delivery_before: dict[str, int] = {}
+        self.profiler = cProfile.Profile() if opts.profile else None  # download + delivery only (PROFILED)
         self.at_deadline: dict[str, int] = {}
 
     # -- plumbing -------------------------------------------------------------------------
@@ -96,8 +101,15 @@ class Bench:
         before = self.last_before = await self.counters()
         sandbox_cpu = self.uc.cpu_s() + self.sb.cpu_s()
         with self.progress(name, progress):
+            profiling = self.profiler is not None and name in PROFILED
             m = Measure().start()
-            results = await work()
+            if profiling:
+                self.profiler.enable()
+            try:
+                results = await work()
+            finally:
+                if profiling:
+                    self.profiler.disable()
             m.stop()
         sandbox_cpu = self.uc.cpu_s() + self.sb.cpu_s() - sandbox_cpu
         after = await self.counters()
@@ -215,8 +227,9 @@ class Bench:
                 phases.append(await self.phase(name, "sku", lambda: self.each_merchant("inventory_upload"),
                                                ("_inventory_items", opts.skus if not change_every else opts.skus // 100)))
         finish(phases, self, pipeline)
+        profile = profile_summary(self.profiler, self.opts.profile) if self.profiler is not None else None
         left = (await self.counters())["_queued"]
-        return {"phases": phases, "queued_left": left, "sendable": sendable, "baseline": naive,
+        return {"phases": phases, "queued_left": left, "sendable": sendable, "baseline": naive, "profile": profile,
                 "rate": self.rate_figures() if opts.rate_limit else None}
 
     def rate_figures(self) -> dict[str, Any]:

@@ -71,6 +71,15 @@ def print_bench(result: dict[str, Any], console: Console) -> None:
         r = result["rate"]
         console.print(f"Rate limit: {r['requests']:,} warehouse requests in {r['minutes']:g} min at {r['limit_per_minute']}/min: "
                       f"{r['used_pct']}% of the budget used, {r['answered_429']} answered 429 ({r['pct_429']}%)")
+    for what, profile in (("download + delivery", result.get("profile")), ("idle window", (result.get("idle") or {}).get("profile"))):
+        if profile:
+            t = Table("function", "calls", "own s", "cumulative s", box=None, title_justify="left",
+                      title=f"Profile of {what}: top {len(profile['top'])} by own time, of {profile['total_s']} s in the event-loop thread (wall clock: "
+                            f"epoll's poll is waiting for the sandboxes) "
+                            f"(cProfile inflates the CPU figures above; full stats: {profile['file']})")
+            for row in profile["top"]:
+                t.add_row(row["function"], f"{row['calls']:,}", f"{row['own_s']:.3f}", f"{row['cumulative_s']:.3f}")
+            console.print(t)
     if result.get("startup"):
         st = result["startup"]
         t = Table("command", "CPU s (median)", "user s", "sys s", "runs CPU s", "wall s", "max RSS MB", box=None,

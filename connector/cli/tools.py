@@ -86,6 +86,7 @@ def bench(
     phases: str = typer.Option("orders,startup", "--phases", help="comma separated: orders (download, delivery, shipments, inventory), startup, idle"),
     idle_merchants: int = typer.Option(1000, "--idle-merchants", help="idle phase: merchants, each with its own credentials"),
     idle_seconds: float = typer.Option(60.0, "--idle-seconds", help="idle phase: the measured window after the first round of passes"),
+    profile: Optional[str] = typer.Option(None, "--profile", help="cProfile download + delivery (and the idle window, FILE.idle) into FILE; print the top 15"),
 ) -> None:
     """The performance benchmark: sandboxes in their own processes, figures per phase."""
     from connector import logs
@@ -101,7 +102,7 @@ def bench(
     options = BenchOptions(orders=orders_count, skus=skus, merchants=merchants, latency_ms=latency_ms, rate_limit=rate_limit,
                            rate_minutes=rate_minutes, concurrency=concurrency, store=store, soak_minutes=soak_minutes, progress=progress,
                            baseline=baseline, baseline_client=baseline_client, phases=phases, idle_merchants=idle_merchants,
-                           idle_seconds=idle_seconds)
+                           idle_seconds=idle_seconds, profile=profile)
     try:
         options.phase_groups
     except ValueError as exc:

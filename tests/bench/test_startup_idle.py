@@ -65,3 +65,19 @@ def test_unknown_phase_is_a_usage_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "connector", "bench", "--phases", "orders,nap"], capture_output=True, text=True,
                           timeout=60, cwd=tmp_path)
     assert proc.returncode == 2 and "nap" in proc.stdout + proc.stderr
+
+
+def test_profile_of_the_order_flow(tmp_path):
+    out, stats = tmp_path / "bench.json", tmp_path / "flow.prof"
+    proc = subprocess.run([sys.executable, "-m", "connector", "bench", "--no-progress", "--phases", "orders", "--orders", "30", "--skus", "0",
+                           "--profile", str(stats), "--json", str(out)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    profile = json.loads(out.read_text())["profile"]
+    assert profile["file"] == str(stats) and stats.stat().st_size > 0 and len(profile["top"]) == 15
+    own = [row["own_s"] for row in profile["top"]]
+    assert own == sorted(own, reverse=True) and all(row["calls"] > 0 for row in profile["top"])
+    # The connector's own code is in the profile: the download and delivery passes ran under it.
+    import pstats
+
+    assert any("connector/pipeline" in f[0] for f in pstats.Stats(str(stats)).stats)  # type: ignore[attr-defined]
+    assert "Profile of download + delivery: top 15" in proc.stdout
