@@ -10,15 +10,25 @@ figures are the connector's alone; the connector runs in this process exactly as
     shipments  ShipBob shipments -> tracking posted to UltraCart -> flagged uploaded at ShipBob
     inventory  K SKUs of stock, first a full push, then again after 1% of them changed
 
+(`--phases orders`), and besides them:
+
+    --baseline   the naive loop (read the queue, acknowledge, one ShipBob post per order) on an
+                 identical copy of the queue, and the connector/naive CPU-per-order ratio
+    startup      CPU of a fresh `connector --help` and `connector check` (in the default phases)
+    idle         N merchants with their own credentials on default schedules (`--phases idle`)
+    --profile    cProfile of download + delivery (and the idle window)
+
 Per phase: wall time, items per second, connector CPU ms per item (`time.process_time`, every
 thread of this process), peak RSS (VmHWM, reset per phase through /proc/self/clear_refs), the
 vendor requests made (the sandboxes' counters) against the minimum the APIs allow, and wall time
 against the round-trip lower bound for the latency. See `figures.minimum_requests` and
 `figures.round_trips`.
 
-Modules: `options` (what was asked, the bench config), `harness` (sandbox processes, `Measure`),
-`phases` (the run), `figures` (derived figures, targets), `report` (printing, JSON), `run`
-(the entry point). Names are loaded on first use, so importing the package costs nothing.
+Modules: `options` (what was asked, the bench config), `harness` (sandbox processes, `Measure`,
+profiles), `phases` (the order phases and the soak), `baseline` (the naive loop), `startup`,
+`idle`, `keys` (the UltraCart sandbox with a key per merchant), `figures` (derived figures,
+targets), `report` (printing, JSON), `run` (the entry point). Names are loaded on first use, so
+importing the package costs nothing.
 """
 
 from __future__ import annotations

@@ -82,11 +82,11 @@ def print_bench(result: dict[str, Any], console: Console) -> None:
             console.print(t)
     if result.get("startup"):
         st = result["startup"]
-        t = Table("command", "CPU s (median)", "user s", "sys s", "runs CPU s", "wall s", "max RSS MB", box=None,
+        t = Table("command", "CPU s (median)", "user s", "sys s", "runs CPU s", "wall s", box=None,
                   title=f"Start-up (child processes; config with {st['merchants']} merchant(s))", title_justify="left")
         for name, c in st["commands"].items():
             t.add_row(name, f"{c['cpu_s']:.3f}", f"{c['user_s']:.3f}", f"{c['sys_s']:.3f}", " ".join(f"{x:.3f}" for x in c["cpu_s_runs"]),
-                      f"{c['wall_s']:.3f}", f"{c['max_rss_mb']:.0f}")
+                      f"{c['wall_s']:.3f}")
         console.print(t)
         for name, c in st["commands"].items():
             if c["rc"]:
@@ -99,7 +99,8 @@ def print_bench(result: dict[str, Any], console: Console) -> None:
                       f"lag p50 {w['lag_p50_s']} s / p99 {w['lag_p99_s']} s / max {w['lag_max_s']} s")
         console.print(f"Idle window {i['window_s']:g} s: CPU {i['cpu_pct_of_a_core']}% of a core ({i['cpu_s']} s), RSS {i['rss_end_mb']} MB "
                       f"(peak {i['peak_rss_mb']} MB), {i['passes']:,} scheduled passes, lag p50 {i['lag_p50_s']} s / p99 {i['lag_p99_s']} s / "
-                      f"max {i['lag_max_s']} s, {i['missed']} missed; sandbox CPU {i['sandbox_cpu_s']} s; failed passes {i['failed_count']}")
+                      f"max {i['lag_max_s']} s, {i['missed']} missed, {i['passes_running_at_end']} passes running at the end; "
+                      f"sandbox CPU {i['sandbox_cpu_s']} s; failed passes {i['failed_count']}")
         for e in i["failed"]:
             console.print(f"[red]{e}[/]")
         for e, count in i.get("raised", {}).items():

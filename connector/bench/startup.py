@@ -38,8 +38,10 @@ def child_cpu(cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None) -
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
         err.seek(0)
         tail = err.read()[-1000:].decode(errors="replace")
+    # (ru_maxrss is left out: Linux carries the parent's peak into a forked child's, so it would
+    # report the bench's own memory.)
     return {"cpu_s": usage.ru_utime + usage.ru_stime, "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "wall_s": wall,
-            "max_rss_mb": round(usage.ru_maxrss / 1024, 1), "rc": proc.returncode, "stderr": tail}
+            "rc": proc.returncode, "stderr": tail}
 
 
 def toml_value(v: Any) -> str:
@@ -93,7 +95,6 @@ def startup_phase(opts: BenchOptions, repeats: int = REPEATS) -> dict[str, Any]:
                 "user_s": round(statistics.median(r["user_s"] for r in runs), 3),
                 "sys_s": round(statistics.median(r["sys_s"] for r in runs), 3),
                 "wall_s": round(statistics.median(r["wall_s"] for r in runs), 3),
-                "max_rss_mb": max(r["max_rss_mb"] for r in runs),
                 "rc": failed[0]["rc"] if failed else 0, "error": failed[0]["stderr"] if failed else "",
             }
         return out
