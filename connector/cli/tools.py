@@ -81,6 +81,12 @@ def bench(
     soak_minutes: float = typer.Option(0.0, "--soak-minutes", help="also run every merchant on 1-minute schedules this long and report RSS growth"),
     json_path: Optional[str] = typer.Option(None, "--json", help="also write the figures to this file"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    baseline: bool = typer.Option(False, "--baseline", help="also run a naive script-like loop on the same queue and compare CPU per order"),
+    baseline_client: str = typer.Option("auto", "--baseline-client", help="the naive loop's UltraCart client: auto (the SDK when installed), sdk, httpx"),
+    phases: str = typer.Option("orders,startup", "--phases", help="comma separated: orders (download, delivery, shipments, inventory), startup, idle"),
+    idle_merchants: int = typer.Option(1000, "--idle-merchants", help="idle phase: merchants, each with its own credentials"),
+    idle_seconds: float = typer.Option(60.0, "--idle-seconds", help="idle phase: the measured window after the first round of passes"),
+    profile: Optional[str] = typer.Option(None, "--profile", help="cProfile download + delivery (and the idle window, FILE.idle) into FILE; print the top 15"),
 ) -> None:
     """The performance benchmark: sandboxes in their own processes, figures per phase."""
     from connector import logs
@@ -94,7 +100,14 @@ def bench(
 
     logs.configure("console", "error")
     options = BenchOptions(orders=orders_count, skus=skus, merchants=merchants, latency_ms=latency_ms, rate_limit=rate_limit,
-                           rate_minutes=rate_minutes, concurrency=concurrency, store=store, soak_minutes=soak_minutes, progress=progress)
+                           rate_minutes=rate_minutes, concurrency=concurrency, store=store, soak_minutes=soak_minutes, progress=progress,
+                           baseline=baseline, baseline_client=baseline_client, phases=phases, idle_merchants=idle_merchants,
+                           idle_seconds=idle_seconds, profile=profile)
+    try:
+        options.phase_groups
+    except ValueError as exc:
+        fail(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
     result = run_async(run_bench(options, out))
     print_bench(result, out)
     if json_path:

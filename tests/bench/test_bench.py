@@ -22,7 +22,7 @@ def bench(tmp_path, *args: str) -> tuple[str, dict]:
 
 
 def test_small_run_prints_every_figure_and_writes_every_key(tmp_path):
-    text, data = bench(tmp_path, "--orders", "200", "--skus", "100", "--merchants", "2")
+    text, data = bench(tmp_path, "--orders", "200", "--skus", "100", "--merchants", "2", "--baseline", "--baseline-client", "httpx")
     for phase in PHASES:
         assert f"\n {phase} " in text, phase
     for column in ("items", "wall s", "per s", "CPU ms/item", "peak RSS MB", "requests (min)", "round-trip bound s", "wall/bound", "sandbox CPU s"):
@@ -44,6 +44,16 @@ def test_small_run_prints_every_figure_and_writes_every_key(tmp_path):
     assert {"options", "environment", "queued_left", "sendable", "ok"} <= set(data)
     # Nothing lost on the way: every queued order acknowledged, every sendable one created.
     assert data["ok"] and data["queued_left"] == 0 and data["phases"][1]["items"] == data["sendable"] == 190
+    # The naive loop ran on its own copy of the same 200 orders: all acknowledged, each with an
+    # address created once, and its CPU per order sits beside the connector's in the targets.
+    naive = data["baseline"]
+    assert naive["client"] == "httpx" and naive["orders"] == naive["acknowledged_at_ultracart"] == 200
+    assert naive["created"] == naive["posted"] == naive["created_at_warehouse"] == naive["requests"]["shipbob POST /order"] == 198
+    assert naive["failed"] == 0 and naive["skipped"] == 2 and naive["cpu_ms_per_order"] > 0
+    assert "Naive loop (httpx, same queue): 200 orders" in text
+    row = next(t for t in data["targets"] if "naive loop" in t["target"])
+    ratio = data["order_flow"]["cpu_ms_per_order"] / naive["cpu_ms_per_order"]
+    assert row["figure"].endswith(f"= {ratio:.2f}x") and row["ok"] == (ratio <= 0.5)
 
 
 def test_latency_and_rate_limit_figures(tmp_path):
