@@ -12,8 +12,10 @@ detail: rate limiters per credential (`Limiters`) and the ways a list pages (`Pa
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json as jsonlib
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -168,6 +170,14 @@ class CallRecord:
 OnCall = Callable[[CallRecord], Awaitable[None] | None]
 
 
+
+@functools.cache
+def shared_tls() -> ssl.SSLContext:
+    """One TLS context for every client of the process: each of its own would load the CA bundle
+    again (about 0.8 MB and 16 ms of CPU a client; a thousand merchants have two clients each).
+    Built on first use, with the same trust (SSL_CERT_FILE / SSL_CERT_DIR) httpx would apply."""
+    return httpx.create_ssl_context()
+
 class HttpClient:
     """A vendor's HTTP client. Adapters subclass nothing: they pass small hooks.
 
@@ -207,6 +217,7 @@ class HttpClient:
             headers={"Accept": "application/json", **headers},
             timeout=timeout,
             transport=transport,
+            verify=shared_tls(),
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
         )
 
