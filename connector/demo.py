@@ -49,9 +49,14 @@ def demo_config(uc_url: str, warehouse: dict[str, Any], methods: tuple[str, ...]
     }
 
 
-async def run_demo(count: int = 50, warehouse: str = "shipbob", keep: Path | None = None) -> dict[str, Any]:
+LEDGERS = ("aligni",)  # inventory ledgers the demo has a sandbox for
+
+
+async def run_demo(count: int = 50, warehouse: str = "shipbob", keep: Path | None = None, ledger: str = "") -> dict[str, Any]:
     """Run the demo; with `keep`, its config (`connector.toml`) and database stay in that folder
-    so `connector status`, `orders`, `order` and `events` can be explored afterwards."""
+    so `connector status`, `orders`, `order` and `events` can be explored afterwards. With
+    `ledger="aligni"` the merchant also keeps its stock in Aligni's sandbox, and the shipped
+    orders' units are consumed there."""
     tmp = keep or Path(tempfile.mkdtemp(prefix="connector-demo-"))
     tmp.mkdir(parents=True, exist_ok=True)
     uc = UltraCartSandbox(api_key=UC_KEY, merchant_id="DEMO", distribution_centers=("DFLT",))
@@ -59,13 +64,21 @@ async def run_demo(count: int = 50, warehouse: str = "shipbob", keep: Path | Non
     for sku, per_fc in STOCK.items():
         for fc, qty in zip(kit.warehouse_ids(), per_fc):
             kit.set_stock(sku, fc, qty)
+    ledger_kit = None
+    if ledger:
+        from connector.sandbox.aligni import AligniKit
+
+        ledger_kit = AligniKit()
     try:
-        with SandboxServer(uc.app) as ucs, _serve(kit.app) as wh_url:
+        with SandboxServer(uc.app) as ucs, _serve(kit.app) as wh_url, _ledger(ledger_kit) as ledger_block:
             uc.queue("DFLT", demo_orders("DEMO", count))
             db = tmp / "demo.db"
             for old in tmp.glob("demo.db*"):
                 old.unlink()
             raw = demo_config(ucs.url, kit.warehouse_config(wh_url, tmp), kit.ship_methods, f"sqlite:///{db}")
+            if ledger_block is not None:
+                raw["merchants"][0]["ledger"] = dict(ledger_block, consume_on=["confirmed"])
+                stock_before = ledger_kit.stock()
             cfg = from_dict(raw, file="<demo>")
             rt = await build_runtime(cfg, store=await Store.open(cfg.daemon.database_url), worker_id="demo")
             try:
@@ -76,8 +89,12 @@ async def run_demo(count: int = 50, warehouse: str = "shipbob", keep: Path | Non
                 told = await _changes_told(rt.store, changes, changed)
                 kit.ship_all()
                 results += await rt.run_once(service="shipment_upload")
+                if ledger_block is not None:
+                    results += await rt.run_once(service="ledger_consume")
                 results += await rt.run_once(service="inventory_upload")
                 summary = await _summary(rt.store, results, uc, kit, ucs.url, wh_url)
+                if ledger_block is not None:
+                    summary["ledger"] = await _ledger_told(rt.store, stock_before, ledger_kit.stock())
                 summary["changes"] = told
             finally:
                 await rt.aclose()
@@ -88,6 +105,25 @@ async def run_demo(count: int = 50, warehouse: str = "shipbob", keep: Path | Non
     finally:
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _ledger(kit: Any) -> Iterator[dict[str, Any] | None]:
+    if kit is None:
+        yield None
+        return
+    try:
+        yield kit.start()
+    finally:
+        kit.stop()
+
+
+async def _ledger_told(store: Store, before: dict, after: dict) -> dict[str, Any]:
+    rows = await store.ledger.listing("demo")
+    states = Counter(r.state for r in rows)
+    return {"lines": len(rows), "by_state": dict(states), "orders": len({r.order_id for r in rows}),
+            "consumed": {sku: str(before[sku] - after.get(sku, 0)) for sku in sorted(before) if before[sku] != after.get(sku, 0)},
+            "problems": [(r.order_id, r.sku, r.state, r.reason) for r in rows if r.state != "done"]}
 
 
 async def _merchant_changes(store: Store, uc: UltraCartSandbox, kit: WarehouseKit) -> tuple[dict[str, str], dict[str, str]]:
@@ -207,6 +243,13 @@ def print_summary(s: dict[str, Any], say) -> None:
     say(f"Tracking: {sum(ships.values())} warehouse shipment(s) read ({ships.get('ignored', 0)} voided label ignored); "
         f"{s['orders_with_tracking']} order(s) sent tracking to UltraCart in {s['tracking_posts']} post(s); "
         f"confirmed: {s['orders_by_state'].get('confirmed', 0)}")
+    if s.get("ledger"):
+        lg = s["ledger"]
+        say(f"Ledger (aligni): {lg['lines']} line(s) of {lg['orders']} confirmed order(s): "
+            + ", ".join(f"{state} {n}" for state, n in sorted(lg["by_state"].items())) + "; units consumed at the demo's location: "
+            + (", ".join(f"{sku} {q}" for sku, q in lg["consumed"].items()) or "none"))
+        for oid, sku, state, why in lg["problems"][:10]:  # short or unknown: alerted with exact figures
+            say(f"  {oid} {sku}: {state}" + (f" ({why})" if why else ""))
     inv = s["services"].get("inventory_upload", {})
     if inv.get("outcome") == "disabled":
         say(f"Inventory: {inv.get('stopped_because') or 'disabled'}")

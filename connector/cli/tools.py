@@ -30,16 +30,20 @@ def _kit_names() -> list[str]:
 def demo(orders_count: int = typer.Option(50, "--orders", help="how many sample orders"),
          warehouse: str = typer.Option("shipbob", "--warehouse", help="which warehouse adapter's sandbox to use"),
          keep: Optional[Path] = typer.Option(None, "--keep", help="keep the demo's config and database in this folder"),
+         ledger: str = typer.Option("", "--ledger", help="also consume the shipped orders' stock in this inventory ledger's sandbox (aligni)"),
          as_json: bool = typer.Option(False, "--json", help="print the summary as JSON")) -> None:
     """Run every service against local sandboxes with sample orders; no config, no network."""
     from connector import logs
-    from connector.demo import print_summary, run_demo
+    from connector.demo import LEDGERS, print_summary, run_demo
 
     if warehouse not in _kit_names():
         fail(f"no sandbox for warehouse {warehouse!r}; available: {', '.join(_kit_names())}")
         raise typer.Exit(EXIT_USAGE)
+    if ledger and ledger not in LEDGERS:
+        fail(f"no sandbox for ledger {ledger!r}; available: {', '.join(LEDGERS)}")
+        raise typer.Exit(EXIT_USAGE)
     logs.configure("console", "error")
-    summary = run_async(run_demo(orders_count, warehouse, keep.resolve() if keep else None))
+    summary = run_async(run_demo(orders_count, warehouse, keep.resolve() if keep else None, ledger))
     if as_json:
         emit_json(summary)
     else:

@@ -155,3 +155,13 @@ def test_kill_9_between_a_warehouse_cancel_and_its_record_cancels_once(flow):
     assert dict(flow.sb.cancel_attempts) == {"acme-DEMO-0002": 1}, "the restart looked it up instead of cancelling again"
     shown = connector("order", "DEMO-0002", "-c", str(cfg))
     assert "state cancelled" in shown.stdout and "already shows it cancelled" in shown.stdout, shown.stdout
+
+
+def test_demo_with_the_aligni_ledger_consumes_the_confirmed_orders_units(tmp_path):
+    proc = subprocess.run(CMD + ["demo", "--ledger", "aligni", "--orders", "20"], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [line] = [x for x in proc.stdout.splitlines() if x.startswith("Ledger (aligni):")]
+    assert "done " in line and "units consumed at the demo's location: BONE-5LB" in line
+    assert "LEASH-BLUE: short (" in proc.stdout  # the demo's low item: alerted with exact figures
+    bad = subprocess.run(CMD + ["demo", "--ledger", "nope"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2 and "no sandbox for ledger 'nope'; available: aligni" in bad.stderr + bad.stdout
