@@ -158,7 +158,7 @@ def test_kill_9_between_a_warehouse_cancel_and_its_record_cancels_once(flow):
 
 
 def test_demo_with_the_aligni_ledger_consumes_the_confirmed_orders_units(tmp_path):
-    proc = subprocess.run(CMD + ["demo", "--ledger", "aligni", "--orders", "20"], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    proc = subprocess.run(CMD + ["demo", "--ledger", "aligni"], capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [line] = [x for x in proc.stdout.splitlines() if x.startswith("Ledger (aligni):")]
     assert "done " in line and "units consumed at the demo's location: BONE-5LB" in line
