@@ -98,9 +98,8 @@ class PassRunner:
         if skipped:
             return PassReport(merchant, name, Outcome.skipped, stopped_because=skipped)
         try:
-            if not await self.store.runs.lease(merchant, name, self.worker_id, self.lease_seconds):
+            if not await self.store.runs.lease(merchant, name, self.worker_id, self.lease_seconds, start=True):
                 return PassReport(merchant, name, Outcome.skipped, stopped_because="running on another replica")
-            await self.store.runs.started(merchant, name)
         except Exception as exc:  # noqa: BLE001 - a database fault is reported, not raised
             return self._database_down(merchant, name, exc)
         pctx = ctx.for_pass()
@@ -202,16 +201,15 @@ class PassRunner:
     async def _record(self, ctx: ServiceContext, service: Service, report: PassReport, sink: EventSink) -> None:
         merchant, name, store = ctx.id, service.name, self.store
         await self._quietly(sink.flush())
+        # One write: how it ended, the lease let go, and (on success) any pause ended.
         await self._quietly(store.runs.finished(merchant, name, outcome=report.outcome, summary=report.did, error=report.error,
-                                                stopped_because=report.stopped_because, resumes_at=report.resumes_at))
-        await self._quietly(store.runs.release(merchant, name, self.worker_id))
+                                                stopped_because=report.stopped_because, resumes_at=report.resumes_at, release=self.worker_id))
         now = self.clock.now()
         if report.outcome is Outcome.paused:
             await self._quietly(store.runs.pause(merchant, name, report.resumes_at, report.error))
             await self._quietly(ctx.alert([(merchant, "configuration", name, f"{name} paused until {report.resumes_at:%Y-%m-%d %H:%M}Z: {report.error}")]))
         elif report.outcome is Outcome.done:
             self._breaker(merchant, name).success()
-            await self._quietly(store.runs.pause(merchant, name, None, ""))
             await self._quietly(store.alerts.resolve(merchant, "configuration", name, now=now))
             if service.failure_alert:
                 await self._quietly(store.alerts.resolve(merchant, service.failure_alert, name, now=now))

@@ -36,6 +36,8 @@ from connector.errors import ConfigError
 from connector.health import Fault
 from connector.runtime import Runtime
 
+DISABLED_EVERY_S = 3600.0
+
 STOP_GRACE_S = 8.0
 WATCH_EVERY_S = 5.0
 STALL_GRACE_S = 30.0
@@ -113,8 +115,15 @@ class Daemon:
     def _schedule_merchant(self, merchant: str, index: int = 0) -> None:
         ctx = self.runtime.contexts[merchant]
         now = _now()
+        from connector.pipeline.services import SERVICES as RUNNABLE
+
         for j, service in enumerate(SERVICES):
             seconds = getattr(ctx.merchant.schedule, service)
+            if RUNNABLE[service].disabled(ctx):
+                # Off for this merchant by its config (no ledger, a dry run...): its first pass
+                # records why for `status`; after that an hourly note is plenty (a reload that
+                # turns it on schedules the merchant again).
+                seconds = max(seconds, DISABLED_EVERY_S)
             job_id = f"{merchant}:{service}"
             self.intervals[job_id] = seconds
             self.last_run[job_id] = time.monotonic()

@@ -183,9 +183,11 @@ async def resolve_hold_alerts(ctx: ServiceContext) -> int:
     for r in held:
         for merchant, category, key, _ in hold_alerts(ctx.id, r.order_id, r.hold) if r.hold else ():
             live[category].add(key)
+    open_now = {(a.category, a.key) for a in await ctx.store.alerts.listing(ctx.id, state="open", limit=100_000) if a.category in live}
     closed = 0
     for category, keys in live.items():
-        closed += await ctx.store.alerts.resolve(ctx.id, category, except_keys=sorted(keys), now=ctx.now())
+        if any(c == category and k not in keys for c, k in open_now):  # one read decides; write only what closes
+            closed += await ctx.store.alerts.resolve(ctx.id, category, except_keys=sorted(keys), now=ctx.now())
     return closed
 
 

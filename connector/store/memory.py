@@ -497,12 +497,14 @@ class MemoryRunStore:
         await self._set(merchant, service, last_started_at=self.b.now())
 
     async def finished(self, merchant: str, service: str, *, outcome: str, summary: dict[str, Any], error: str = "",
-                       stopped_because: str = "", resumes_at: datetime | None = None) -> None:
+                       stopped_because: str = "", resumes_at: datetime | None = None, release: str = "") -> None:
         now = self.b.now()
-        values = dict(last_finished_at=now, last_outcome=outcome, last_error=error[:2000], last_summary=json.dumps(summary, default=str),
-                      stopped_because=stopped_because[:2000], resumes_at=resumes_at)
+        values: dict[str, Any] = dict(last_finished_at=now, last_outcome=outcome, last_error=error[:2000],
+                                      last_summary=json.dumps(summary, default=str), stopped_because=stopped_because[:2000], resumes_at=resumes_at)
         if outcome == "done":
-            values["last_success_at"] = now
+            values.update(last_success_at=now, paused_until=None, pause_reason="")
+        if release and self._row(merchant, service)["lease_owner"] == release:
+            values.update(lease_owner="", lease_until=None)
         await self._set(merchant, service, **values)
 
     async def pause(self, merchant: str, service: str, until: datetime | None, reason: str) -> None:
@@ -511,12 +513,14 @@ class MemoryRunStore:
     async def note(self, merchant: str, service: str, note: str) -> None:
         await self._set(merchant, service, note=note)
 
-    async def lease(self, merchant: str, service: str, owner: str, seconds: float) -> bool:
+    async def lease(self, merchant: str, service: str, owner: str, seconds: float, *, start: bool = False) -> bool:
         async with self.b.gate():
             row = self._row(merchant, service)
             now = self.b.now()
             if row["lease_until"] is None or row["lease_until"] < now or row["lease_owner"] == owner:
                 row.update(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+                if start:
+                    row["last_started_at"] = now
                 return True
             return False
 
