@@ -122,6 +122,14 @@ async def test_a_ship_webhook_brings_tracking_to_ultracart_without_a_poll(flow, 
     assert len(wired.kicks) == 2
     assert [s["order_id"] for post in flow.uc.shipment_posts for s in post] == ["DEMO-0001"]
 
+    # `connector check --online` sees the subscriptions; another URL would be reported missing.
+    from connector.onboarding import warehouse_hooks
+
+    ctx = wired.rt.contexts["acme"]
+    assert (await warehouse_hooks(ctx, wired.url, hook_url)).status == "ok"
+    missing = await warehouse_hooks(ctx, wired.url, f"{wired.url}/webhooks/warehouse/acme/other")
+    assert missing.status == "warning" and "webhooks register" in missing.detail
+
     # Registering again changes nothing at ShipBob.
     lines = await wired.rt.contexts["acme"].warehouse.register_webhooks(hook_url, wired.secret)
     assert lines == ["already subscribed: order.shipped, order.shipment.cancelled, order.shipment.on_hold"]
