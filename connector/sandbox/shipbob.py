@@ -91,18 +91,20 @@ class HookDelivery:
     url: str
     topic: str
     body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # as sent (signature included)
     status: str = "pending"  # pending, delivered, failed, refused (not loopback)
     http_status: int | None = None
     repeat_of: int | None = None
+    secret: str = field(default="", repr=False)  # what the subscription signs with (never shown)
+    extra: dict[str, str] = field(default_factory=dict)  # the subscription's own headers
 
 
 class HookSender:
     """Outgoing webhooks of a warehouse sandbox: `post` only queues, one sender thread posts in
     queue order (the API thread never waits on a receiver), to loopback URLs only, never via a
-    proxy. `sign(delivery)` adds the vendor's signature headers just before each attempt."""
+    proxy. `sign(delivery)` gives the vendor's headers (a signature) just before each attempt."""
 
-    def __init__(self, name: str, sign: Callable[[HookDelivery, str], dict[str, str]]):
+    def __init__(self, name: str, sign: Callable[[HookDelivery], dict[str, str]]):
         self.name, self._sign = name, sign
         self._cond = threading.Condition()
         self._deliveries: dict[int, HookDelivery] = {}
@@ -111,11 +113,12 @@ class HookSender:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def post(self, url: str, topic: str, body: Any, secret: str = "", *, msg_id: str = "", repeat_of: int | None = None) -> int:
+    def post(self, url: str, topic: str, body: Any, secret: str = "", *, extra: dict[str, str] | None = None,
+             msg_id: str = "", repeat_of: int | None = None) -> int:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         with self._cond:
-            d = HookDelivery(next(self._ids), msg_id or f"msg_{uuid.uuid4().hex}", url, topic, raw, repeat_of=repeat_of)
-            d.headers = {"_secret": secret}
+            d = HookDelivery(next(self._ids), msg_id or f"msg_{uuid.uuid4().hex}", url, topic, raw, repeat_of=repeat_of,
+                             secret=secret, extra=dict(extra or {}))
             self._deliveries[d.id] = d
             self._queue.append(d.id)
             self._start()
@@ -123,15 +126,14 @@ class HookSender:
             return d.id
 
     def redeliver(self, delivery_id: int) -> int:
-        """Send a delivery again with the same `webhook-id` (the vendor retrying)."""
+        """Send a delivery again with the same id (the vendor retrying)."""
         with self._cond:
             d = self._deliveries[int(delivery_id)]
-            secret = d.headers.get("_secret", "")
-        return self.post(d.url, d.topic, d.body, secret, msg_id=d.msg_id, repeat_of=d.id)
+        return self.post(d.url, d.topic, d.body, d.secret, extra=d.extra, msg_id=d.msg_id, repeat_of=d.id)
 
     def deliveries(self, topic: str | None = None) -> list[HookDelivery]:
         with self._cond:
-            return [replace(d, headers={k: v for k, v in d.headers.items() if not k.startswith("_")})
+            return [replace(d, headers=dict(d.headers), secret="", extra=dict(d.extra))
                     for d in self._deliveries.values() if topic is None or d.topic == topic]
 
     def wait(self, timeout: float = 10.0) -> list[HookDelivery]:
@@ -162,29 +164,28 @@ class HookSender:
                     if self._closed:
                         return
                     d = self._deliveries[self._queue.popleft()]
-                    secret = d.headers.get("_secret", "")
+                headers: dict[str, str] = {}
                 if not loopback_url(d.url):
-                    status, code, headers = "refused", None, {}
+                    status, code = "refused", None
                 else:
-                    headers = {"Content-Type": "application/json", **self._sign(d, secret)}
+                    headers = {"Content-Type": "application/json", **d.extra, **self._sign(d)}
                     try:
                         code = http.post(d.url, content=d.body, headers=headers).status_code
                         status = "delivered" if 200 <= code < 300 else "failed"
                     except httpx.HTTPError:
                         status, code = "failed", None
                 with self._cond:
-                    d.status, d.http_status = status, code
-                    d.headers = {**headers, "_secret": secret}
+                    d.status, d.http_status, d.headers = status, code, headers
                     self._cond.notify_all()
 
 
-def shipbob_signature_headers(d: HookDelivery, secret: str) -> dict[str, str]:
+def shipbob_signature_headers(d: HookDelivery) -> dict[str, str]:
     """ShipBob's delivery headers (Standard Webhooks): id, timestamp, topic and, for a
     subscription made with a secret, `v1,` HMAC-SHA256 of `{id}.{timestamp}.{body}`."""
     stamp = str(int(time.time()))
     headers = {"webhook-id": d.msg_id, "webhook-timestamp": stamp, "x-webhook-topic": d.topic}
-    if secret:
-        key = base64.b64decode(secret.removeprefix("whsec_"))
+    if d.secret:
+        key = base64.b64decode(d.secret.removeprefix("whsec_"))
         digest = hmac.new(key, f"{d.msg_id}.{stamp}.".encode() + d.body, hashlib.sha256).digest()
         headers["webhook-signature"] = "v1," + base64.b64encode(digest).decode()
     return headers

@@ -174,3 +174,62 @@ async def test_an_on_hold_shipment_raises_an_alert(flow, wired):
     assert (delivery.topic, delivery.http_status) == ("order.shipment.on_hold", 200)
     alerts = [a for a in await wired.rt.store.alerts.listing() if a.category == "warehouse_hold"]
     assert alerts and str(held) in alerts[0].message, alerts
+
+
+# -- ShipStation v2 ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def v2(tmp_path, capsys):
+    """The same wiring for a merchant whose warehouse is ShipStation v2 (SQLite)."""
+    from tests.support.flow import Flow
+
+    f = Flow(tmp_path, warehouse="shipstation-v2")
+    rt = await f.runtime()
+    scheduler = Scheduler(rt)
+    holder: dict[str, Wired] = {}
+    try:
+        async with serve(build_app(rt, Daemon(kick=lambda m, s: holder["w"].kick(m, s)))) as url, \
+                httpx.AsyncClient(base_url=url, timeout=30) as client:
+            w = holder["w"] = Wired(f, rt, scheduler, url, client)
+            data = f.config_dict()
+            data["daemon"]["public_url"] = url
+            assert await _register(from_dict(data, file="<test>"), "acme") == 0
+            printed = capsys.readouterr().out
+            assert "acme: shipstation-v2: subscribed track" in printed and "subscribed batch" in printed, printed
+            w.token = await rt.store.cursors.get("acme", WAREHOUSE_TOKEN)
+            w.secret = await warehouse_secret(rt.store, "acme", create=False)
+            yield w
+            await w.settled()
+    finally:
+        await rt.aclose()
+        f.close()
+
+
+async def test_a_shipstation_v2_track_webhook_brings_tracking_to_ultracart(v2):
+    flow, rt = v2.flow, v2.rt
+    hook_url = f"{v2.url}/webhooks/warehouse/acme/{v2.token}"
+    assert await rt.contexts["acme"].warehouse.webhook_urls() == {hook_url}
+    assert all({"key": "X-Connector-Webhook-Secret", "value": v2.secret} in h["headers"] for h in flow.sb.webhooks.values())
+
+    flow.uc.queue("DFLT", orders(1))
+    await deliver(rt)
+    [label] = flow.sb.ship("acme-DEMO-0001")
+    await until(lambda: flow.uc.tracking("DEMO-0001"), "tracking of DEMO-0001 at UltraCart")
+    assert flow.uc.tracking("DEMO-0001") == [label["tracking_number"]]
+    assert v2.kicks == [("acme", "shipment_upload")]
+    [delivery] = flow.sb.hooks.deliveries()
+    await v2.settled()
+    flow.sb.hooks.redeliver(delivery.id)
+    await v2.settled()
+    assert len(v2.kicks) == 2 and [s["order_id"] for post in flow.uc.shipment_posts for s in post] == ["DEMO-0001"]
+
+    body = json.dumps({"resource_url": "https://api.shipstation.com/v2/labels/se-1/track", "resource_type": "TRACK_EVENT_V2"}).encode()
+    path = f"/webhooks/warehouse/acme/{v2.token}"
+    assert (await v2.client.post(path, content=body)).status_code == 401  # the secret header missing
+    assert (await v2.client.post(path, content=body, headers={"X-Connector-Webhook-Secret": "guess"})).status_code == 401
+    assert (await v2.client.post(f"/webhooks/warehouse/acme/{v2.token}x", content=body,
+                                 headers={"X-Connector-Webhook-Secret": v2.secret})).status_code == 401
+    assert len(v2.kicks) == 2
+    ok = await v2.client.post(path, content=body, headers={"X-Connector-Webhook-Secret": v2.secret})
+    assert ok.status_code == 200 and ok.json() == {"accepted": 1} and len(v2.kicks) == 3
