@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -50,7 +51,7 @@ class Wired:
     def __init__(self, flow, rt, scheduler: Scheduler, url: str, client: httpx.AsyncClient):
         self.flow, self.rt, self.scheduler, self.url, self.client = flow, rt, scheduler, url, client
         self.kicks: list[tuple[str, str]] = []
-        self.token = self.secret = ""
+        self.token = self.secret = self.printed = ""
 
     def kick(self, merchant: str, service: str) -> None:
         self.kicks.append((merchant, service))
@@ -176,15 +177,15 @@ async def test_an_on_hold_shipment_raises_an_alert(flow, wired):
     assert alerts and str(held) in alerts[0].message, alerts
 
 
-# -- ShipStation v2 ------------------------------------------------------------------------------
+# -- ShipStation v2 and v1 -----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def v2(tmp_path, capsys):
-    """The same wiring for a merchant whose warehouse is ShipStation v2 (SQLite)."""
+@contextlib.asynccontextmanager
+async def wired_for(warehouse: str, tmp_path, capsys) -> AsyncIterator[Wired]:
+    """The same wiring for a merchant whose warehouse is `warehouse` (SQLite)."""
     from tests.support.flow import Flow
 
-    f = Flow(tmp_path, warehouse="shipstation-v2")
+    f = Flow(tmp_path, warehouse=warehouse)
     rt = await f.runtime()
     scheduler = Scheduler(rt)
     holder: dict[str, Wired] = {}
@@ -195,8 +196,7 @@ async def v2(tmp_path, capsys):
             data = f.config_dict()
             data["daemon"]["public_url"] = url
             assert await _register(from_dict(data, file="<test>"), "acme") == 0
-            printed = capsys.readouterr().out
-            assert "acme: shipstation-v2: subscribed track" in printed and "subscribed batch" in printed, printed
+            w.printed = capsys.readouterr().out
             w.token = await rt.store.cursors.get("acme", WAREHOUSE_TOKEN)
             w.secret = await warehouse_secret(rt.store, "acme", create=False)
             yield w
@@ -204,6 +204,20 @@ async def v2(tmp_path, capsys):
     finally:
         await rt.aclose()
         f.close()
+
+
+@pytest.fixture
+async def v2(tmp_path, capsys):
+    async with wired_for("shipstation-v2", tmp_path, capsys) as w:
+        assert "acme: shipstation-v2: subscribed track" in w.printed and "subscribed batch" in w.printed, w.printed
+        yield w
+
+
+@pytest.fixture
+async def v1(tmp_path, capsys):
+    async with wired_for("shipstation", tmp_path, capsys) as w:
+        assert "acme: shipstation: subscribed SHIP_NOTIFY" in w.printed, w.printed
+        yield w
 
 
 async def test_a_shipstation_v2_track_webhook_brings_tracking_to_ultracart(v2):
@@ -233,3 +247,25 @@ async def test_a_shipstation_v2_track_webhook_brings_tracking_to_ultracart(v2):
     assert len(v2.kicks) == 2
     ok = await v2.client.post(path, content=body, headers={"X-Connector-Webhook-Secret": v2.secret})
     assert ok.status_code == 200 and ok.json() == {"accepted": 1} and len(v2.kicks) == 3
+
+
+async def test_a_shipstation_v1_ship_notify_brings_tracking_to_ultracart(v1):
+    flow, rt = v1.flow, v1.rt
+    hook_url = f"{v1.url}/webhooks/warehouse/acme/{v1.token}"
+    assert await rt.contexts["acme"].warehouse.webhook_urls() == {hook_url}
+    flow.uc.queue("DFLT", orders(1))
+    await deliver(rt)
+    [label] = flow.sb.ship("acme-DEMO-0001")
+    await until(lambda: flow.uc.tracking("DEMO-0001"), "tracking of DEMO-0001 at UltraCart")
+    assert flow.uc.tracking("DEMO-0001") == [label["trackingNumber"]]
+    assert v1.kicks == [("acme", "shipment_upload")]
+    [delivery] = flow.sb.hooks.deliveries()
+    assert delivery.http_status == 200 and "X-Connector-Webhook-Secret" not in delivery.headers  # v1 can send nothing but the body
+    await v1.settled()
+    flow.sb.hooks.redeliver(delivery.id)
+    await v1.settled()
+    assert len(v1.kicks) == 2 and [s["order_id"] for post in flow.uc.shipment_posts for s in post] == ["DEMO-0001"]
+    # Unsigned: the path token is all there is, so a wrong one is all that is refused.
+    body = json.dumps({"resource_url": "http://127.0.0.1:1/shipments?batchId=1", "resource_type": "SHIP_NOTIFY"}).encode()
+    assert (await v1.client.post(f"/webhooks/warehouse/acme/{v1.token[:-1]}", content=body)).status_code == 401
+    assert (await v1.client.post(f"/webhooks/warehouse/acme/{v1.token}", content=body)).status_code == 200
