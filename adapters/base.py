@@ -229,8 +229,8 @@ class WarehouseAdapter(Protocol):
 
         Idempotent: missing subscriptions are created, existing ones left as they are. `secret`
         (32 base64 characters the connector generated with the URL's token and keeps beside
-        it) is handed to a warehouse that signs its deliveries. Returns one line per thing done
-        or found, for a person to read."""
+        it) is handed to a warehouse that signs its deliveries (or sends it back in a header).
+        Returns one line per thing done or found, for a person to read."""
 
     async def webhook_urls(self) -> set[str]:
         """The URLs the warehouse's shipment webhooks are subscribed to (capability `webhooks`)."""
@@ -243,9 +243,9 @@ class WarehouseAdapter(Protocol):
         Never a source of data: the connector reads the shipment through the API."""
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str = "") -> bool:
-        """Whether a delivery is signed by the warehouse with `secret` (the raw body, before
-        any parsing). True for a warehouse that does not sign: the secret path token alone
-        authenticates it."""
+        """Whether a delivery carries the warehouse's proof made with `secret` (a signature of
+        the raw body, before any parsing, or the secret in a header). True for a warehouse that
+        can carry neither: the secret path token alone authenticates it."""
 
     async def aclose(self) -> None: ...
 

@@ -492,8 +492,10 @@ class WarehouseHooks:
     cancelled, or put on hold). The body is only a hint: the connector reads the shipments through
     the warehouse's API (a shipment_upload pass, started at once), never from the webhook alone.
     Authenticated by the secret path token `connector webhooks register` made (compared in
-    constant time), the same size and parse limits as UltraCart's; a repeat or an out-of-order
-    delivery only starts one more read, which is idempotent."""
+    constant time) and, where the warehouse can carry one, by the secret made beside it
+    (`verify_webhook`: ShipBob's signature, ShipStation v2's header); the same size and parse
+    limits as UltraCart's; a repeat or an out-of-order delivery only starts one more read, which
+    is idempotent."""
 
     SECRET = "warehouse_webhook_secret"  # cursor holding the secret a signing warehouse signs deliveries with
 

@@ -137,6 +137,19 @@ async def test_a_ship_webhook_brings_tracking_to_ultracart_without_a_poll(flow, 
     assert len(flow.sb.webhooks) == 1
 
 
+async def test_a_lost_webhook_is_caught_by_the_backstop_poll(flow, wired):
+    flow.uc.queue("DFLT", orders(1))
+    await deliver(wired.rt)
+    for sub in flow.sb.webhooks.values():
+        sub["url"] = sub["url"].replace(wired.token, "stale-token")  # the delivery is refused (401): lost to us
+    [parcel] = flow.sb.ship("acme-DEMO-0001")
+    await wired.settled()
+    assert [d.http_status for d in flow.sb.hooks.deliveries()] == [401] and wired.kicks == []
+    assert flow.uc.tracking("DEMO-0001") == []
+    [report] = await wired.rt.run_once(service="shipment_upload")  # the scheduled poll, run by hand
+    assert report.ok and flow.uc.tracking("DEMO-0001") == [parcel["tracking"]["tracking_number"]]
+
+
 async def test_bad_token_forged_or_stale_signature_are_refused(flow, wired):
     body = json.dumps({"id": 1, "reference_id": "acme-DEMO-0001", "shipments": []}).encode()
     assert (await wired.post(body, token="not-the-token")).status_code == 401
