@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -85,8 +85,9 @@ class Capabilities:
     """What a warehouse system can do; the engine switches services on and off by these.
 
     Claim only what the adapter really implements: the contract suite checks that a claimed
-    `cancel` comes with a `cancel_order` of the adapter's own, and `bulk_create` with a
-    `create_orders` (which no adapter has yet: the protocol does not declare one).
+    `cancel` comes with a `cancel_order` of the adapter's own, `bulk_create` with a
+    `create_orders` (which no adapter has yet: the protocol does not declare one), and `webhooks`
+    with its own `register_webhooks`, `webhook_urls` and `webhook_hints`.
     """
 
     inventory: bool = False  # stock_levels() works: the inventory upload service runs
@@ -95,6 +96,10 @@ class Capabilities:
     bulk_create: bool = False  # create_orders() sends many in one call (not part of the protocol yet)
     sku_catalog: bool = False  # known_skus() returns the warehouse's SKUs (unknown SKUs are held)
     ship_method_catalog: bool = False  # known_ship_methods() returns the valid methods
+    # register_webhooks() subscribes the warehouse's shipment webhooks to this connector and
+    # webhook_urls() lists them; each delivery (webhook_hints(), verify_webhook()) starts a
+    # shipment read at once. Off: shipments are only polled.
+    webhooks: bool = False
 
 
 def order_reference(merchant: str, order_id: str, limit: int = REFERENCE_LIMIT) -> str:
@@ -219,6 +224,29 @@ class WarehouseAdapter(Protocol):
     async def stock_levels(self) -> list[StockLevel]:
         """Stock per SKU and warehouse (capability `inventory`)."""
 
+    async def register_webhooks(self, url: str, secret: str = "") -> list[str]:
+        """Subscribe the warehouse's shipment webhooks to `url` (capability `webhooks`).
+
+        Idempotent: missing subscriptions are created, existing ones left as they are. `secret`
+        (32 base64 characters the connector generated with the URL's token and keeps beside
+        it) is handed to a warehouse that signs its deliveries (or sends it back in a header).
+        Returns one line per thing done or found, for a person to read."""
+
+    async def webhook_urls(self) -> set[str]:
+        """The URLs the warehouse's shipment webhooks are subscribed to (capability `webhooks`)."""
+
+    def webhook_hints(self, body: Any) -> list[dict[str, Any]]:
+        """What a delivery (its parsed JSON) says to look at: dicts with `topic`, and `id`
+        (the warehouse's order or shipment id) and `reference` when it names them.
+
+        Pure and tolerant: a body of any shape gives a (possibly empty) list, never an error.
+        Never a source of data: the connector reads the shipment through the API."""
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str = "") -> bool:
+        """Whether a delivery carries the warehouse's proof made with `secret` (a signature of
+        the raw body, before any parsing, or the secret in a header). True for a warehouse that
+        can carry neither: the secret path token alone authenticates it."""
+
     async def aclose(self) -> None: ...
 
 
@@ -274,6 +302,18 @@ class WarehouseAdapterBase:
 
     async def stock_levels(self) -> list[StockLevel]:
         raise NotImplementedError(f"{self.name} reports no stock (capability `inventory` is off)")
+
+    async def register_webhooks(self, url: str, secret: str = "") -> list[str]:
+        raise NotImplementedError(f"{self.name} has no webhooks (capability `webhooks` is off): shipments are polled")
+
+    async def webhook_urls(self) -> set[str]:
+        return set()  # no webhooks: nothing is subscribed
+
+    def webhook_hints(self, body: Any) -> list[dict[str, Any]]:
+        return []  # nothing to look at but what the next poll finds
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str = "") -> bool:
+        return True  # unsigned: the secret path token authenticates the delivery
 
     async def aclose(self) -> None:
         return None

@@ -492,8 +492,12 @@ class WarehouseHooks:
     cancelled, or put on hold). The body is only a hint: the connector reads the shipments through
     the warehouse's API (a shipment_upload pass, started at once), never from the webhook alone.
     Authenticated by the secret path token `connector webhooks register` made (compared in
-    constant time), the same size and parse limits as UltraCart's; a repeat or an out-of-order
-    delivery only starts one more read, which is idempotent."""
+    constant time) and, where the warehouse can carry one, by the secret made beside it
+    (`verify_webhook`: ShipBob's signature, ShipStation v2's header); the same size and parse
+    limits as UltraCart's; a repeat or an out-of-order delivery only starts one more read, which
+    is idempotent."""
+
+    SECRET = "warehouse_webhook_secret"  # cursor holding the secret a signing warehouse signs deliveries with
 
     def __init__(self, runtime: Runtime, kick: Callable[[str, str], None] | None):
         self.runtime, self.kick = runtime, kick
@@ -502,10 +506,12 @@ class WarehouseHooks:
     async def handle(self, request: Request) -> JSONResponse:
         merchant = request.path_params["merchant"][:64]
         ctx = self.runtime.contexts.get(merchant)
-        expected = ""
+        expected = secret = ""
         if ctx is not None and ctx.warehouse is not None:
             try:
-                expected = await self.runtime.store.with_deadline().cursors.get(merchant, WAREHOUSE_TOKEN) or ""
+                cursors = self.runtime.store.with_deadline().cursors
+                expected = await cursors.get(merchant, WAREHOUSE_TOKEN) or ""
+                secret = (await cursors.get(merchant, self.SECRET) or "") if expected else ""
             except Exception as exc:  # noqa: BLE001 - the warehouse retries; polling catches up anyway
                 log.error("warehouse webhook: the database did not answer", error=database_fault(exc) or type(exc).__name__)
                 return JSONResponse({"error": "retry later"}, status_code=503)
@@ -518,9 +524,15 @@ class WarehouseHooks:
             body = await _read_body(request)
             if len(body) > WAREHOUSE_BODY:
                 raise Rejected(413, "too_large", f"body exceeds {WAREHOUSE_BODY} bytes")
+            if not ctx.warehouse.verify_webhook(request.headers, body, secret):  # the raw body, before any parsing
+                raise Rejected(401, "unauthorized", "bad or missing signature")
             hints = ctx.warehouse.webhook_hints(loads_bounded(body, max_depth=MAX_DEPTH, max_bytes=WAREHOUSE_BODY)) if body.strip() else []
+            topic = request.headers.get("x-webhook-topic", "")[:100]  # ShipBob names the topic in a header
+            hints = [h if h.get("topic") or not topic else {**h, "topic": topic} for h in hints]
         except Rejected as r:
             metrics.webhook(merchant, r.outcome)
+            if r.status == 401:
+                self.refusals.note("warehouse_bad_signature", status=401)
             return JSONResponse({"error": r.reason}, status_code=r.status)
         except (UntrustedInput, ValueError) as exc:
             metrics.webhook(merchant, "malformed")

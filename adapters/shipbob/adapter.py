@@ -7,6 +7,8 @@ Every path, parameter and body field here was checked against ShipBob's 2026-01 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -30,12 +32,15 @@ class ShipBobAdapter(VendorAdapter):
     Shipment acknowledgement uses ShipBob's own outbox flag (`is_tracking_uploaded`).
     Cancel: `POST /{ver}/order/{id}:cancel`, ShipBob deciding what is still cancellable
     (`cancel_order` says how its answers are read).
+    Webhooks: `/{ver}/webhook` subscriptions to `order.shipped`, `order.shipment.cancelled` and
+    `order.shipment.on_hold`, created with a `whsec_` secret; ShipBob signs each delivery with it
+    (`webhook-id`, `webhook-timestamp`, `webhook-signature`: HMAC-SHA256, Standard Webhooks).
     """
 
     name: ClassVar[str] = "shipbob"
     Config: ClassVar[type[ShipBobConfig]] = ShipBobConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
-        inventory=True, shipment_ack=True, cancel=True, sku_catalog=True, ship_method_catalog=True
+        inventory=True, shipment_ack=True, cancel=True, sku_catalog=True, ship_method_catalog=True, webhooks=True
     )
     # ShipBob documents no request id header. x-remaining-calls counts down its sliding window;
     # at 0 the limiter waits x-retry-after (or its own short default when ShipBob does not say).
@@ -239,6 +244,61 @@ class ShipBobAdapter(VendorAdapter):
             for item in page:
                 levels += mapping.stock_levels_of(item)
         return levels
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    async def _subscriptions(self) -> list[dict[str, Any]]:
+        """Every webhook subscription of this token (`GET /{ver}/webhook`, cursor-paged)."""
+        subs: list[dict[str, Any]] = []
+        async for page in self._cursor_pages(f"{self._v}/webhook", {"RecordsPerPage": str(PAGE_LIMIT)}):
+            subs += [s for s in page if isinstance(s, dict)]
+        return subs
+
+    def _covered(self, subs: list[dict[str, Any]], url: str) -> set[str]:
+        """The topics enabled subscriptions to `url` already deliver."""
+        return {t for s in subs if s.get("url") == url and s.get("enabled", True) for t in s.get("topics") or []}
+
+    async def register_webhooks(self, url: str, secret: str = "") -> list[str]:
+        """Subscribe `url` to the shipment topics it is not subscribed to yet (one
+        `POST /{ver}/webhook` for all the missing ones, with the secret ShipBob signs with).
+
+        A disabled subscription to `url` counts as missing (ShipBob disables an endpoint that
+        failed for days): a new one is made and the old one named, for a person to delete."""
+        subs = await self._subscriptions()
+        mine = [s for s in subs if s.get("url") == url]
+        lines = [f"subscription {s.get('id')} is disabled in ShipBob: delete it (a new one replaces it)"
+                 for s in mine if s.get("enabled", True) is False]
+        covered = self._covered(subs, url)
+        missing = [t for t in mapping.WEBHOOK_TOPICS if t not in covered]
+        if covered & set(mapping.WEBHOOK_TOPICS):
+            lines.append(f"already subscribed: {', '.join(t for t in mapping.WEBHOOK_TOPICS if t in covered)}")
+        if not missing:
+            return lines
+        body: dict[str, Any] = {"url": url, "topics": missing, "description": f"UltraCart connector, merchant {self.context.merchant}"}
+        if secret:
+            body["secret"] = secret if secret.startswith(mapping.SECRET_PREFIX) else mapping.SECRET_PREFIX + secret
+        # A repeat after a lost reply makes a second subscription to the same URL: harmless (a
+        # delivery only starts a read) and the next register run reports both.
+        response = await self.http.request("POST", f"{self._v}/webhook", json=body, idempotent=False, ok=(200, 201))
+        created = response.json() if response.content else {}
+        sub_id = created.get("id") if isinstance(created, dict) else None
+        lines.append(f"subscribed (id {sub_id or '?'}): {', '.join(missing)}{', signed' if secret else ''}")
+        return lines
+
+    async def webhook_urls(self) -> set[str]:
+        """URLs whose enabled subscriptions deliver every topic the connector needs."""
+        subs = await self._subscriptions()
+        urls = {str(s.get("url")) for s in subs if s.get("url")}
+        return {u for u in urls if set(mapping.WEBHOOK_TOPICS) <= self._covered(subs, u)}
+
+    def webhook_hints(self, body: Any) -> list[dict[str, Any]]:
+        return mapping.webhook_hints(body)
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str = "") -> bool:
+        """ShipBob signs every delivery: no secret (none was made here) or a bad or stale
+        signature is a refusal."""
+        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+        return bool(secret) and mapping.signature_valid(lowered, body, secret, time.time())
 
     # -- paging -------------------------------------------------------------------------------
 

@@ -6,6 +6,10 @@ Shapes follow ShipBob's 2026-01 document: `Orders.CreateOrderModel` out, `Orders
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import re
 from decimal import Decimal
 from typing import Any
@@ -186,3 +190,75 @@ def is_duplicate_reference(message: str) -> bool:
     """True for ShipBob's 422 "an order with this reference already exists" in its wordings."""
     text = re.sub(r"[\s_-]", "", message.lower())
     return "referenceid" in text and any(w in text for w in ("exist", "duplicate", "already"))
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+# The topics the connector subscribes to (`Webhooks.Topics`): each starts a shipment read.
+WEBHOOK_TOPICS = ("order.shipped", "order.shipment.cancelled", "order.shipment.on_hold")
+SECRET_PREFIX = "whsec_"  # `secret` is `^whsec_[a-zA-Z0-9+/]{32}$`: 24 random bytes, base64
+SIGNATURE_TOLERANCE_S = 300  # a delivery signed longer ago (or ahead) than this is a replay
+MAX_HINTS = 100
+_HINT_TEXT = 100
+
+
+def _scalar(value: Any) -> str:
+    """An id or reference from an untrusted body: a short string, or "" for anything else."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return str(value).strip()[:_HINT_TEXT]
+
+
+def webhook_hints(body: Any, topic: str = "") -> list[dict[str, Any]]:
+    """Which ShipBob order or shipment a delivery is about.
+
+    ShipBob posts the order (`order.shipped`) or the shipment (`order.shipment.*`) as the body,
+    the topic in the `x-webhook-topic` header; an envelope `{"topic", "data"}` is read too. Any
+    other shape gives no hints: the shipment read the delivery starts finds what there is.
+    """
+    if isinstance(body, dict) and isinstance(body.get("data"), dict | list):
+        topic = topic or _scalar(body.get("topic") or body.get("type"))
+        body = body["data"]
+    elif isinstance(body, dict):
+        topic = topic or _scalar(body.get("topic"))
+    hints: list[dict[str, Any]] = []
+    for item in body if isinstance(body, list) else [body]:
+        if not isinstance(item, dict) or len(hints) >= MAX_HINTS:
+            continue
+        hint = {"topic": topic or ("order.shipped" if isinstance(item.get("shipments"), list) else "")}
+        for key, field in (("id", "id"), ("order_id", "order_id"), ("reference", "reference_id")):
+            value = _scalar(item.get(field))
+            if value:
+                hint[key] = value
+        if len(hint) > 1:
+            hints.append(hint)
+    return hints
+
+
+def webhook_key(secret: str) -> bytes | None:
+    """The HMAC key of a `whsec_...` secret (the bytes its base64 part decodes to); None when it
+    is not one."""
+    raw = secret[len(SECRET_PREFIX):] if secret.startswith(SECRET_PREFIX) else secret
+    try:
+        return base64.b64decode(raw, validate=True) if raw else None
+    except (ValueError, binascii.Error):
+        return None
+
+
+def webhook_signature(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
+    """`v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, as ShipBob signs (Standard Webhooks)."""
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signature_valid(headers: dict[str, str], body: bytes, secret: str, now: float) -> bool:
+    """Whether `webhook-signature` holds a v1 signature of this body by `secret`, made within
+    the tolerance of `now` (`headers` keyed in lower case)."""
+    key = webhook_key(secret)
+    msg_id, stamp, given = headers.get("webhook-id", ""), headers.get("webhook-timestamp", ""), headers.get("webhook-signature", "")
+    if key is None or not msg_id or not stamp.isdigit() or not given:
+        return False
+    if abs(now - int(stamp)) > SIGNATURE_TOLERANCE_S:
+        return False
+    expected = webhook_signature(key, msg_id, stamp, body).encode()
+    return any(hmac.compare_digest(expected, part.encode()) for part in given.split() if part.startswith("v1,"))

@@ -40,6 +40,11 @@ class ShipStationAdapter(VendorAdapter):
     `orderStatus` "cancelled", which ShipStation allows while it is awaiting payment or shipment
     or on hold (`cancel_order`).
 
+    Webhooks: one `SHIP_NOTIFY` subscription (`POST /webhooks/subscribe`, limited to `store_id`
+    when set) to the connector's secret URL. v1 neither signs deliveries nor sends custom
+    headers, so the secret path token is the only authentication; a delivery's `resource_url`
+    is never fetched, it only starts the usual shipments read.
+
     No inventory (v1 has no stock endpoint) and no shipment acknowledgement (nothing to mark);
     SKUs are not checked (ShipStation takes any SKU). Ship methods are ShipStation's
     `carrierCode:serviceCode`, validated against `GET /carriers` and `/carriers/listservices`.
@@ -47,7 +52,7 @@ class ShipStationAdapter(VendorAdapter):
 
     name: ClassVar[str] = "shipstation"
     Config: ClassVar[type[ShipStationConfig]] = ShipStationConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(cancel=True, ship_method_catalog=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(cancel=True, ship_method_catalog=True, webhooks=True)
     # ShipStation v1 documents no request id header. X-Rate-Limit-Remaining counts down the key's
     # 40 per minute, shared with every other user of the key; at 0 the limiter holds every call
     # until X-Rate-Limit-Reset (seconds) has passed. A proxy may add a standard Retry-After.
@@ -238,6 +243,45 @@ class ShipStationAdapter(VendorAdapter):
                 if found is not None and self.context.owns(found.reference):
                     shipments.append(found)
         return shipments
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    async def _webhooks(self) -> list[dict[str, Any]]:
+        """The account's webhooks (`GET /webhooks`: `{"webhooks": [...]}`, not paged)."""
+        response = await self.http.request("GET", "/webhooks")
+        body = response.json() if response.content else {}
+        hooks = (body or {}).get("webhooks") if isinstance(body, dict) else body
+        return [h for h in hooks or [] if isinstance(h, dict)]
+
+    def _ship_notify_to(self, hooks: list[dict[str, Any]], url: str) -> list[dict[str, Any]]:
+        return [h for h in hooks if mapping.webhook_field(h, "Url", "target_url") == url
+                and mapping.webhook_field(h, "HookType", "event") == mapping.SHIP_NOTIFY
+                and mapping.webhook_field(h, "Active") is not False]
+
+    async def register_webhooks(self, url: str, secret: str = "") -> list[str]:
+        """Subscribe `url` to SHIP_NOTIFY unless it already is. `secret` is not used: v1 can
+        carry nothing but the URL."""
+        mine = self._ship_notify_to(await self._webhooks(), url)
+        if mine:
+            return [f"already subscribed: {mapping.SHIP_NOTIFY} (webhook {mapping.webhook_field(mine[0], 'WebHookID', 'id')})"]
+        body: dict[str, Any] = {"target_url": url, "event": mapping.SHIP_NOTIFY, "friendly_name": f"UltraCart connector {self.context.merchant}"}
+        if self.config.store_id is not None:
+            body["store_id"] = self.config.store_id
+        # A repeat after a lost reply may add a second subscription: harmless (each delivery only
+        # starts a read), and the next register run shows it.
+        response = await self.http.request("POST", "/webhooks/subscribe", json=body, idempotent=False, ok=(200, 201))
+        made = response.json() if response.content else {}
+        hook_id = made.get("id") if isinstance(made, dict) else None
+        return [f"subscribed {mapping.SHIP_NOTIFY} (webhook {hook_id or '?'}); ShipStation v1 does not sign deliveries: "
+                "the secret URL is their only authentication"]
+
+    async def webhook_urls(self) -> set[str]:
+        hooks = await self._webhooks()
+        urls = {str(mapping.webhook_field(h, "Url", "target_url") or "") for h in hooks}
+        return {u for u in urls if u and self._ship_notify_to(hooks, u)}
+
+    def webhook_hints(self, body: Any) -> list[dict[str, Any]]:
+        return mapping.webhook_hints(body)
 
     # -- paging -------------------------------------------------------------------------------
 

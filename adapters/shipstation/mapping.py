@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 from adapters import kit
@@ -239,3 +240,32 @@ def error_text(body: Any) -> str:
     `{"Message": ..., "ExceptionMessage": ...}`, `{"message": ...}`, and plain text.
     """
     return kit.error_text(body, messages=("ExceptionMessage", "Message", "message", "error", "errors"), fields=("ModelState",))
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+SHIP_NOTIFY = "SHIP_NOTIFY"  # fires when a label is created: the one event that means tracking exists
+
+
+def webhook_field(hook: dict[str, Any], *names: str) -> Any:
+    """A field of a v1 webhook record, whichever casing ShipStation used (`WebHookID`, `Url`...)."""
+    lowered = {str(k).lower(): v for k, v in hook.items()}
+    return next((lowered[n.lower()] for n in names if n.lower() in lowered), None)
+
+
+def webhook_hints(body: Any) -> list[dict[str, Any]]:
+    """What a delivery (`{resource_url, resource_type}`) is about: its type and, when the URL
+    names them, the batch and store. `resource_url` is never fetched (it came in an unsigned body
+    and would be sent our credentials): the shipments read uses our own base URL."""
+    if not isinstance(body, dict):
+        return []
+    rtype, url = body.get("resource_type"), body.get("resource_url")
+    hint: dict[str, Any] = {"topic": rtype.strip().lower()[:64] if isinstance(rtype, str) else ""}
+    if isinstance(url, str):
+        query = {k.lower(): v for k, v in parse_qsl(urlsplit(url[:2000]).query)}
+        for key, field in (("batch_id", "batchid"), ("store_id", "storeid")):
+            if query.get(field, "").isdigit():
+                hint[key] = query[field][:20]
+        if "batch_id" in hint:
+            hint["id"] = hint["batch_id"]
+    return [hint] if hint["topic"] or len(hint) > 1 else []

@@ -13,9 +13,10 @@ account and a service (`se-123456:usps_priority_mail`); both are checked against
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -66,11 +67,16 @@ class ShipStationV2Adapter(VendorAdapter):
     the connected carriers' services.
     Cancel: `PUT /v2/shipments/{id}/cancel` for our shipment and any part split off it, while no
     label is bought (ShipStation wants labels voided first: a label means too late here).
+    Webhooks: `/v2/environment/webhooks` subscriptions to the `track` and `batch` events, each
+    with a custom header carrying the connector's secret (`verify_webhook` checks it). ShipStation
+    also signs deliveries with RSA-SHA256, but its document does not say how (keys, headers), so
+    that signature is not checked.
     """
 
     name: ClassVar[str] = VENDOR
     Config: ClassVar[type[ShipStationV2Config]] = ShipStationV2Config
-    capabilities: ClassVar[Capabilities] = Capabilities(inventory=True, cancel=True, sku_catalog=True, ship_method_catalog=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(inventory=True, cancel=True, sku_catalog=True, ship_method_catalog=True,
+                                                                webhooks=True)
     # The request id travels in error bodies (`request_id`), not a header. v2 documents only
     # Retry-After (on 429s); the X-Rate-Limit-* headers of ShipStation's v1 API are honoured when
     # a response carries them, so a budget spent elsewhere slows us first.
@@ -381,6 +387,71 @@ class ShipStationV2Adapter(VendorAdapter):
         async for page in self._pages("/v2/inventory", {"group_by": "warehouse"}, "inventory"):
             rows += page
         return mapping.stock_levels_of(rows)
+
+    # -- webhooks -----------------------------------------------------------------------------
+
+    async def _webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook of the account (`GET /v2/environment/webhooks`: one unpaged array)."""
+        response = await self.http.request("GET", "/v2/environment/webhooks")
+        body = response.json() if response.content else []
+        return [w for w in body if isinstance(w, dict)] if isinstance(body, list) else []
+
+    @staticmethod
+    def _carries(webhook: dict[str, Any], secret: str) -> bool:
+        return any(isinstance(h, dict) and str(h.get("key", "")).lower() == mapping.SECRET_HEADER.lower() and h.get("value") == secret
+                   for h in webhook.get("headers") or [])
+
+    async def register_webhooks(self, url: str, secret: str = "") -> list[str]:
+        """For each event: create the subscription to `url` when there is none; one that lacks
+        the secret header is updated (`PUT`, its other headers kept); one in order is left."""
+        lines: list[str] = []
+        hooks = await self._webhooks()
+        ours = {"key": mapping.SECRET_HEADER, "value": secret}
+        for event in mapping.WEBHOOK_EVENTS:
+            mine = [w for w in hooks if w.get("url") == url and w.get("event") == event]
+            if not mine:
+                body: dict[str, Any] = {"event": event, "url": url}
+                if secret:
+                    body["headers"] = [ours]
+                # A repeat after a lost reply may add a second, identical webhook: harmless (a
+                # delivery only starts a read), and register shows it.
+                try:
+                    response = await self.http.request("POST", "/v2/environment/webhooks", json=body, idempotent=False, ok=(200, 201))
+                except PermanentError as exc:
+                    if exc.status != 409:
+                        raise
+                    raise PermanentError(f"ShipStation refused a {event} webhook to this URL (409: {exc.message}); another app's "
+                                         f"{event} webhook may be in the way: see Settings > API > Webhooks",
+                                         vendor=self.name, status=409) from exc
+                made = response.json() if response.content else {}
+                lines.append(f"subscribed {event} (webhook {made.get('webhook_id') if isinstance(made, dict) else '?'})")
+                continue
+            hook = mine[0]
+            if secret and not self._carries(hook, secret):
+                kept = [h for h in hook.get("headers") or [] if isinstance(h, dict) and str(h.get("key", "")).lower() != mapping.SECRET_HEADER.lower()]
+                await self.http.request("PUT", f"/v2/environment/webhooks/{quote(str(hook.get('webhook_id')), safe='')}",
+                                        json={"url": url, "headers": [*kept, ours]}, idempotent=True, ok=(200, 204))
+                lines.append(f"{event}: webhook {hook.get('webhook_id')} now sends the connector's secret header")
+            else:
+                lines.append(f"already subscribed: {event} (webhook {hook.get('webhook_id')})")
+        return lines
+
+    async def webhook_urls(self) -> set[str]:
+        """URLs subscribed to every event the connector needs."""
+        hooks = await self._webhooks()
+        urls = {str(w.get("url")) for w in hooks if w.get("url")}
+        return {u for u in urls if all(any(w.get("url") == u and w.get("event") == e for w in hooks) for e in mapping.WEBHOOK_EVENTS)}
+
+    def webhook_hints(self, body: Any) -> list[dict[str, Any]]:
+        return mapping.webhook_hints(body)
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str = "") -> bool:
+        """The secret header our subscriptions carry, compared in constant time (no secret made
+        here: the path token alone, as before)."""
+        if not secret:
+            return True
+        given = next((str(v) for k, v in headers.items() if str(k).lower() == mapping.SECRET_HEADER.lower()), "")
+        return hmac.compare_digest(given.encode(), secret.encode())
 
     # -- paging -------------------------------------------------------------------------------
 

@@ -281,3 +281,34 @@ def error_text(body: Any) -> str:
               if isinstance(e, dict) else e for e in body.get("errors") or []]
     text = kit.error_text({"errors": errors} if errors else body, messages=("errors",) if errors else ("message",))
     return text + (f" (request id {body['request_id']})" if body.get("request_id") else "")
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+# `webhook_event`s that mean labels were bought: `track` (a label's tracking events, the first
+# when it is created) and `batch` (a batch of labels processed). Each starts a labels read.
+WEBHOOK_EVENTS = ("track", "batch")
+# A custom header (`webhook_header`) ShipStation sends with every delivery of our subscriptions,
+# carrying the secret the connector made beside the URL's token: a leaked URL alone is not enough.
+SECRET_HEADER = "X-Connector-Webhook-Secret"
+_RESOURCE_ID = re.compile(r"/v2/(labels|batches)/([A-Za-z0-9_-]{1,64})(?:/|$)")
+
+
+def webhook_hints(body: Any) -> list[dict[str, Any]]:
+    """What a delivery (`{resource_url, resource_type, data}`) is about: the label (or batch) id
+    read from `resource_url` and, for a track event, the tracking number. The URL is never
+    fetched: it came from an unauthenticated body; the labels read uses our own base URL."""
+    if not isinstance(body, dict):
+        return []
+    rtype = body.get("resource_type")
+    hint: dict[str, Any] = {"topic": rtype.strip().lower()[:64] if isinstance(rtype, str) else ""}
+    url = body.get("resource_url")
+    found = _RESOURCE_ID.search(url) if isinstance(url, str) else None
+    if found:
+        hint["label_id" if found.group(1) == "labels" else "batch_id"] = found.group(2)
+        hint["id"] = found.group(2)
+    data = body.get("data")
+    number = data.get("tracking_number") if isinstance(data, dict) else None
+    if isinstance(number, str) and number.strip():
+        hint["tracking_number"] = number.strip()[:64]
+    return [hint] if len(hint) > 1 else []

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from typing import Any, Optional
 
@@ -30,6 +31,18 @@ async def warehouse_url(store: Any, public_url: str, merchant: str, *, create: b
         token = secrets.token_urlsafe(24)
         await store.cursors.set(merchant, WAREHOUSE_TOKEN, token)
     return f"{public_url}/webhooks/warehouse/{merchant}/{token}" if token else ""
+
+
+async def warehouse_secret(store: Any, merchant: str, *, create: bool) -> str:
+    """The secret a signing warehouse signs this merchant's deliveries with (made once beside
+    the path token, then kept): 24 random bytes as 32 base64 characters ("" when none was made)."""
+    from connector.web import WarehouseHooks
+
+    secret = await store.cursors.get(merchant, WarehouseHooks.SECRET)
+    if not secret and create:
+        secret = base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+        await store.cursors.set(merchant, WarehouseHooks.SECRET, secret)
+    return secret or ""
 
 
 async def registered_url(cfg: Any, merchant: str) -> str:
@@ -83,8 +96,9 @@ async def _register(cfg: Any, only: str | None) -> int:
                 say(f"{mid}: the warehouse ({ctx.warehouse.name if ctx.warehouse else 'none'}) has no webhooks: shipments are polled")
                 continue
             url = await warehouse_url(store, cfg.daemon.public_url, mid, create=True)
+            secret = await warehouse_secret(store, mid, create=True)
             try:
-                for line in await ctx.warehouse.register_webhooks(url):
+                for line in await ctx.warehouse.register_webhooks(url, secret):
                     say(f"{mid}: {ctx.warehouse.name}: {line}")
             except ConnectorError as exc:
                 bad += 1

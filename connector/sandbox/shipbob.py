@@ -31,11 +31,22 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
+import hmac
+import ipaddress
+import itertools
+import json
+import re
 import threading
 import time
-from collections import defaultdict
+import uuid
+from collections import defaultdict, deque
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -54,6 +65,130 @@ DEFAULT_FCS = {10: "Cicero (IL)", 11: "Moreno Valley (CA)"}
 CANCELLABLE = ("Processing", "Exception", "ImportReview")  # order statuses a cancel may start from
 PICK_STAGES = {"Picked": "The shipment has been picked", "Packed": "The shipment has been packed"}
 WINDOW_LIMIT = 150  # ShipBob's documented budget, reported when no fault limit is set
+WEBHOOK_TOPICS = frozenset({"order.shipped", "order.shipment.delivered", "order.shipment.exception", "order.shipment.on_hold",
+                            "order.shipment.cancelled", "return.created", "return.updated", "return.completed",
+                            "billing.charge.created", "billing.refund.created", "billing.credit.created"})  # Webhooks.Topics
+SECRET_PATTERN = re.compile(r"^whsec_[a-zA-Z0-9+/]{32}$")
+
+
+def loopback_url(url: str) -> bool:
+    """Whether a webhook URL points at this machine (the sandboxes never post anywhere else)."""
+    host = (urlsplit(url).hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class HookDelivery:
+    """One webhook post: what was sent where, and how it went."""
+
+    id: int
+    msg_id: str  # `webhook-id`: the same when the delivery is repeated
+    url: str
+    topic: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # as sent (signature included)
+    status: str = "pending"  # pending, delivered, failed, refused (not loopback)
+    http_status: int | None = None
+    repeat_of: int | None = None
+    secret: str = field(default="", repr=False)  # what the subscription signs with (never shown)
+    extra: dict[str, str] = field(default_factory=dict)  # the subscription's own headers
+
+
+class HookSender:
+    """Outgoing webhooks of a warehouse sandbox: `post` only queues, one sender thread posts in
+    queue order (the API thread never waits on a receiver), to loopback URLs only, never via a
+    proxy. `sign(delivery)` gives the vendor's headers (a signature) just before each attempt."""
+
+    def __init__(self, name: str, sign: Callable[[HookDelivery], dict[str, str]]):
+        self.name, self._sign = name, sign
+        self._cond = threading.Condition()
+        self._deliveries: dict[int, HookDelivery] = {}
+        self._queue: deque[int] = deque()
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def post(self, url: str, topic: str, body: Any, secret: str = "", *, extra: dict[str, str] | None = None,
+             msg_id: str = "", repeat_of: int | None = None) -> int:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        with self._cond:
+            d = HookDelivery(next(self._ids), msg_id or f"msg_{uuid.uuid4().hex}", url, topic, raw, repeat_of=repeat_of,
+                             secret=secret, extra=dict(extra or {}))
+            self._deliveries[d.id] = d
+            self._queue.append(d.id)
+            self._start()
+            self._cond.notify_all()
+            return d.id
+
+    def redeliver(self, delivery_id: int) -> int:
+        """Send a delivery again with the same id (the vendor retrying)."""
+        with self._cond:
+            d = self._deliveries[int(delivery_id)]
+        return self.post(d.url, d.topic, d.body, d.secret, extra=d.extra, msg_id=d.msg_id, repeat_of=d.id)
+
+    def deliveries(self, topic: str | None = None) -> list[HookDelivery]:
+        with self._cond:
+            return [replace(d, headers=dict(d.headers), secret="", extra=dict(d.extra))
+                    for d in self._deliveries.values() if topic is None or d.topic == topic]
+
+    def wait(self, timeout: float = 10.0) -> list[HookDelivery]:
+        """Wait until every delivery so far is settled; TimeoutError names those still pending."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: all(d.status != "pending" for d in self._deliveries.values()), timeout):
+                raise TimeoutError(f"{self.name} webhook deliveries still pending after {timeout} s")
+        return self.deliveries()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._closed = False
+            self._thread = threading.Thread(target=self._run, name=f"{self.name}-webhooks", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(trust_env=False, timeout=15.0) as http:  # never through a proxy from the environment
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._closed or self._queue)
+                    if self._closed:
+                        return
+                    d = self._deliveries[self._queue.popleft()]
+                headers: dict[str, str] = {}
+                if not loopback_url(d.url):
+                    status, code = "refused", None
+                else:
+                    headers = {"Content-Type": "application/json", **d.extra, **self._sign(d)}
+                    try:
+                        code = http.post(d.url, content=d.body, headers=headers).status_code
+                        status = "delivered" if 200 <= code < 300 else "failed"
+                    except httpx.HTTPError:
+                        status, code = "failed", None
+                with self._cond:
+                    d.status, d.http_status, d.headers = status, code, headers
+                    self._cond.notify_all()
+
+
+def shipbob_signature_headers(d: HookDelivery) -> dict[str, str]:
+    """ShipBob's delivery headers (Standard Webhooks): id, timestamp, topic and, for a
+    subscription made with a secret, `v1,` HMAC-SHA256 of `{id}.{timestamp}.{body}`."""
+    stamp = str(int(time.time()))
+    headers = {"webhook-id": d.msg_id, "webhook-timestamp": stamp, "x-webhook-topic": d.topic}
+    if d.secret:
+        key = base64.b64decode(d.secret.removeprefix("whsec_"))
+        digest = hmac.new(key, f"{d.msg_id}.{stamp}.".encode() + d.body, hashlib.sha256).digest()
+        headers["webhook-signature"] = "v1," + base64.b64encode(digest).decode()
+    return headers
 
 
 class ApiError(common.ApiError):
@@ -86,7 +221,7 @@ class ShipBobSandbox(Planned):
         self.split_every, self.void_every = split_every, void_every
         self.fulfillment_centers = dict(fulfillment_centers or DEFAULT_FCS)
         self._lock = threading.Lock()
-        self._seq = {"order": 1000, "shipment": 500000, "product": 7000, "method": 40}
+        self._seq = {"order": 1000, "shipment": 500000, "product": 7000, "method": 40, "webhook": 12000}
         self.products: dict[str, dict[str, Any]] = {}  # by SKU
         for sku in dict.fromkeys(products):  # each once: `products` stays in id order (the listings rely on it)
             self._add_product(sku, sku)
@@ -104,6 +239,8 @@ class ShipBobSandbox(Planned):
         self.requests: dict[str, int] = defaultdict(int)
         self._window = CallWindow()
         self.faults = faults or Faults()
+        self.webhooks: dict[str, dict[str, Any]] = {}  # subscriptions by id (the secret kept, never listed)
+        self.hooks = HookSender("shipbob", shipbob_signature_headers)
         v = "/" + api_version
         routes = [
             Route(f"{v}/channel", self._channels, methods=["GET"]),
@@ -114,6 +251,9 @@ class ShipBobSandbox(Planned):
             Route(f"{v}/shipping-method", self._list_methods, methods=["GET"]),
             Route(f"{v}/shipment:batchUpdateTrackingUpload", self._tracking_uploaded, methods=["POST"]),
             Route(f"{v}/inventory-level/locations", self._inventory_locations, methods=["GET"]),
+            Route(f"{v}/webhook", self._list_webhooks, methods=["GET"]),
+            Route(f"{v}/webhook", self._create_webhook, methods=["POST"]),
+            Route(f"{v}/webhook/{{hook_id}}", self._delete_webhook, methods=["DELETE"]),
             *control_routes(self, stock_entry=lambda e: (
                 str(e["sku"]), int(e.get("fc_id", e.get("fulfillment_center_id"))), int(e["fulfillable"]), e.get("on_hand"))),
             Route("/_sandbox/pick", self._pick_control, methods=["POST"]),
@@ -161,6 +301,22 @@ class ShipBobSandbox(Planned):
                     shipment["last_update_at"] = _stamp(_now())
                     marked.append(shipment["id"])
             return marked
+
+    def hold(self, reference: str) -> list[int]:
+        """Put the order's waiting shipments on hold (ShipBob's `OnHold`), telling the
+        `order.shipment.on_hold` subscribers; returns their ids."""
+        with self._lock:
+            order = self.orders.get(reference)
+            held = []
+            for shipment in (order or {}).get("shipments", []):
+                if shipment["status"] == "Processing":
+                    shipment.update(status="OnHold", last_update_at=_stamp(_now()))
+                    self._emit("order.shipment.on_hold", copy.deepcopy(shipment))
+                    held.append(shipment["id"])
+            return held
+
+    def close(self) -> None:
+        self.hooks.close()
 
     def tracking_uploaded(self) -> list[int]:
         with self._lock:
@@ -286,6 +442,7 @@ class ShipBobSandbox(Planned):
             shipped.append(pending)
             pending = None
         order["status"] = "Fulfilled"
+        self._emit("order.shipped", self._public(order))  # once all labels are printed, as ShipBob does
         return shipped
 
     def _new_shipment(self, order: dict[str, Any], lines: list[tuple[str, int, str]]) -> dict[str, Any]:
@@ -342,6 +499,12 @@ class ShipBobSandbox(Planned):
                 "shipping_date": _stamp(now),
             },
         )
+
+    def _emit(self, topic: str, payload: dict[str, Any]) -> None:
+        """Queue `payload` for every enabled subscription to `topic` (the sender posts it)."""
+        for sub in self.webhooks.values():
+            if sub["enabled"] and topic in sub["topics"]:
+                self.hooks.post(sub["url"], topic, payload, sub.get("_secret", ""))
 
     def _public(self, order: dict[str, Any]) -> dict[str, Any]:
         return copy.deepcopy({k: v for k, v in order.items() if not k.startswith("_")})
@@ -466,6 +629,7 @@ class ShipBobSandbox(Planned):
                     continue
                 shipment.update(status="Cancelled", last_update_at=_stamp(_now()))
                 self._release(order, shipment)
+                self._emit("order.shipment.cancelled", copy.deepcopy(shipment))
                 results.append({"shipment_id": shipment["id"], "action": "Cancel", "is_success": True, "reason": None})
             done = sum(r["is_success"] for r in results)
             if not kept:
@@ -531,7 +695,8 @@ class ShipBobSandbox(Planned):
             # Only the page asked for is copied out: a big account pages through thousands.
             return JSONResponse([self._public(o) for o in selected[(page - 1) * limit : page * limit]])
 
-    def _cursor_page(self, request: Request, count: int, render: Callable[[int, int], list[Any]], size_param: str = "PageSize") -> Response:
+    def _cursor_page(self, request: Request, count: int, render: Callable[[int, int], list[Any]], size_param: str = "PageSize",
+                     *, ends: bool = True) -> Response:
         """One page of a cursor-paged list of `count` records; `render(start, stop)` builds just
         that page's records (a catalogue of 100,000 SKUs is paged, never built whole)."""
         q = request.query_params
@@ -552,6 +717,8 @@ class ShipBobSandbox(Planned):
             "next": link(offset + size) if offset + size < count else None,
             "prev": link(max(0, offset - size)) if offset else None,
         }
+        if not ends:  # Webhooks.GetWebhookResponse has no first/last links
+            del body["first"], body["last"]
         return JSONResponse(body)
 
     @endpoint
@@ -626,6 +793,51 @@ class ShipBobSandbox(Planned):
             return self._cursor_page(request, len(skus), lambda a, b: [self._inventory_item(sku) for sku in skus[a:b]])
 
 
+    # -- webhooks ---------------------------------------------------------------------------
+
+    @endpoint
+    async def _list_webhooks(self, request: Request) -> Response:
+        with self._lock:
+            subs = [{k: v for k, v in sub.items() if not k.startswith("_")} for sub in self.webhooks.values()]
+        return self._cursor_page(request, len(subs), lambda a, b: subs[a:b], size_param="RecordsPerPage", ends=False)
+
+    @endpoint
+    async def _create_webhook(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ApiError(400, {"": ["A non-empty request body is required."]}) from None
+        if not isinstance(body, dict):
+            raise ApiError(422, {"": ["The request body must be a JSON object."]})
+        errors: dict[str, list[str]] = {}
+        topics = body.get("topics")
+        if not isinstance(topics, list) or not topics or not all(isinstance(t, str) for t in topics):
+            errors["topics"] = ["At least one topic is required."]
+        elif set(topics) - WEBHOOK_TOPICS:
+            errors["topics"] = [f"Unknown topic(s): {', '.join(sorted(set(topics) - WEBHOOK_TOPICS))}."]
+        url = body.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):  # ShipBob wants https; loopback tests use http
+            errors["url"] = ["The url must be an absolute https URL."]
+        secret = body.get("secret")
+        if secret is not None and (not isinstance(secret, str) or not SECRET_PATTERN.match(secret)):
+            errors["secret"] = ["The secret must match ^whsec_[a-zA-Z0-9+/]{32}$."]
+        if errors:
+            raise ApiError(422, errors)
+        with self._lock:
+            hook_id = str(self._next("webhook"))
+            sub = {"id": hook_id, "url": url, "topics": list(dict.fromkeys(topics)), "enabled": True,
+                   "description": body.get("description"), "created_at": _stamp(_now()), "_secret": secret or ""}
+            self.webhooks[hook_id] = sub
+            shown = {k: v for k, v in sub.items() if not k.startswith("_") and k != "enabled"}
+        return JSONResponse({**shown, **({"secret": secret} if secret else {})})
+
+    @endpoint
+    async def _delete_webhook(self, request: Request) -> Response:
+        with self._lock:
+            self.webhooks.pop(request.path_params["hook_id"], None)
+        return Response(status_code=204)
+
+
 class ShipBobKit(SandboxKit):
     """The ShipBob sandbox as a `connector.sandbox.kits.WarehouseKit`."""
 
@@ -659,6 +871,9 @@ class ShipBobKit(SandboxKit):
 
     def warehouse_ids(self) -> list[str]:
         return [str(fc) for fc in self.sandbox.fulfillment_centers]
+
+    def close(self) -> None:
+        self.sandbox.close()
 
 
 def kit(*, products, ship_methods, credential: str = "sandbox-token", **kw: Any) -> ShipBobKit:

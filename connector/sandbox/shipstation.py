@@ -14,6 +14,10 @@ Faithful where it matters to the connector:
   re-shipped, as planned per order (`plan()`) or every Nth order (`split_every`, `void_every`);
 - `GET /carriers`, `GET /carriers/listservices?carrierCode=`, `GET /stores/{storeId}`;
 - paging by `page` and `pageSize` (<= 500) with `total`, `page`, `pages`;
+- webhooks: `GET /webhooks`, `POST /webhooks/subscribe` (`target_url`, `event`, optional
+  `store_id`), `DELETE /webhooks/{id}`; every order that ships posts `{resource_url,
+  resource_type}` to each SHIP_NOTIFY subscriber of its store, unsigned, from a sender thread, to
+  loopback URLs only (`hooks`);
 - `X-Rate-Limit-Limit`, `-Remaining`, `-Reset` on every reply, faults included; a 429 when
   `faults.rate_limit_per_minute` is set and spent. Without it nothing is limited (the demo).
 
@@ -47,11 +51,14 @@ from connector.sandbox import common
 from connector.sandbox.common import DEMO_PLAN, CallWindow, Edge, Planned, SandboxKit, ShipPlan, control_routes, endpoint, halves
 from connector.sandbox.common import now_utc as _now
 from connector.sandbox.faults import FaultMiddleware, Faults
+from connector.sandbox.shipbob import HookDelivery, HookSender
 
 WINDOW_LIMIT = 40  # ShipStation's documented budget per key and secret
 MAX_PAGE_SIZE = 500
 ORDER_STATUSES = ("awaiting_payment", "awaiting_shipment", "pending_fulfillment", "shipped", "on_hold", "cancelled")
 FINAL_STATUSES = ("shipped", "cancelled")  # ShipStation refuses to update these
+WEBHOOK_EVENTS = ("ORDER_NOTIFY", "ITEM_ORDER_NOTIFY", "SHIP_NOTIFY", "ITEM_SHIP_NOTIFY", "FULFILLMENT_SHIPPED", "FULFILLMENT_REJECTED")
+PUBLIC_BASE = "https://ssapi.shipstation.com"  # what resource_url names (the sandbox does not know its own address)
 DEFAULT_CARRIERS: dict[str, tuple[str, dict[str, str]]] = {
     "stamps_com": ("Stamps.com", {
         "usps_priority_mail": "USPS Priority Mail", "usps_ground_advantage": "USPS Ground Advantage",
@@ -126,7 +133,9 @@ class ShipStationSandbox(Planned):
         self.ship_after_s = ship_after_s
         self.split_every, self.void_every = split_every, void_every
         self._lock = threading.Lock()
-        self._seq = {"order": 5_000_000, "item": 9_000_000, "shipment": 70_000_000}
+        self._seq = {"order": 5_000_000, "item": 9_000_000, "shipment": 70_000_000, "webhook": 40_000, "batch": 80_000}
+        self.webhooks: dict[int, dict[str, Any]] = {}  # by WebHookID
+        self.hooks = HookSender("shipstation", _unsigned)
         self.orders: dict[int, dict[str, Any]] = {}  # by orderId
         self.by_key: dict[str, int] = {}  # orderKey -> orderId
         self.labels: list[dict[str, Any]] = []  # every shipment (label), voided ones included
@@ -145,6 +154,9 @@ class ShipStationSandbox(Planned):
             Route("/carriers", self._list_carriers, methods=["GET"]),
             Route("/carriers/listservices", self._list_services, methods=["GET"]),
             Route("/stores/{store_id}", self._get_store, methods=["GET"]),
+            Route("/webhooks", self._list_webhooks, methods=["GET"]),
+            Route("/webhooks/subscribe", self._subscribe, methods=["POST"]),
+            Route("/webhooks/{hook_id}", self._unsubscribe, methods=["DELETE"]),
             *control_routes(self, reference_keys=("order_key", "reference")),  # v1 keeps no stock
         ]
         inner = Starlette(routes=routes)
@@ -365,7 +377,21 @@ class ShipStationSandbox(Planned):
             made.append(self._label(order, group, tracking_for(len(made) + 1)))
         self.labels += made
         order.update(orderStatus="shipped", shipDate=made[-1]["shipDate"], modifyDate=pacific_stamp(_now()))
+        self._notify(order)
         return copy.deepcopy(made)
+
+    def _notify(self, order: dict[str, Any]) -> None:
+        """SHIP_NOTIFY to every subscriber of the order's store (or of every store)."""
+        store = order["advancedOptions"].get("storeId")
+        batch = self._next("batch")
+        body = {"resource_url": f"{PUBLIC_BASE}/shipments?storeID={store or ''}&batchId={batch}&includeShipmentItems=False",
+                "resource_type": "SHIP_NOTIFY"}
+        for hook in self.webhooks.values():
+            if hook["HookType"] == "SHIP_NOTIFY" and hook["Active"] and hook["StoreID"] in (None, store):
+                self.hooks.post(hook["Url"], "SHIP_NOTIFY", body)
+
+    def close(self) -> None:
+        self.hooks.close()
 
     def _label(self, order: dict[str, Any], items: list[dict[str, Any]], tracking: str) -> dict[str, Any]:
         now = _now()
@@ -535,6 +561,53 @@ class ShipStationSandbox(Planned):
                                  "marketplaceName": "ShipStation", "accountName": None, "active": True})
 
 
+    # -- webhooks ---------------------------------------------------------------------------
+
+    @endpoint
+    async def _list_webhooks(self, request: Request) -> Response:
+        with self._lock:
+            return JSONResponse({"webhooks": [copy.deepcopy(h) for h in self.webhooks.values()]})
+
+    @endpoint
+    async def _subscribe(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _invalid({"": ["The request body is not valid JSON."]}) from None
+        if not isinstance(body, dict):
+            raise _invalid({"": ["The request body must be an object."]})
+        errors: dict[str, list[str]] = {}
+        url = body.get("target_url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            errors["target_url"] = ["The target_url field is required."]
+        if body.get("event") not in WEBHOOK_EVENTS:
+            errors["event"] = [f"The event must be one of {', '.join(WEBHOOK_EVENTS)}."]
+        store = body.get("store_id")
+        if store is not None and (not isinstance(store, int) or store not in self.stores):
+            errors["store_id"] = [f"No store found with id {store}."]
+        if errors:
+            raise _invalid(errors)
+        with self._lock:
+            hook_id = self._next("webhook")
+            self.webhooks[hook_id] = {"IsLabelAPIHook": False, "WebHookID": hook_id, "SellerID": 1, "StoreID": store,
+                                      "HookType": body["event"], "MessageFormat": "Json", "Url": url,
+                                      "Name": str(body.get("friendly_name") or ""), "Active": True}
+        return JSONResponse({"id": hook_id}, status_code=201)
+
+    @endpoint
+    async def _unsubscribe(self, request: Request) -> Response:
+        raw = request.path_params["hook_id"]
+        with self._lock:
+            if not raw.isdigit() or self.webhooks.pop(int(raw), None) is None:
+                raise ApiError(404, {"Message": f"No webhook found with id {raw}."})
+        return Response(status_code=200)
+
+
+def _unsigned(delivery: HookDelivery) -> dict[str, str]:
+    """ShipStation v1 deliveries carry no signature."""
+    return {}
+
+
 class ShipStationKit(SandboxKit):
     """The ShipStation sandbox as a `connector.sandbox.kits.WarehouseKit`.
 
@@ -579,6 +652,9 @@ class ShipStationKit(SandboxKit):
 
     def warehouse_ids(self) -> list[str]:
         return [str(w) for w in self.sandbox.warehouse_ids]
+
+    def close(self) -> None:
+        self.sandbox.close()
 
 
 def kit(*, products, ship_methods, credential: str = "sandbox-secret", store_id: int | None = 310001, **kw: Any) -> ShipStationKit:

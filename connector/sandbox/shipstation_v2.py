@@ -23,6 +23,9 @@ Faithful where it matters to the connector (shapes from the official v2 document
   allocation released; a cancelled one again is 204 too); a shipment with a label is refused
   (400: "Any label associated with the shipment needs to be voided first", the document's words);
   `split()` does a Split Ship by hand before any label (the new part is cancelled separately);
+- webhooks (`/v2/environment/webhooks`: list, create, get, update, delete): each bought label
+  posts a `track` event (`{resource_url, resource_type, data}`) to every `track` webhook, with
+  the webhook's custom headers, from a sender thread, to loopback URLs only (`hooks`);
 - 429 with `Retry-After` (faults), and `X-Rate-Limit-*` headers on every reply.
 
 The server runs in its own thread (SandboxServer), so every state change holds `self._lock`.
@@ -50,6 +53,7 @@ from connector.sandbox.common import now_utc as _now
 from connector.sandbox.common import parse_time as _parse_time
 from connector.sandbox.common import stamp_ms as _stamp
 from connector.sandbox.faults import FaultMiddleware, Faults
+from connector.sandbox.shipbob import HookDelivery, HookSender
 
 MAX_EXTERNAL_ID = 50
 DEFAULT_LIMIT = 200  # ShipStation's default requests per minute, reported when no limit is simulated
@@ -69,6 +73,8 @@ ORIGIN = {
     "address_residential_indicator": "no",
 }
 STATE_FIELDS = ("external_shipment_id", "shipment_number", "shipment_status", "carrier_id", "service_code", "items")
+WEBHOOK_EVENTS = ("batch", "carrier_connected", "order_source_refresh_complete", "rate", "report_complete", "sales_orders_imported", "track")
+PUBLIC_BASE = "https://api.shipstation.com"  # what resource_url names (the sandbox does not know its own address)
 ADDRESS_REQUIRED = ("name", "phone", "address_line1", "city_locality", "state_province", "postal_code", "country_code")
 
 
@@ -112,7 +118,9 @@ class ShipStationV2Sandbox(Planned):
         self.products: dict[str, dict[str, Any]] = {}  # by SKU
         self.inventory_warehouses = dict(inventory_warehouses or DEFAULT_INVENTORY_WAREHOUSES)
         self._lock = threading.Lock()
-        self._seq = {"shipment": 700000, "label": 900000, "package": 500, "product": 10400000}
+        self._seq = {"shipment": 700000, "label": 900000, "package": 500, "product": 10400000, "webhook": 3000}
+        self.webhooks: dict[str, dict[str, Any]] = {}  # by webhook_id
+        self.hooks = HookSender("shipstation-v2", _no_signature)
         for sku in products:
             self._add_product(sku)
         self.carriers: list[dict[str, Any]] = [self._carrier(cid, code, name, services, primary=i == 0)
@@ -146,6 +154,11 @@ class ShipStationV2Sandbox(Planned):
             Route("/v2/labels", self._list_labels, methods=["GET"]),
             Route("/v2/inventory", self._list_inventory, methods=["GET"]),
             Route("/v2/products", self._list_products, methods=["GET"]),
+            Route("/v2/environment/webhooks", self._list_webhooks, methods=["GET"]),
+            Route("/v2/environment/webhooks", self._create_webhook, methods=["POST"]),
+            Route("/v2/environment/webhooks/{webhook_id}", self._get_webhook, methods=["GET"]),
+            Route("/v2/environment/webhooks/{webhook_id}", self._update_webhook, methods=["PUT"]),
+            Route("/v2/environment/webhooks/{webhook_id}", self._delete_webhook, methods=["DELETE"]),
             *control_routes(self, shipped_key="labels", stock_entry=lambda e: (
                 str(e["sku"]), str(e["inventory_warehouse_id"]), int(e["available"]), e.get("on_hand"))),
         ]
@@ -371,8 +384,10 @@ class ShipStationV2Sandbox(Planned):
             first.update(status="voided", voided=True, voided_at=_stamp(_now()))
             bought.append(first)
         for part in parts:
-            bought.append(self._label(part, plan.tracking))
+            label = self._label(part, plan.tracking)
+            bought.append(label)
             part.update(shipment_status="label_purchased", modified_at=_stamp(_now()))
+            self._emit_track(label)
         for sku, wh, quantity in shipment["_alloc"]:  # the parcels left: off the shelf
             q = self.stock[sku][wh]
             q["on_hand"], q["allocated"] = max(0, q["on_hand"] - quantity), max(0, q["allocated"] - quantity)
@@ -423,6 +438,22 @@ class ShipStationV2Sandbox(Planned):
         }
         self.labels[label["label_id"]] = label
         return label
+
+    def _emit_track(self, label: dict[str, Any]) -> None:
+        """A `track` event for a new label ("label created, not yet with the carrier") to every
+        `track` webhook, with its custom headers."""
+        body = {
+            "resource_url": f"{PUBLIC_BASE}/v2/labels/{label['label_id']}/track",
+            "resource_type": "TRACK_EVENT_V2",
+            "data": {"tracking_number": label["tracking_number"], "status_code": "AC", "status_description": "Accepted",
+                     "carrier_code": label["carrier_code"], "events": []},
+        }
+        for hook in self.webhooks.values():
+            if hook["event"] == "track":
+                self.hooks.post(hook["url"], "track", body, extra={h["key"]: h["value"] for h in hook.get("headers") or []})
+
+    def close(self) -> None:
+        self.hooks.close()
 
     @staticmethod
     def _public(record: dict[str, Any]) -> dict[str, Any]:
@@ -538,6 +569,79 @@ class ShipStationV2Sandbox(Planned):
                 shipment["_alloc"] = []
         return Response(status_code=204)
 
+    # -- webhooks ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _hook_fields(body: Any, *, create: bool) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ApiError(400, "request_body_required", "Body of request cannot be null.")
+        out: dict[str, Any] = {}
+        if create or "event" in body:
+            if body.get("event") not in WEBHOOK_EVENTS:
+                raise ApiError(400, "invalid_field_value", f"event must be one of {', '.join(WEBHOOK_EVENTS)}")
+            out["event"] = body["event"]
+        if create or "url" in body:
+            url = body.get("url")
+            if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+                raise ApiError(400, "invalid_field_value", "url must be an absolute URL")
+            out["url"] = url
+        if "headers" in body:
+            headers = body["headers"]
+            if not isinstance(headers, list) or not all(isinstance(h, dict) and isinstance(h.get("key"), str)
+                                                        and isinstance(h.get("value"), str) for h in headers):
+                raise ApiError(400, "invalid_field_value", "headers must be a list of {key, value}")
+            out["headers"] = [{"key": h["key"], "value": h["value"]} for h in headers]
+        return out
+
+    @endpoint
+    async def _list_webhooks(self, request: Request) -> Response:
+        with self._lock:
+            return JSONResponse(copy.deepcopy(list(self.webhooks.values())))
+
+    @endpoint
+    async def _create_webhook(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ApiError(400, "request_body_required", "Body of request cannot be null.") from None
+        fields = self._hook_fields(body, create=True)
+        with self._lock:
+            if any(h["event"] == fields["event"] and h["url"] == fields["url"] for h in self.webhooks.values()):
+                raise ApiError(409, "duplicate_webhook", f"a {fields['event']} webhook to this url already exists", "business_rules")
+            hook = {"webhook_id": f"se-{self._next('webhook')}", "headers": [], **fields}
+            self.webhooks[hook["webhook_id"]] = hook
+            return JSONResponse(copy.deepcopy(hook))
+
+    def _hook(self, request: Request) -> dict[str, Any]:
+        hook = self.webhooks.get(request.path_params["webhook_id"])
+        if hook is None:
+            raise ApiError(404, "invalid_identifier", "webhook not found")
+        return hook
+
+    @endpoint
+    async def _get_webhook(self, request: Request) -> Response:
+        with self._lock:
+            return JSONResponse(copy.deepcopy(self._hook(request)))
+
+    @endpoint
+    async def _update_webhook(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ApiError(400, "request_body_required", "Body of request cannot be null.") from None
+        fields = self._hook_fields(body, create=False)
+        fields.pop("event", None)  # update_webhook_request_body: url and headers only
+        with self._lock:
+            self._hook(request).update(fields)
+        return Response(status_code=204)
+
+    @endpoint
+    async def _delete_webhook(self, request: Request) -> Response:
+        with self._lock:
+            self._hook(request)
+            del self.webhooks[request.path_params["webhook_id"]]
+        return Response(status_code=204)
+
     @endpoint
     async def _list_shipments(self, request: Request) -> Response:
         q = request.query_params
@@ -590,6 +694,11 @@ class ShipStationV2Sandbox(Planned):
             return self._page(request, "inventory", shelves, row, size_param="limit")
 
 
+def _no_signature(delivery: HookDelivery) -> dict[str, str]:
+    """The sandbox does not sign (ShipStation's RSA-SHA256 scheme is not in its document)."""
+    return {}
+
+
 class ShipStationV2Kit(SandboxKit):
     """The ShipStation v2 sandbox as a `connector.sandbox.kits.WarehouseKit`."""
 
@@ -615,6 +724,9 @@ class ShipStationV2Kit(SandboxKit):
 
     def warehouse_ids(self) -> list[str]:
         return list(self.sandbox.inventory_warehouses)
+
+    def close(self) -> None:
+        self.sandbox.close()
 
 
 def kit(*, products, ship_methods, credential: str = "sandbox-api-key", **kw: Any) -> ShipStationV2Kit:

@@ -130,7 +130,7 @@ class WarehouseContract:
 
         assert isinstance(adapter, WarehouseAdapter)  # every attribute and method the engine uses
         assert isinstance(adapter.name, str) and adapter.name
-        for flag in ("inventory", "shipment_ack", "cancel", "bulk_create", "sku_catalog", "ship_method_catalog"):
+        for flag in ("inventory", "shipment_ack", "cancel", "bulk_create", "sku_catalog", "ship_method_catalog", "webhooks"):
             assert isinstance(getattr(adapter.capabilities, flag), bool), flag
 
     async def test_capabilities_claim_only_what_the_adapter_has(self, adapter: Any) -> None:
@@ -147,6 +147,21 @@ class WarehouseContract:
             assert callable(getattr(adapter, "create_orders", None)), "bulk_create claimed, create_orders not written"
         if adapter.capabilities.inventory:
             assert type(adapter).stock_levels is not WarehouseAdapterBase.stock_levels
+        if adapter.capabilities.webhooks:
+            for method in ("register_webhooks", "webhook_urls", "webhook_hints"):
+                assert getattr(type(adapter), method) is not getattr(WarehouseAdapterBase, method), f"webhooks claimed, {method} not written"
+        else:
+            with pytest.raises(NotImplementedError):
+                await adapter.register_webhooks("https://connector.example/never")
+            assert await adapter.webhook_urls() == set()
+
+    async def test_webhook_hints_never_fail_on_a_hostile_body(self, adapter: Any) -> None:
+        # The body is untrusted: any JSON shape gives a list of dicts (maybe empty), never an error.
+        for body in (None, 1, "x", [], {}, [1, "a", None], {"topic": 5}, {"data": [None]}, {"data": "x", "event": []},
+                     {"resource_url": 7}, {"order": {"id": {"deep": 1}}}, {"shipments": "nope"}):
+            hints = adapter.webhook_hints(body)
+            assert isinstance(hints, list) and all(isinstance(h, dict) for h in hints), body
+            assert all(isinstance(h.get("topic", ""), str) for h in hints), body
 
     async def test_what_the_engine_reads_is_there_before_any_read(self, adapter: Any) -> None:
         # The engine reads `problems` and `snapshot_at` directly after each pass.

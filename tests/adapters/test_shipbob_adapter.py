@@ -6,6 +6,7 @@ ShipBob's 2026-01 OpenAPI document (path, method, query names, headers, body) as
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import UTC, datetime
@@ -502,3 +503,75 @@ def test_config_rejects_a_channel_name() -> None:
     config = ShipBobConfig(adapter="shipbob", token="secret-token", channel_id=5)
     assert config.secrets() == ["secret-token"]
     assert (config.base_url, config.api_version, config.rate_per_minute) == ("https://api.shipbob.com", "2026-01", 150)
+
+
+# -- webhooks -------------------------------------------------------------------------------
+
+HOOK_URL = "https://connector.example/webhooks/warehouse/acme/tok-123"
+SECRET = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 32 base64 characters, as the connector makes them
+
+
+def subscription(sub_id: str, topics: list[str], url: str = HOOK_URL, enabled: bool = True) -> dict:
+    return {"id": sub_id, "url": url, "topics": topics, "enabled": enabled, "created_at": "2026-01-02T03:04:05Z"}
+
+
+async def test_register_webhooks_creates_one_signed_subscription_for_every_topic(adapter, router) -> None:
+    router.get(f"{V}/webhook").respond(200, json={"items": [subscription("1", ["order.shipped"], url="https://other.example/x")], "next": None})
+    create = router.post(f"{V}/webhook").respond(200, json={"id": "77", "url": HOOK_URL, "topics": [], "created_at": "2026-01-02T03:04:05Z"})
+    lines = await adapter.register_webhooks(HOOK_URL, SECRET)
+    body = json.loads(create.calls.last.request.content)
+    assert body["url"] == HOOK_URL and body["secret"] == "whsec_" + SECRET
+    assert body["topics"] == ["order.shipped", "order.shipment.cancelled", "order.shipment.on_hold"]
+    assert lines == ["subscribed (id 77): order.shipped, order.shipment.cancelled, order.shipment.on_hold, signed"]
+
+
+async def test_register_webhooks_is_idempotent_and_fills_only_missing_topics(adapter, router) -> None:
+    listing = router.get(f"{V}/webhook").respond(200, json={"items": [
+        subscription("1", ["order.shipped", "order.shipment.cancelled"]), subscription("2", ["order.shipment.on_hold"], enabled=False)]})
+    create = router.post(f"{V}/webhook").respond(200, json={"id": "78"})
+    lines = await adapter.register_webhooks(HOOK_URL, SECRET)
+    assert json.loads(create.calls.last.request.content)["topics"] == ["order.shipment.on_hold"]  # the disabled one does not count
+    assert any("subscription 2 is disabled" in line for line in lines)
+    assert any(line.startswith("already subscribed: order.shipped, order.shipment.cancelled") for line in lines)
+    listing.respond(200, json={"items": [subscription("1", ["order.shipped", "order.shipment.cancelled"]), subscription("78", ["order.shipment.on_hold"])]})
+    assert await adapter.register_webhooks(HOOK_URL, SECRET) == ["already subscribed: order.shipped, order.shipment.cancelled, order.shipment.on_hold"]
+    assert create.call_count == 1
+    assert await adapter.webhook_urls() == {HOOK_URL}
+
+
+async def test_webhook_urls_lists_only_urls_with_every_topic(adapter, router) -> None:
+    router.get(f"{V}/webhook", params={"Cursor": "p2"}).respond(200, json={"items": [subscription("3", ["order.shipment.on_hold"])], "next": None})
+    router.get(f"{V}/webhook").respond(200, json={"items": [
+        subscription("1", ["order.shipped", "order.shipment.cancelled"]),
+        subscription("2", ["order.shipped"], url="https://other.example/x")], "next": f"{BASE}{V}/webhook?Cursor=p2"})
+    assert await adapter.webhook_urls() == {HOOK_URL}  # its third topic came on the second page
+
+
+def signed(body: bytes, *, secret: str = SECRET, msg_id: str = "msg_1", at: float | None = None) -> dict[str, str]:
+    stamp = str(int(time.time() if at is None else at))
+    return {"Webhook-Id": msg_id, "Webhook-Timestamp": stamp,
+            "Webhook-Signature": "v0,x " + adapter_module.mapping.webhook_signature(base64.b64decode(secret), msg_id, stamp, body)}
+
+
+async def test_verify_webhook_checks_shipbobs_signature(adapter) -> None:
+    body = b'{"id": 1, "reference_id": "acme-1"}'
+    assert adapter.verify_webhook(signed(body), body, SECRET)
+    assert adapter.verify_webhook(signed(body), body, "whsec_" + SECRET)
+    assert not adapter.verify_webhook(signed(body), body + b" ", SECRET)  # the body changed
+    assert not adapter.verify_webhook(signed(body, secret="A" * 32), body, SECRET)  # someone else's secret
+    assert not adapter.verify_webhook(signed(body, at=time.time() - 600), body, SECRET)  # a replay, 10 minutes late
+    assert not adapter.verify_webhook(signed(body), body, "")  # no secret here: nothing can be trusted
+    assert not adapter.verify_webhook({}, body, SECRET)
+    headers = signed(body)
+    headers["Webhook-Id"] = "msg_2"  # the signature covers the id
+    assert not adapter.verify_webhook(headers, body, SECRET)
+
+
+async def test_webhook_hints_name_the_order_or_shipment(adapter) -> None:
+    order = {"id": 1005, "reference_id": "acme-DEMO-1", "shipments": [{"id": 9}], "recipient": {"name": "x"}}
+    assert adapter.webhook_hints(order) == [{"topic": "order.shipped", "id": "1005", "reference": "acme-DEMO-1"}]
+    shipment = {"id": 500001, "order_id": 1005, "reference_id": "acme-DEMO-1", "status": "OnHold"}
+    assert adapter.webhook_hints(shipment) == [{"topic": "", "id": "500001", "order_id": "1005", "reference": "acme-DEMO-1"}]
+    assert adapter.webhook_hints({"topic": "order.shipment.on_hold", "data": shipment})[0]["topic"] == "order.shipment.on_hold"
+    assert adapter.webhook_hints({"id": True, "reference_id": {"x": 1}}) == []
+    assert adapter.webhook_hints({"id": "9" * 500})[0]["id"] == "9" * 100

@@ -6,6 +6,8 @@ documented answer the sandbox gives is validated too, which keeps the sandbox ho
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -196,3 +198,79 @@ class TestShipBobSandbox:
         assert state["requests"]["POST /order"] == 3
         assert state["stock"]["SKU-3"]["11"] == {"fulfillable": 2, "on_hand": 4, "committed": 2}
         assert len(state["shipments"]) == 2 and state["tracking_uploaded"] == []
+
+
+class TestShipBobWebhooks:
+    """Subscriptions over real HTTP (requests and answers checked against the spec) and the
+    sandbox's signed deliveries, which the adapter must accept and a forger cannot fake."""
+
+    async def test_register_list_and_a_signed_delivery_when_an_order_ships(self, adapter, sandbox, warehouse) -> None:
+        import asyncio
+        import base64
+        import secrets
+
+        from starlette.applications import Starlette
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        from connector.sandbox.server import SandboxServer
+
+        got: list[tuple[dict, bytes]] = []
+
+        async def receive(request):
+            got.append((dict(request.headers), await request.body()))
+            return Response(status_code=204)
+
+        secret = base64.b64encode(secrets.token_bytes(24)).decode()
+        with SandboxServer(Starlette(routes=[Route("/hook/{token}", receive, methods=["POST"])])) as receiver:
+            url = f"{receiver.url}/hook/tok"
+            first = await adapter.register_webhooks(url, secret)
+            assert first[-1].startswith("subscribed") and first[-1].endswith("signed")
+            assert await adapter.register_webhooks(url, secret) == [
+                "already subscribed: order.shipped, order.shipment.cancelled, order.shipment.on_hold"]
+            assert await adapter.webhook_urls() == {url} and len(sandbox.webhooks) == 1
+            assert all("secret" not in s for s in (await adapter._subscriptions()))  # never listed back
+
+            order, _ = await WarehouseContract().created(adapter, warehouse)
+            sandbox.ship(order.reference)
+            [delivery] = await asyncio.to_thread(sandbox.hooks.wait)
+            assert delivery.status == "delivered" and delivery.topic == "order.shipped"
+            headers, body = got[0]
+            assert headers["x-webhook-topic"] == "order.shipped"
+            assert adapter.verify_webhook(headers, body, secret)
+            assert not adapter.verify_webhook(headers, body, base64.b64encode(secrets.token_bytes(24)).decode())
+            [hint] = adapter.webhook_hints(json.loads(body))
+            assert hint["reference"] == order.reference and hint["topic"] == "order.shipped"
+
+            sandbox.hooks.redeliver(delivery.id)  # ShipBob retrying: the same webhook-id, signed again
+            await asyncio.to_thread(sandbox.hooks.wait)
+            assert got[1][0]["webhook-id"] == headers["webhook-id"] and adapter.verify_webhook(got[1][0], got[1][1], secret)
+
+    async def test_on_hold_and_cancelled_shipments_are_told(self, adapter, sandbox, warehouse) -> None:
+        import asyncio
+
+        sandbox.webhooks["1"] = {"id": "1", "url": "http://127.0.0.1:9/never", "topics": ["order.shipment.on_hold", "order.shipment.cancelled"],
+                                 "enabled": True, "created_at": "2026-01-01T00:00:00Z", "_secret": ""}
+        order, _ = await WarehouseContract().created(adapter, warehouse)
+        assert sandbox.hold(order.reference)
+        other, _ = await WarehouseContract().created(adapter, warehouse)
+        await adapter.cancel_order(other.reference)
+        sent = await asyncio.to_thread(sandbox.hooks.wait)
+        assert [(d.topic, d.status) for d in sent] == [("order.shipment.on_hold", "failed"), ("order.shipment.cancelled", "failed")]
+
+    async def test_the_sandbox_posts_to_loopback_only_and_checks_what_it_is_given(self, sandbox) -> None:
+        import asyncio
+
+        headers = {"Authorization": f"Bearer {sandbox.token}"}
+        async with httpx.AsyncClient(base_url=sandbox.url, headers=headers) as api:
+            bad = await api.post("/2026-01/webhook", json={"url": "https://example.com/x", "topics": ["order.nope"], "secret": "short"})
+            assert bad.status_code == 422 and set(bad.json()) == {"topics", "secret"}
+            ok = await api.post("/2026-01/webhook", json={"url": "https://example.com/x", "topics": ["order.shipped"]})
+            assert ok.status_code == 200
+            assert (await api.get("/2026-01/webhook", headers={"Authorization": "Bearer nope"})).status_code == 401
+        sandbox.hooks.post("https://example.com/x", "order.shipped", {"id": 1})
+        [d] = await asyncio.to_thread(sandbox.hooks.wait)
+        assert d.status == "refused"
+        async with httpx.AsyncClient(base_url=sandbox.url, headers=headers) as api:
+            assert (await api.delete(f"/2026-01/webhook/{ok.json()['id']}")).status_code == 204
+            assert (await api.get("/2026-01/webhook")).json()["items"] == []

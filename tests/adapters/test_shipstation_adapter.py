@@ -52,7 +52,10 @@ _ENDPOINTS: list[tuple[str, re.Pattern[str], set[str], set[str]]] = [  # method,
     ("GET", re.compile(r"^/carriers$"), set(), set()),
     ("GET", re.compile(r"^/carriers/listservices$"), {"carrierCode"}, {"carrierCode"}),
     ("GET", re.compile(r"^/stores/\d+$"), set(), set()),
+    ("GET", re.compile(r"^/webhooks$"), set(), set()),
+    ("POST", re.compile(r"^/webhooks/subscribe$"), set(), set()),
 ]
+_WEBHOOK_EVENTS = {"ORDER_NOTIFY", "ITEM_ORDER_NOTIFY", "SHIP_NOTIFY", "ITEM_SHIP_NOTIFY", "FULFILLMENT_SHIPPED", "FULFILLMENT_REJECTED"}
 _ORDER_FIELDS = {
     "orderNumber", "orderKey", "orderDate", "paymentDate", "shipByDate", "orderStatus", "customerId", "customerUsername",
     "customerEmail", "billTo", "shipTo", "items", "amountPaid", "taxAmount", "shippingAmount", "customerNotes",
@@ -108,7 +111,18 @@ class ShipStationV1Facts:
             assert sent["storeId"].isdigit()
         if request.method == "POST":
             assert request.headers.get("content-type", "").startswith("application/json"), f"{what}: not JSON"
-            self._order(what, json.loads(request.content))
+            if path == "/webhooks/subscribe":
+                self._subscription(what, json.loads(request.content))
+            else:
+                self._order(what, json.loads(request.content))
+
+    def _subscription(self, what: str, body: object) -> None:
+        """`POST /webhooks/subscribe`: target_url and event required; store_id and friendly_name optional."""
+        assert isinstance(body, dict), f"{what}: the body must be an object"
+        assert not set(body) - {"target_url", "event", "store_id", "friendly_name"}, f"{what}: unknown fields {sorted(body)}"
+        assert isinstance(body.get("target_url"), str) and body["target_url"].startswith(("https://", "http://")), f"{what}: target_url"
+        assert body.get("event") in _WEBHOOK_EVENTS, f"{what}: event {body.get('event')!r}"
+        assert body.get("store_id") is None or isinstance(body["store_id"], int), f"{what}: store_id must be a number"
 
     def _order(self, what: str, body: object) -> None:
         assert isinstance(body, dict), f"{what}: the body must be an order object"
@@ -693,3 +707,36 @@ def test_error_text_shapes() -> None:
     assert mapping.error_text({"message": "Too Many Requests"}) == "Too Many Requests"
     assert mapping.error_text({"Message": "x", "ModelState": {"": ["y"]}}) == "x; y"
     assert mapping.error_text({"Other": 1}) == '{"Other": 1}'
+
+
+# -- webhooks -------------------------------------------------------------------------------
+
+HOOK_URL = "https://connector.example/webhooks/warehouse/acme/tok-123"
+
+
+def a_hook(hook_id: int, url: str = HOOK_URL, hook_type: str = "SHIP_NOTIFY", active: bool = True) -> dict:
+    return {"IsLabelAPIHook": False, "WebHookID": hook_id, "SellerID": 1, "StoreID": 777, "HookType": hook_type,
+            "MessageFormat": "Json", "Url": url, "Name": "x", "Active": active}
+
+
+async def test_register_webhooks_subscribes_ship_notify_for_the_store_once(adapter, router) -> None:
+    listing = router.get("/webhooks").respond(200, json={"webhooks": [a_hook(1, hook_type="ORDER_NOTIFY"), a_hook(2, active=False)]})
+    subscribe = router.post("/webhooks/subscribe").respond(201, json={"id": 3})
+    lines = await adapter.register_webhooks(HOOK_URL, "unused-secret")
+    assert json.loads(subscribe.calls.last.request.content) == {
+        "target_url": HOOK_URL, "event": "SHIP_NOTIFY", "store_id": 777, "friendly_name": "UltraCart connector acme"}
+    assert lines[0].startswith("subscribed SHIP_NOTIFY (webhook 3)") and "does not sign" in lines[0]
+    assert await adapter.webhook_urls() == set()  # an inactive one does not count
+    listing.respond(200, json={"webhooks": [a_hook(3)]})
+    assert await adapter.register_webhooks(HOOK_URL) == ["already subscribed: SHIP_NOTIFY (webhook 3)"]
+    assert subscribe.call_count == 1
+    assert await adapter.webhook_urls() == {HOOK_URL}
+
+
+async def test_webhook_hints_read_the_resource_url_without_fetching_it(adapter, router) -> None:
+    body = {"resource_url": "https://ssapi.shipstation.com/shipments?storeID=777&batchId=12345&includeShipmentItems=False",
+            "resource_type": "SHIP_NOTIFY"}
+    assert adapter.webhook_hints(body) == [{"topic": "ship_notify", "batch_id": "12345", "store_id": "777", "id": "12345"}]
+    assert adapter.webhook_hints({"resource_url": "http://169.254.169.254/?batchId=x"}) == []
+    assert adapter.verify_webhook({}, b"{}", "anything")  # v1 does not sign: the path token alone
+    assert not router.calls  # nothing was fetched

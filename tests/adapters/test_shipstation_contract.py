@@ -220,3 +220,46 @@ def test_kit_speaks_shipstation_codes() -> None:
     assert "dhl_express_worldwide" in k2.sandbox.carriers["dhl_express"][1]
     k.set_stock("A", "90001", 5)  # nothing to set: harmless
     assert k.warehouse_ids() == ["90001"] and k.created() == 0
+
+
+class TestShipStationV1Webhooks:
+    """SHIP_NOTIFY over real HTTP: subscribed once, posted when an order ships."""
+
+    async def test_register_once_and_a_ship_notify_when_an_order_ships(self, adapter, sandbox, warehouse) -> None:
+        import asyncio
+        import json
+
+        from starlette.applications import Starlette
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        from connector.sandbox.server import SandboxServer
+
+        got: list[bytes] = []
+
+        async def receive(request):
+            got.append(await request.body())
+            return Response(status_code=200)
+
+        with SandboxServer(Starlette(routes=[Route("/hook", receive, methods=["POST"])])) as receiver:
+            url = f"{receiver.url}/hook"
+            assert (await adapter.register_webhooks(url, "ignored"))[0].startswith("subscribed SHIP_NOTIFY")
+            assert (await adapter.register_webhooks(url, "ignored"))[0].startswith("already subscribed: SHIP_NOTIFY")
+            assert await adapter.webhook_urls() == {url} and len(sandbox.webhooks) == 1
+            order, _ = await WarehouseContract().created(adapter, warehouse)
+            assert sandbox.ship(order.reference)
+            [delivery] = await asyncio.to_thread(sandbox.hooks.wait)
+            assert (delivery.topic, delivery.status) == ("SHIP_NOTIFY", "delivered")
+            [hint] = adapter.webhook_hints(json.loads(got[0]))
+            assert hint["topic"] == "ship_notify" and hint["batch_id"]
+
+    async def test_the_sandbox_checks_subscriptions(self, sandbox) -> None:
+        auth = base64.b64encode(f"{sandbox.api_key}:{sandbox.api_secret}".encode()).decode()
+        async with httpx.AsyncClient(base_url=sandbox.url, headers={"Authorization": f"Basic {auth}"}) as api:
+            bad = await api.post("/webhooks/subscribe", json={"target_url": "nope", "event": "SHIPPED", "store_id": 1})
+            assert bad.status_code == 400 and set(bad.json()["ModelState"]) == {"target_url", "event", "store_id"}
+            made = (await api.post("/webhooks/subscribe", json={"target_url": "https://x.example/h", "event": "SHIP_NOTIFY"})).json()
+            assert (await api.delete(f"/webhooks/{made['id']}")).status_code == 200
+            assert (await api.delete(f"/webhooks/{made['id']}")).status_code == 404
+            assert (await api.get("/webhooks")).json() == {"webhooks": []}
+            assert (await api.get("/webhooks", headers={"Authorization": "Basic eDp5"})).status_code == 401

@@ -711,3 +711,68 @@ def test_config() -> None:
     assert config.secrets() == ["secret-key"]
     assert (config.adapter, config.base_url, config.rate_per_minute, config.warehouse_id) == (
         "shipstation-v2", "https://api.shipstation.com", 200, "se-77")
+
+
+# -- webhooks -------------------------------------------------------------------------------
+
+HOOK_URL = "https://connector.example/webhooks/warehouse/acme/tok-123"
+HOOK_SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
+
+
+def a_webhook(webhook_id: str, event: str, url: str = HOOK_URL, headers: list | None = None) -> dict:
+    return {"webhook_id": webhook_id, "url": url, "event": event, "headers": headers if headers is not None else []}
+
+
+async def test_register_webhooks_creates_track_and_batch_with_the_secret_header(adapter, router) -> None:
+    router.get("/v2/environment/webhooks").respond(200, json=[a_webhook("se-1", "track", url="https://other.example/x")])
+    create = router.post("/v2/environment/webhooks").mock(side_effect=lambda request: httpx.Response(
+        200, json={"webhook_id": f"se-{json.loads(request.content)['event']}", **json.loads(request.content)}))
+    lines = await adapter.register_webhooks(HOOK_URL, HOOK_SECRET)
+    sent = [json.loads(c.request.content) for c in create.calls]
+    assert [(b["event"], b["url"]) for b in sent] == [("track", HOOK_URL), ("batch", HOOK_URL)]
+    assert all(b["headers"] == [{"key": "X-Connector-Webhook-Secret", "value": HOOK_SECRET}] for b in sent)
+    assert lines == ["subscribed track (webhook se-track)", "subscribed batch (webhook se-batch)"]
+
+
+async def test_register_webhooks_leaves_good_ones_and_adds_the_header_to_others(adapter, router) -> None:
+    ours = {"key": "x-connector-webhook-secret", "value": HOOK_SECRET}
+    router.get("/v2/environment/webhooks").respond(200, json=[
+        a_webhook("se-1", "track", headers=[ours]), a_webhook("se-2", "batch", headers=[{"key": "keep", "value": "me"}])])
+    create = router.post("/v2/environment/webhooks").respond(200, json={})
+    update = router.put("/v2/environment/webhooks/se-2").respond(204)
+    lines = await adapter.register_webhooks(HOOK_URL, HOOK_SECRET)
+    assert create.call_count == 0
+    assert json.loads(update.calls.last.request.content) == {
+        "url": HOOK_URL, "headers": [{"key": "keep", "value": "me"}, {"key": "X-Connector-Webhook-Secret", "value": HOOK_SECRET}]}
+    assert lines == ["already subscribed: track (webhook se-1)", "batch: webhook se-2 now sends the connector's secret header"]
+    assert await adapter.webhook_urls() == {HOOK_URL}
+
+
+async def test_a_refused_webhook_says_what_may_be_in_the_way(adapter, router) -> None:
+    router.get("/v2/environment/webhooks").respond(200, json=[])
+    router.post("/v2/environment/webhooks").respond(409, json={"request_id": "r", "errors": [
+        {"error_source": "shipstation", "error_type": "business_rules", "error_code": "unspecified", "message": "conflict"}]})
+    with pytest.raises(PermanentError, match="refused a track webhook"):
+        await adapter.register_webhooks(HOOK_URL, HOOK_SECRET)
+
+
+async def test_webhook_urls_need_every_event(adapter, router) -> None:
+    router.get("/v2/environment/webhooks").respond(200, json=[a_webhook("se-1", "track"), a_webhook("se-2", "batch", url="https://x.example/")])
+    assert await adapter.webhook_urls() == set()
+
+
+async def test_verify_webhook_wants_the_secret_header_when_there_is_a_secret(adapter) -> None:
+    assert adapter.verify_webhook({"X-Connector-Webhook-Secret": HOOK_SECRET}, b"{}", HOOK_SECRET)
+    assert adapter.verify_webhook({"x-connector-webhook-secret": HOOK_SECRET}, b"{}", HOOK_SECRET)
+    assert not adapter.verify_webhook({"X-Connector-Webhook-Secret": HOOK_SECRET + "x"}, b"{}", HOOK_SECRET)
+    assert not adapter.verify_webhook({}, b"{}", HOOK_SECRET)
+    assert adapter.verify_webhook({}, b"{}", "")  # no secret was made: the path token alone
+
+
+async def test_webhook_hints_read_the_resource_url_and_never_more(adapter) -> None:
+    body = {"resource_url": "https://api.shipstation.com/v2/labels/se-901/track", "resource_type": "TRACK_EVENT_V2",
+            "data": {"tracking_number": "9400111", "status_code": "AC"}}
+    assert adapter.webhook_hints(body) == [{"topic": "track_event_v2", "label_id": "se-901", "id": "se-901", "tracking_number": "9400111"}]
+    batch = {"resource_url": "https://api.shipstation.com/v2/batches/se-77", "resource_type": "BATCH_PROCESSED_V2"}
+    assert adapter.webhook_hints(batch) == [{"topic": "batch_processed_v2", "batch_id": "se-77", "id": "se-77"}]
+    assert adapter.webhook_hints({"resource_url": "http://169.254.169.254/latest", "resource_type": 5}) == []

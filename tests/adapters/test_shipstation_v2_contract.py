@@ -238,3 +238,54 @@ class TestShipStationV2Sandbox:
         assert state["requests"]["POST /v2/shipments"] == 2
         assert state["stock"]["SKU-3"]["se-302"] == {"on_hand": 5, "allocated": 2}
         assert len(state["labels"]) == 2 and {s["shipment_status"] for s in state["shipments"].values()} == {"label_purchased"}
+
+
+class TestShipStationV2Webhooks:
+    """Webhooks over real HTTP (requests and answers checked against the document) and the
+    sandbox's deliveries, which carry the secret header the adapter checks."""
+
+    async def test_register_is_idempotent_and_a_label_posts_a_track_event(self, adapter, sandbox) -> None:
+        import asyncio
+        import json
+
+        from starlette.applications import Starlette
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        from connector.sandbox.server import SandboxServer
+
+        got: list[tuple[dict, bytes]] = []
+
+        async def receive(request):
+            got.append((dict(request.headers), await request.body()))
+            return Response(status_code=200)
+
+        with SandboxServer(Starlette(routes=[Route("/hook", receive, methods=["POST"])])) as receiver:
+            url = f"{receiver.url}/hook"
+            assert [line.split(" (")[0] for line in await adapter.register_webhooks(url, "s3cret")] == ["subscribed track", "subscribed batch"]
+            assert [line.split(" (")[0] for line in await adapter.register_webhooks(url, "s3cret")] == [
+                "already subscribed: track", "already subscribed: batch"]
+            assert await adapter.webhook_urls() == {url} and len(sandbox.webhooks) == 2
+            # A secret made anew (the old one lost): the header is updated in place, nothing added.
+            lines = await adapter.register_webhooks(url, "n3w")
+            assert all("now sends the connector's secret header" in line for line in lines) and len(sandbox.webhooks) == 2
+
+            warehouse = KitDriver(ShipStationV2Kit(sandbox, ("usps_priority_mail",), ("SKU-1", "SKU-2")))
+            order, _ = await WarehouseContract().created(adapter, warehouse)
+            [label] = sandbox.ship(order.reference)
+            [delivery] = await asyncio.to_thread(sandbox.hooks.wait)
+            assert (delivery.topic, delivery.status) == ("track", "delivered")
+            headers, body = got[0]
+            assert adapter.verify_webhook(headers, body, "n3w") and not adapter.verify_webhook(headers, body, "s3cret")
+            [hint] = adapter.webhook_hints(json.loads(body))
+            assert hint["label_id"] == label["label_id"] and hint["tracking_number"] == label["tracking_number"]
+
+    async def test_the_sandbox_checks_webhook_requests(self, sandbox) -> None:
+        async with httpx.AsyncClient(base_url=sandbox.url, headers={"api-key": sandbox.api_key}) as api:
+            assert (await api.post("/v2/environment/webhooks", json={"event": "shipped", "url": "https://x.example"})).status_code == 400
+            made = (await api.post("/v2/environment/webhooks", json={"event": "track", "url": "https://x.example"})).json()
+            assert (await api.post("/v2/environment/webhooks", json={"event": "track", "url": "https://x.example"})).status_code == 409
+            assert (await api.get(f"/v2/environment/webhooks/{made['webhook_id']}")).json()["event"] == "track"
+            assert (await api.delete(f"/v2/environment/webhooks/{made['webhook_id']}")).status_code == 204
+            assert (await api.get(f"/v2/environment/webhooks/{made['webhook_id']}")).status_code == 404
+            assert (await api.get("/v2/environment/webhooks", headers={"api-key": "nope"})).status_code == 401
