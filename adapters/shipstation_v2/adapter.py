@@ -446,10 +446,10 @@ class ShipStationV2Adapter(VendorAdapter):
         return mapping.webhook_hints(body)
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, secret: str = "") -> bool:
-        """The secret header our subscriptions carry, compared in constant time (no secret made
-        here: the path token alone, as before)."""
+        """The secret header our subscriptions carry, compared in constant time. No stored secret
+        (lost, or never made): a refusal, as for ShipBob; `connector webhooks register` makes one."""
         if not secret:
-            return True
+            return False
         given = next((str(v) for k, v in headers.items() if str(k).lower() == mapping.SECRET_HEADER.lower()), "")
         return hmac.compare_digest(given.encode(), secret.encode())
 

@@ -15,6 +15,7 @@ between the warehouse's answer and the record is resolved by looking the order u
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -233,10 +234,14 @@ async def _cancel_one(ctx: ServiceContext, task: Any) -> None:
             await ctx.alert([(ctx.id, "cancel_failed", record.order_id, f"Order {record.order_id}: the warehouse refused the cancel ({exc}). "
                               f"Cancel warehouse order {record.warehouse_order_id or record.reference} by hand, then `connector cancel {record.order_id} --done`.")])
             return
-        d = ctx.retry.decide(exc, attempts=task.attempts, first_attempt_at=task.created_at, now=ctx.now())
-        await ctx.store.tasks.finish([task.id], state=TaskState.failed if d.action == "fail" else TaskState.pending,
-                                     next_attempt_at=d.next_attempt_at or ctx.now(), error=str(exc))
-        ctx.stats["cancel_retry"] += 1
+        # Transient, or in doubt: the same as no answer (an in-doubt error must not come back due
+        # "now", or the claim loop would ask again at once).
+        await _later(ctx, task, record, f"{exc}", "cancel_retry")
+        return
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a 200 with a body nobody can read: the cancel may have happened
+        await _later(ctx, task, record, f"unexpected answer: {type(exc).__name__}: {ctx.redactor.text(str(exc))[:300]}", "cancel_in_doubt")
         return
     failpoint("after_cancel_before_record")
     if result.outcome is CancelOutcome.cancelled:
@@ -253,20 +258,24 @@ async def _cancel_one(ctx: ServiceContext, task: Any) -> None:
                           f"Order {record.order_id} ({reason.text}): {ctx.warehouse.name} has no cancel API. Cancel order "
                           f"{record.warehouse_order_id or record.reference} (reference {record.reference}) there by hand, then "
                           f"`connector cancel {record.order_id} --done`.")])
-    else:  # unknown: looked up on the next attempt before asking again, after a backoff like any
-        # transient failure (a warehouse that never answers must not spin the pass), failing the
-        # task with an alert once the retry policy gives up.
-        d = ctx.retry.decide(TransientError(f"cancel outcome unknown: {result.reason}", vendor=ctx.warehouse.name),
-                             attempts=task.attempts, first_attempt_at=task.created_at, now=ctx.now())
-        gave_up = d.action == "fail"
-        await ctx.store.tasks.finish([task.id], state=TaskState.failed if gave_up else TaskState.pending,
-                                     next_attempt_at=d.next_attempt_at or ctx.now(), error=f"outcome unknown: {result.reason}")
-        ctx.stats["cancel_in_doubt"] += 1
-        if gave_up:
-            await _record_cancel(ctx, task, record, S.cancel_failed, f"the warehouse never confirmed the cancel: {result.reason}", "")
-            await ctx.alert([(ctx.id, "cancel_failed", record.order_id, f"Order {record.order_id}: {ctx.warehouse.name} never answered the "
-                              f"cancel ({result.reason}). Check warehouse order {record.warehouse_order_id or record.reference} there; "
-                              f"cancel it by hand if it is still open, then `connector cancel {record.order_id} --done`.")])
+    else:  # unknown: looked up on the next attempt before asking again
+        await _later(ctx, task, record, f"outcome unknown: {result.reason}", "cancel_in_doubt")
+
+
+async def _later(ctx: ServiceContext, task: Any, record: OrderRecord, error: str, stat: str) -> None:
+    """No usable answer (timeout, 5xx, an unknown outcome, a body nobody can read): try again
+    after a backoff like any transient failure, looking the order up first (the task is marked
+    tried); when the retry policy gives up, the order ends `cancel_failed` with an alert, never
+    left `cancelling` in silence. A warehouse that never answers must not spin the pass."""
+    d = ctx.retry.decide(TransientError(error, vendor=ctx.warehouse.name), attempts=task.attempts, first_attempt_at=task.created_at, now=ctx.now())
+    ctx.stats[stat] += 1
+    if d.action != "fail":
+        await ctx.store.tasks.finish([task.id], state=TaskState.pending, next_attempt_at=d.next_attempt_at or ctx.now(), error=error)
+        return
+    await _record_cancel(ctx, task, record, S.cancel_failed, f"the warehouse never confirmed the cancel: {error}", "")
+    await ctx.alert([(ctx.id, "cancel_failed", record.order_id, f"Order {record.order_id}: {ctx.warehouse.name} never confirmed the "
+                      f"cancel ({error}). Check warehouse order {record.warehouse_order_id or record.reference} there; cancel it by "
+                      f"hand if it is still open, then `connector cancel {record.order_id} --done`.")])
 
 
 async def _record_cancel(ctx: ServiceContext, task: Any, record: OrderRecord, to: S, reason: Reason | str, note: str) -> None:

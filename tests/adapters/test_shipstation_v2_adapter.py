@@ -766,7 +766,7 @@ async def test_verify_webhook_wants_the_secret_header_when_there_is_a_secret(ada
     assert adapter.verify_webhook({"x-connector-webhook-secret": HOOK_SECRET}, b"{}", HOOK_SECRET)
     assert not adapter.verify_webhook({"X-Connector-Webhook-Secret": HOOK_SECRET + "x"}, b"{}", HOOK_SECRET)
     assert not adapter.verify_webhook({}, b"{}", HOOK_SECRET)
-    assert adapter.verify_webhook({}, b"{}", "")  # no secret was made: the path token alone
+    assert not adapter.verify_webhook({"X-Connector-Webhook-Secret": ""}, b"{}", "")  # no secret stored: refused, as for ShipBob
 
 
 async def test_webhook_hints_read_the_resource_url_and_never_more(adapter) -> None:

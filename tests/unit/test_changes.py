@@ -11,6 +11,7 @@ import pytest
 from connector.clock import FakeClock
 from connector.config import from_dict
 from connector.domain import CancelOutcome, CancelResult, CreateResult
+from connector.errors import InDoubtError, TransientError
 from connector.lifecycle import Actor, OrderState
 from connector.pipeline.changes import apply_cart_copy, follow_changes
 from connector.pipeline.context import ServiceContext
@@ -42,9 +43,12 @@ class FakeWarehouse:
     answer: CancelOutcome = CancelOutcome.cancelled
     cancels: list[str] = field(default_factory=list)
     cancelled: set[str] = field(default_factory=set)
+    raises: BaseException | None = None  # what every cancel raises instead of answering
 
     async def cancel_order(self, reference: str) -> CancelResult:
         self.cancels.append(reference)
+        if self.raises is not None:
+            raise self.raises
         if self.answer is CancelOutcome.cancelled:
             self.cancelled.add(reference)
         return CancelResult(outcome=self.answer, reference=reference, reason="picked already" if self.answer is CancelOutcome.too_late else "")
@@ -152,7 +156,29 @@ async def test_a_warehouse_that_never_answers_a_cancel_backs_off_then_fails_it_w
     assert await state_of(ctx, "A-5") == S.cancel_failed
     assert 1 < len(ctx.warehouse.cancels) <= ctx.retry.max_attempts
     [alert] = [a for a in await ctx.store.alerts.listing() if a.category == "cancel_failed"]
-    assert "never answered" in alert.message and "--done" in alert.message
+    assert "never confirmed" in alert.message and "--done" in alert.message
+
+
+@pytest.mark.parametrize("error", [TransientError("timed out reading the order", vendor="fakewms"),
+                                   InDoubtError("reset after sending", vendor="fakewms"),
+                                   ValueError("Expecting value: line 1 column 1 (char 0)")])
+async def test_a_cancel_that_keeps_failing_ends_cancel_failed_with_an_alert_never_silently(ctx, error):
+    """A warehouse that is down (its lookup times out), a lost answer, or a 200 nobody can read:
+    each backs off, never spins the pass, and ends cancel_failed with an alert."""
+    ctx.warehouse.raises = error
+    record = await stored(ctx, make_order("A-6"), S.at_warehouse)
+    await apply_cart_copy(ctx, record, copy(ctx, make_order("A-6", **REJECTED)), event="order_reject", actor=Actor.webhook)
+    await follow_changes(ctx)
+    assert ctx.warehouse.cancels == ["acme-A-6"] and await state_of(ctx, "A-6") == S.cancelling
+    for _ in range(40):
+        ctx.clock.advance(3600)
+        await follow_changes(ctx)
+        if await state_of(ctx, "A-6") != S.cancelling:
+            break
+    assert await state_of(ctx, "A-6") == S.cancel_failed
+    [alert] = [a for a in await ctx.store.alerts.listing() if a.category == "cancel_failed"]
+    assert "never confirmed" in alert.message
+    assert not [t for t in await ctx.store.tasks.listing("acme", "cancel_order") if t.state != "done"]
 
 
 async def test_a_cart_hold_holds_an_unsent_order_until_ultracart_releases_it(ctx):
