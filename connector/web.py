@@ -90,6 +90,39 @@ class Daemon:
     kick: Callable[[str, str], None] | None = None  # start a merchant's service pass now (work arrived)
 
 
+CONTROL_TOKEN = "control_token"  # cursor (no merchant) the command line shows to /control/*
+CONTROL_HEADER = "X-Connector-Control"
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+_FORWARDED = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+async def control_token(store: Any, *, create: bool = False) -> str:
+    """The daemon's control token, kept in its database: whoever can read the database may tell
+    the daemon to reload or start a pass (they could do far more with the database itself)."""
+    token = await store.cursors.get("", CONTROL_TOKEN) or ""
+    if not token and create:
+        import secrets
+
+        token = secrets.token_urlsafe(32)
+        await store.cursors.set("", CONTROL_TOKEN, token)
+    return token
+
+
+async def _control_refused(request: Request, runtime: Runtime) -> JSONResponse | None:
+    """From this machine only, never through a proxy (a local proxy makes every caller look local),
+    and with the control token."""
+    if request.client is None or request.client.host not in _LOOPBACK or any(h in request.headers for h in _FORWARDED):
+        return JSONResponse({"error": "control requests are accepted from this machine only, not through a proxy"}, status_code=403)
+    try:
+        expected = await control_token(runtime.store.with_deadline())
+    except Exception as exc:  # noqa: BLE001
+        return JSONResponse({"error": f"database: {database_fault(exc) or type(exc).__name__}"}, status_code=503)
+    given = request.headers.get(CONTROL_HEADER, "")
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        return JSONResponse({"error": "missing or wrong control token (the command line reads it from the database)"}, status_code=403)
+    return None
+
+
 def build_app(runtime: Runtime, daemon: Daemon | Callable[[], bool] | None = None) -> Starlette:
     if daemon is None or callable(daemon) and not isinstance(daemon, Daemon):
         daemon = Daemon(healthy=daemon or (lambda: True))
@@ -134,8 +167,8 @@ def build_app(runtime: Runtime, daemon: Daemon | Callable[[], bool] | None = Non
         return Response(exposition.render(snapshot), media_type=CONTENT_TYPE_LATEST)
 
     async def reload(request: Request) -> JSONResponse:
-        if request.client is None or request.client.host not in ("127.0.0.1", "::1", "localhost"):
-            return JSONResponse({"error": "reload is accepted from this machine only"}, status_code=403)
+        if (refused := await _control_refused(request, runtime)) is not None:
+            return refused
         if daemon.reload is None:
             return JSONResponse({"error": "this process does not reload"}, status_code=404)
         message = await daemon.reload()
@@ -145,8 +178,8 @@ def build_app(runtime: Runtime, daemon: Daemon | Callable[[], bool] | None = Non
     async def kick(request: Request) -> JSONResponse:
         """An operator command changed orders (release, retry, cancel...): start that merchant's
         service now instead of at its next schedule. From this machine only, like reload."""
-        if request.client is None or request.client.host not in ("127.0.0.1", "::1", "localhost"):
-            return JSONResponse({"error": "kick is accepted from this machine only"}, status_code=403)
+        if (refused := await _control_refused(request, runtime)) is not None:
+            return refused
         try:
             asked = loads_bounded(await request.body(), max_depth=4, max_bytes=64_000)
             merchants, service = [str(m) for m in asked["merchants"]][:10_000], str(asked["service"])
@@ -154,7 +187,10 @@ def build_app(runtime: Runtime, daemon: Daemon | Callable[[], bool] | None = Non
             return JSONResponse({"error": "expected {\"merchants\": [...], \"service\": \"...\"}"}, status_code=400)
         if service not in SERVICES:
             return JSONResponse({"error": f"unknown service {service!r}"}, status_code=400)
-        known = [m for m in merchants if m in runtime.contexts]
+        from connector.pipeline.services import SERVICES as RUNNABLE
+
+        # Only merchants the service really runs for (not off by config, not a dry run's writes).
+        known = [m for m in merchants if m in runtime.contexts and not RUNNABLE[service].disabled(runtime.contexts[m])]
         if daemon.kick is not None:
             for m in known:
                 daemon.kick(m, service)

@@ -41,11 +41,11 @@ def _act(config: Optional[str], action: Callable[[Any], Awaitable[list[Any]]], *
         store = await open_store(cfg)
         try:
             results = await action(store)
+            changed = {r.merchant for r in results if r.ok}
+            if then and changed:
+                started = await kick_daemon(cfg, store, changed, then)
         finally:
             await store.close()
-        changed = {r.merchant for r in results if r.ok}
-        if then and changed:
-            started = await kick_daemon(cfg, changed, then)
         return results
 
     try:

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import typer
 
 from connector.cli.common import (EXIT_ATTENTION, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigOpt, MerchantOpt,
-                                  check_merchant, display_url, load_config, run_async)
+                                  check_merchant, display_url, load_config, open_store, run_async)
 from connector.cli.output import err, fail, say, table, utc
 
 SERVICE_NAMES = ("order_download", "order_delivery", "order_changes", "shipment_upload", "ledger_consume", "inventory_upload")
@@ -127,6 +127,9 @@ async def _daemon(cfg: Any) -> int:
             return EXIT_USAGE
         path = Path(cfg.source).resolve()
         await rt.start(config_path=str(path), config_mtime=_mtime(path), listen=cfg.daemon.listen)
+        from connector.web import control_token
+
+        await control_token(rt.store, create=True)  # what `connector reload` and the operator commands show the daemon
         daemon = Daemon(rt, load_config=lambda: configmod.load(path), config_path=str(path))
         daemon.install_signal_handlers()
         app = build_app(rt, WebDaemon(healthy=lambda: daemon.healthy, reload=daemon.reload, kick=daemon.kick))
@@ -186,16 +189,22 @@ def control_url(cfg: Any, path: str) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}{path}"
 
 
-async def kick_daemon(cfg: Any, merchants: set[str], service: str) -> list[str]:
+async def kick_daemon(cfg: Any, store: Any, merchants: set[str], service: str) -> list[str]:
     """Ask a running daemon to start `service` now for these merchants; the merchants it started
     (none when no daemon answers: the next scheduled pass does the work)."""
     import httpx
 
+    from connector.web import CONTROL_HEADER, control_token
+
     try:
+        token = await control_token(store)
+        if not token:
+            return []  # no daemon ever ran on this database
         async with httpx.AsyncClient(timeout=3) as client:
-            response = await client.post(control_url(cfg, "/control/kick"), json={"merchants": sorted(merchants), "service": service})
+            response = await client.post(control_url(cfg, "/control/kick"), json={"merchants": sorted(merchants), "service": service},
+                                         headers={CONTROL_HEADER: token})
         return list(response.json().get("started", [])) if response.status_code == 200 else []
-    except (httpx.HTTPError, ValueError, AttributeError):
+    except Exception:  # noqa: BLE001 - no daemon, or no database: the next scheduled pass does the work
         return []
 
 
@@ -204,10 +213,20 @@ async def _ask_reload(cfg: Any) -> str:
 
     from connector.store.engine import sqlite_path
 
+    from connector.web import CONTROL_HEADER, control_token
+
     url = control_url(cfg, "/control/reload")
     try:
+        store = await open_store(cfg)
+        try:
+            token = await control_token(store)
+        finally:
+            await store.close()
+    except Exception:  # noqa: BLE001 - without the database, SIGHUP below still works
+        token = ""
+    try:
         async with httpx.AsyncClient(timeout=30) as client:
-            response = await client.post(url)
+            response = await client.post(url, headers={CONTROL_HEADER: token})
         body = response.json()
         return body.get("message", "") if response.status_code == 200 else f"!{body.get('message') or body.get('error')}"
     except (httpx.HTTPError, ValueError):

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -163,7 +164,12 @@ def test_reload_applies_a_fixed_mapping_without_a_restart_and_keeps_the_old_conf
         r = connector("reload", "-c", str(cfg))  # the file cannot even be read now: checked before asking the daemon
         assert r.returncode == 2 and "config error" in r.stderr
         cfg.write_text(text.replace('"channel_id" = ', 'chanel_id = 1\n"channel_id" = '))
-        r = httpx.post(f"http://127.0.0.1:{port}/control/reload", timeout=30)
+        url = f"http://127.0.0.1:{port}/control/reload"
+        assert httpx.post(url, timeout=30).status_code == 403, "no control token: refused"
+        token = sqlite3.connect(flow.database_url.removeprefix("sqlite:///")).execute("SELECT value FROM cursors WHERE name = 'control_token'").fetchone()[0]
+        proxied = httpx.post(url, headers={"X-Connector-Control": token, "X-Forwarded-For": "203.0.113.9"}, timeout=30)
+        assert proxied.status_code == 403, "through a proxy every caller looks local: refused"
+        r = httpx.post(url, headers={"X-Connector-Control": token}, timeout=30)
         assert r.status_code == 422 and "chanel_id" in r.json()["message"], r.text
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200, "the old config keeps running"
     finally:
