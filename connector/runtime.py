@@ -28,6 +28,10 @@ from connector.health import Health, database_fault
 from connector.pipeline.context import ServiceContext
 from connector.pipeline.services import SERVICES as SERVICE_TABLE
 from connector.redact import DEFAULT as PROCESS_REDACTOR
+
+# Cursors holding secrets the connector makes (connector.web names them where they are used).
+MERCHANT_SECRETS = ("warehouse_webhook_token", "warehouse_webhook_secret")
+PROCESS_SECRETS = ("control_token",)
 from connector.redact import Redactor
 from connector.runner import PassReport, PassRunner
 from connector.store import Store, WorkerRecord
@@ -213,6 +217,17 @@ class Runtime:
                                                        config_loaded_at=now, database=self.store.url, listen=listen, version=__version__,
                                                        merchants=json.dumps(self.owned_dcs(), sort_keys=True)))
         self._heartbeat = asyncio.create_task(self._beat(), name="lease heartbeat")
+        await self.learn_stored_secrets()
+
+    async def learn_stored_secrets(self) -> None:
+        """Secrets the connector made and keeps in its database (the warehouse webhooks' path
+        tokens and signing secrets, the control token) are masked like the config's own."""
+        found = [await self.store.cursors.get("", name) for name in PROCESS_SECRETS]
+        for merchant in self.contexts:
+            found += [await self.store.cursors.get(merchant, name) for name in MERCHANT_SECRETS]
+        made = [s for s in found if s]
+        self.redactor.add(*made)
+        PROCESS_REDACTOR.add(*made)
 
     async def _beat(self) -> None:
         """Renew this worker's leases every third of their length while the process lives."""

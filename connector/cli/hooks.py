@@ -30,6 +30,8 @@ async def warehouse_url(store: Any, public_url: str, merchant: str, *, create: b
     if not token and create:
         token = secrets.token_urlsafe(24)
         await store.cursors.set(merchant, WAREHOUSE_TOKEN, token)
+    if token:
+        _mask(token)
     return f"{public_url}/webhooks/warehouse/{merchant}/{token}" if token else ""
 
 
@@ -42,7 +44,16 @@ async def warehouse_secret(store: Any, merchant: str, *, create: bool) -> str:
     if not secret and create:
         secret = base64.b64encode(secrets.token_bytes(24)).decode("ascii")
         await store.cursors.set(merchant, WarehouseHooks.SECRET, secret)
+    if secret:
+        _mask(secret)
     return secret or ""
+
+
+def _mask(secret: str) -> None:
+    """A secret made here is masked in this process's logs and call records from now on."""
+    from connector.redact import DEFAULT
+
+    DEFAULT.add(secret)
 
 
 async def registered_url(cfg: Any, merchant: str) -> str:
@@ -97,6 +108,7 @@ async def _register(cfg: Any, only: str | None) -> int:
                 continue
             url = await warehouse_url(store, cfg.daemon.public_url, mid, create=True)
             secret = await warehouse_secret(store, mid, create=True)
+            rt.redactor.add(url.rsplit("/", 1)[-1], secret)  # the adapters' call records mask them too
             try:
                 for line in await ctx.warehouse.register_webhooks(url, secret):
                     say(f"{mid}: {ctx.warehouse.name}: {line}")

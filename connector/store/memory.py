@@ -503,9 +503,11 @@ class MemoryRunStore:
                                       last_summary=json.dumps(summary, default=str), stopped_because=stopped_because[:2000], resumes_at=resumes_at)
         if outcome == "done":
             values.update(last_success_at=now, paused_until=None, pause_reason="")
-        if release and self._row(merchant, service)["lease_owner"] == release:
-            values.update(lease_owner="", lease_until=None)
-        await self._set(merchant, service, **values)
+        async with self.b.gate():  # the lease is checked and let go in one step, as the SQL store does
+            row = self._row(merchant, service)
+            if release and row["lease_owner"] == release:
+                values.update(lease_owner="", lease_until=None)
+            row.update(values)
 
     async def pause(self, merchant: str, service: str, until: datetime | None, reason: str) -> None:
         await self._set(merchant, service, paused_until=until, pause_reason=reason)

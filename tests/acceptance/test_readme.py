@@ -36,30 +36,37 @@ def commands() -> list[str]:
     return out
 
 
-def mentioned() -> set[tuple[str, ...]]:
-    """Every `connector SUB [SUB2] --option` the README shows inline or in its tables, as
-    (subcommand path, option) pairs; ("run", "") for a bare subcommand."""
-    pairs: set[tuple[str, ...]] = set()
+def mentioned() -> tuple[set[tuple[str, str]], list[str]]:
+    """Every `connector SUB [SUB2] --option` the README shows inline, in its tables or its shell
+    blocks, as (subcommand path, option) pairs ("" for the bare subcommand), and the snippets
+    whose subcommand does not exist."""
+    pairs: set[tuple[str, str]] = set()
+    unknown: list[str] = []
     for snippet in re.findall(r"`(connector [^`]+)`", README) + commands():
-        for part in snippet.split("/"):
+        for part in snippet.split(" / "):
             words = part.replace("\\|", "|").split()
             if "connector" not in words:
                 continue
             words = words[words.index("connector") + 1:]
-            path = []
-            for w in words:
-                if re.fullmatch(r"[a-z][a-z-]*", w) and not path[1:]:
-                    path.append(w)
-                else:
-                    break
-            while path and not _is_command(tuple(path)):
-                path.pop()
-            if not path:
+            if not words or not re.fullmatch(r"[a-z][a-z-]*", words[0]):
                 continue
-            opts = [o.split("=")[0] for w in words for o in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", w)]
+            path = [words[0]]
+            if not _is_command(tuple(path)):
+                unknown.append(part)
+                continue
+            if len(words) > 1 and re.fullmatch(r"[a-z][a-z-]*", words[1]) and "Commands:" in (_help(tuple(path)) or ""):
+                path.append(words[1])  # a group: its next word must be one of its commands
+                if not _is_command(tuple(path)):
+                    unknown.append(part)
+                    continue
+            opts = [o for w in words for o in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", w)]
             pairs.add((" ".join(path), ""))
             pairs.update((" ".join(path), o) for o in opts)
-    return pairs
+    return pairs, unknown
+
+
+def _has_option(help_text: str, option: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", help_text) is not None
 
 
 _HELP: dict[tuple[str, ...], str | None] = {}
@@ -87,10 +94,11 @@ def test_the_lifecycle_table_is_the_codes():
 
 
 def test_every_command_and_option_the_readme_names_exists():
-    pairs = mentioned()
+    pairs, unknown = mentioned()
+    assert not unknown, f"the README names commands that do not exist: {unknown}"
     subcommands = {p for p, o in pairs}
-    assert {"run", "status", "onboard", "merchant add", "cancel", "console", "sandbox", "demo", "bench"} <= subcommands
-    missing = [f"connector {p} {o}".strip() for p, o in sorted(pairs) if o and o not in (_help(tuple(p.split())) or "")]
+    assert {"run", "status", "onboard", "merchant add", "webhooks register", "console add-user", "cancel", "sandbox", "demo", "bench"} <= subcommands
+    missing = [f"connector {p} {o}".strip() for p, o in sorted(pairs) if o and not _has_option(_help(tuple(p.split())) or "", o)]
     assert not missing, missing
 
 

@@ -282,3 +282,27 @@ async def test_a_shipstation_v1_ship_notify_brings_tracking_to_ultracart(v1):
     body = json.dumps({"resource_url": "http://127.0.0.1:1/shipments?batchId=1", "resource_type": "SHIP_NOTIFY"}).encode()
     assert (await v1.client.post(f"/webhooks/warehouse/acme/{v1.token[:-1]}", content=body)).status_code == 401
     assert (await v1.client.post(f"/webhooks/warehouse/acme/{v1.token}", content=body)).status_code == 200
+
+
+async def test_the_secrets_the_connector_made_are_masked_after_a_restart(flow):
+    """The path token and the signing secret live in the database, not the config: a new process
+    learns them at start and masks them like the config's own secrets."""
+    from connector.cli.hooks import warehouse_secret, warehouse_url
+    from connector.redact import DEFAULT
+
+    rt = await flow.runtime()
+    try:
+        url = await warehouse_url(rt.store, "https://hooks.example", "acme", create=True)
+        secret = await warehouse_secret(rt.store, "acme", create=True)
+    finally:
+        await rt.aclose()
+    token = url.rsplit("/", 1)[-1]
+    again = await flow.runtime()
+    try:
+        await again.learn_stored_secrets()
+        line = f"POST {url} signed with {secret}"
+        for redactor in (again.redactor, DEFAULT):
+            masked = redactor.text(line)
+            assert token not in masked and secret not in masked, masked
+    finally:
+        await again.aclose()
