@@ -19,6 +19,8 @@ from connector.store import Store
 from tests.support.flow import Flow, to_toml
 from tests.support.pg import fresh_schema
 
+pytestmark = pytest.mark.slow  # soak, replicas and bench: CI runs them; `pytest -m 'not slow'` skips them locally
+
 ORDERS = int(os.environ.get("CONNECTOR_REPLICA_ORDERS", "5000"))
 MERCHANTS = 20
 CMD = [sys.executable, "-m", "connector", "run", "-c"]

@@ -16,6 +16,9 @@ import time
 from collections import Counter
 
 from connector.sandbox.samples import make_order
+import pytest
+
+pytestmark = pytest.mark.slow  # soak, replicas and bench: CI runs them; `pytest -m 'not slow'` skips them locally
 
 ORDERS = int(os.environ.get("CONNECTOR_SOAK_ORDERS", "300"))
 KILLS = int(os.environ.get("CONNECTOR_SOAK_KILLS", "20"))

@@ -13,6 +13,8 @@ from connector.bench.harness import SandboxProcess
 from connector.bench.options import SHIP_METHODS
 from connector.sandbox.samples import demo_orders
 
+pytestmark = pytest.mark.slow  # soak, replicas and bench: CI runs them; `pytest -m 'not slow'` skips them locally
+
 
 @pytest.fixture
 def sandboxes(tmp_path):

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import pytest
+
+pytestmark = pytest.mark.slow  # soak, replicas and bench: CI runs them; `pytest -m 'not slow'` skips them locally
 
 CMD = [sys.executable, "-m", "connector", "bench", "--no-progress"]
 PHASES = ("download", "delivery", "shipments", "inventory", "inventory 1%")

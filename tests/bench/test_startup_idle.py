@@ -11,6 +11,9 @@ import time
 from connector.bench.options import BenchOptions, bench_config
 from connector.bench.startup import child_cpu, startup_phase, to_toml
 from connector.config import load
+import pytest
+
+pytestmark = pytest.mark.slow  # soak, replicas and bench: CI runs them; `pytest -m 'not slow'` skips them locally
 
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
 

@@ -1,6 +1,5 @@
 """The inventory quantity pipeline: each step, the whole run, and its invariants."""
 
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -201,15 +200,13 @@ def test_second_identical_run_changes_nothing(levels, rules, in_flight):
     assert changes(second, pushed, full=False) == {}
 
 
-def test_fifty_thousand_skus_are_fast():
+def test_fifty_thousand_skus_and_five_thousand_kits_are_all_computed():
+    """Its speed is measured by `connector bench` (the quantity pipeline's seconds), not here."""
     n = 50_000
     levels = [StockLevel(sku=f"W{i}", warehouse_id=str(i % 3), available=i % 40) for i in range(n)]
     skus = SkuMap(aliases={f"S{i}": f"W{i}" for i in range(n)}, kits={f"K{i}": {f"W{i}": 1, f"W{i + 1}": 2} for i in range(0, n, 10)})
     in_flight = {f"S{i}": 1 for i in range(0, n, 7)}
     rules = InventoryRules(minimum_level=5, buffer=1, percent=90, max_quantity=30)
-    start = time.perf_counter()
     result = compute(levels, rules, skus, in_flight)
     pushed = changes(result.quantities, {}, full=False)
-    elapsed = time.perf_counter() - start
     assert len(pushed) == n + n // 10
-    assert elapsed < 1.0, f"{elapsed:.3f}s"
