@@ -57,3 +57,40 @@ def test_a_release_without_a_daemon_says_nothing_about_one(tmp_path):
         assert "daemon" not in r.stdout
     finally:
         f.close()
+
+
+def test_a_sigkill_right_after_a_webhooks_200_loses_nothing_and_sends_once(tmp_path):
+    """UltraCart pushes orders; the daemon answers 200 and is killed at once (before or while the
+    delivery it kicked runs). The restarted daemon sends each order exactly once and acknowledges it."""
+    import httpx
+
+    f = Flow(tmp_path)
+    daemon = None
+    try:
+        raw = f.config_dict()
+        port = free_port()
+        raw["daemon"]["listen"] = f"127.0.0.1:{port}"
+        m = raw["merchants"][0]
+        m["ultracart"].update(webhook_username="acme", webhook_password="hook-secret-1")
+        m["schedule"] = {"order_download": "1h", "order_delivery": "1h"}
+        cfg = tmp_path / "connector.toml"
+        cfg.write_text(to_toml(raw))
+        daemon = subprocess.Popen(CMD + ["run", "-c", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait(lambda: connector("status", "-c", str(cfg), "--json").returncode in (0, 3), what="the daemon to start")
+        ids = [f"DEMO-{i}" for i in range(9001, 9006)]
+        orders = [make_order(i) for i in ids]
+        body = {"events": [{"fulfillment_transmit": o} for o in orders]}
+        r = httpx.post(f"http://127.0.0.1:{port}/webhooks/ultracart/acme", json=body, auth=("acme", "hook-secret-1"), timeout=30)
+        assert r.status_code == 200 and r.json()["stored"] == 5, r.text
+        f.uc.queue("DFLT", orders)  # UltraCart's DC queue holds pushed orders too, until acknowledged
+        daemon.kill()  # SIGKILL the moment the 200 is in hand
+        daemon.communicate(timeout=30)
+        daemon = subprocess.Popen(CMD + ["run", "-c", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait(lambda: all(f"acme-{i}" in f.sb.orders for i in ids), what="every pushed order at the warehouse", timeout=60)
+        wait(lambda: set(ids) <= set(f.uc.acknowledged), what="every pushed order acknowledged", timeout=60)
+        assert f.kit.created() == 5 and all(n == 1 for n in f.kit.create_attempts().values())
+    finally:
+        if daemon is not None:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.communicate(timeout=30)
+        f.close()
