@@ -248,7 +248,7 @@ async def _ask_reload(cfg: Any) -> str:
 
 def check(config: Optional[str] = ConfigOpt, online: bool = typer.Option(False, "--online", help="also test each merchant's credentials, DC and ship methods")) -> None:
     """Validate the config file (and, with --online, every merchant's credentials and mappings)."""
-    cfg = load_config(config)
+    cfg = load_config(config, logging=online)
     say(f"{cfg.source}: ok ({len(cfg.merchants)} merchant(s)); database {display_url(cfg.daemon.database_url)}; listen {cfg.daemon.listen}")
     if online:
         raise typer.Exit(run_async(_check_online(cfg)))
