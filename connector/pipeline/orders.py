@@ -124,6 +124,10 @@ async def deliver_orders(ctx: ServiceContext) -> None:
     await send_ready(ctx)
 
 
+async def _none() -> None:
+    return None
+
+
 async def evaluate_orders(ctx: ServiceContext) -> None:
     """Apply the order rules to new and held orders with the current config.
 
@@ -142,9 +146,10 @@ async def evaluate_orders(ctx: ServiceContext) -> None:
             break
         after = rows[-1].id
         if not catalog_loaded:
-            # One catalog read per pass, and only when there is something to check.
-            known_skus = await ctx.warehouse.known_skus() if caps.sku_catalog else None
-            known_methods = await ctx.warehouse.known_ship_methods() if caps.ship_method_catalog else None
+            # One catalog read per pass, and only when there is something to check; both at
+            # once (an order pushed by webhook waits on them: one round trip, not two).
+            known_skus, known_methods = await asyncio.gather(_none() if not caps.sku_catalog else ctx.warehouse.known_skus(),
+                                                             _none() if not caps.ship_method_catalog else ctx.warehouse.known_ship_methods())
             catalog_loaded = True
         now = ctx.now()
         moves: list[Move] = []
