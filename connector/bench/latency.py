@@ -241,6 +241,8 @@ async def one_run(opts: BenchOptions, webhooks: bool) -> dict[str, Any]:
                 "created": sum(1 for r in refs.values() if r), "created_once": sum(1 for r in refs.values() if r and created[r]["attempts"] == 1),
                 "tracked": len(tracking_s), "tracked_once": sum(1 for o in shipped if o in tracking and tracking[o]["posts"] == 1),
                 "strays": sorted(set(created) - {r for r in refs.values() if r})[:10]}
+        uc, sb = await asyncio.gather(run.control(run.uc, "/_sandbox/counters"), run.control(run.sb, "/_sandbox/counters"))
+        out["requests"] = {f"{vendor} {k}": v for vendor, c in (("ultracart", uc), ("shipbob", sb)) for k, v in sorted(c["requests"].items()) if v}
         if webhooks:
             hooks = await run.control(run.uc, "/_sandbox/webhooks")
             out["ultracart_deliveries"] = {s: sum(1 for d in hooks["deliveries"] if d["status"] == s)

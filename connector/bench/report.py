@@ -141,6 +141,8 @@ def print_latency(lat: dict[str, Any], console: Console) -> None:
                       f"{r['tracked']}/{r['created']} tracking posted ({r['tracked_once']} in a single post)"
                       + (f"; UltraCart deliveries {r['ultracart_deliveries']}" if "ultracart_deliveries" in r else "")
                       + (f"; ShipBob: {'; '.join(r['registered'])}" if r.get("registered") else ""))
+        if r.get("requests"):
+            console.print(f"{mode}: vendor requests " + ", ".join(f"{k} {v}" for k, v in r["requests"].items()))
         for e in r["failed"] + [f"{n} pass(es) raised {e}" for e, n in r["raised"].items()]:
             console.print(f"[red]{mode}: {e}[/]")
         if r["strays"]:

@@ -31,6 +31,7 @@ def test_latency_phase_runs_and_reports(tmp_path):
             figures = run[path]
             assert figures["n"] == 3, (mode, path, figures)
             assert 0 < figures["p50_s"] <= figures["p99_s"] <= figures["max_s"], (mode, path, figures)
+        assert run["requests"]["shipbob POST /order"] == 3 and run["requests"]["ultracart shipments"] >= 1, (mode, run["requests"])
     w, p = lat["webhooks"], lat["poll"]
     assert w["webhooks"] and w["schedule_s"] is None and w["ultracart_deliveries"] == {"delivered": 3}
     assert any("subscribed" in line and "order.shipped" in line for line in w["registered"])
@@ -40,7 +41,7 @@ def test_latency_phase_runs_and_reports(tmp_path):
     text = proc.stdout
     assert "order webhook -> warehouse create" in text and "warehouse ship webhook -> tracking posted" in text
     assert "webhooks, default schedules" in text and "poll-only, every 1 s" in text
-    assert "Poll-only on the default schedules (not measured" in text
+    assert "Poll-only on the default schedules (not measured" in text and "webhooks: vendor requests" in text
     rows = {t["target"]: t for t in data["targets"]}
     for wanted in ("order webhook -> warehouse create <= 2 s worst case", "order webhook -> warehouse create <= 0.5 s median",
                    "warehouse ship webhook -> tracking posted <= 5 s worst case"):
