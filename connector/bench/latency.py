@@ -141,6 +141,7 @@ class Run:
             ctx = self.rt.contexts[self.merchant]
             url = await warehouse_url(self.rt.store, public, self.merchant, create=True)
             secret = await warehouse_secret(self.rt.store, self.merchant, create=True)
+            self.rt.redactor.add(url.rsplit("/", 1)[-1], secret)  # masked in the call records, as register does
             said = await ctx.warehouse.register_webhooks(url, secret)
             await self.control(self.uc, "/_sandbox/webhooks", {"url": f"{public}/webhooks/ultracart/{self.merchant}",
                                                                "events": ["fulfillment_transmit"], "username": HOOK_USER,

@@ -9,6 +9,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # like the other bench runs: CI runs them; `pytest -m 'not slow'` skips them locally
+
 PATHS = ("create", "tracking")
 FIGURES = ("p50_s", "p99_s", "max_s")
 
