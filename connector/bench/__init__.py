@@ -16,6 +16,10 @@ figures are the connector's alone; the connector runs in this process exactly as
                  identical copy of the queue, and the connector/naive CPU-per-order ratio
     startup      CPU of a fresh `connector --help` and `connector check` (in the default phases)
     idle         N merchants with their own credentials on default schedules (`--phases idle`)
+    latency      order webhook -> warehouse create and warehouse ship webhook -> tracking posted,
+                 p50/p99/max over `--latency-events` sent `--latency-gap-s` apart, the daemon's
+                 scheduler on default schedules; beside the same without webhooks, polled every
+                 `--latency-poll-s` (`--phases latency`)
     --profile    cProfile of download + delivery (and the idle window)
 
 Per phase: wall time, items per second, connector CPU ms per item (`time.process_time`, every
@@ -26,9 +30,10 @@ against the round-trip lower bound for the latency. See `figures.minimum_request
 
 Modules: `options` (what was asked, the bench config), `harness` (sandbox processes, `Measure`,
 profiles), `phases` (the order phases and the soak), `baseline` (the naive loop), `startup`,
-`idle`, `keys` (the UltraCart sandbox with a key per merchant), `figures` (derived figures,
-targets), `report` (printing, JSON), `run` (the entry point). Names are loaded on first use, so
-importing the package costs nothing.
+`idle`, `keys` (the UltraCart sandbox with a key per merchant), `latency`, `stamps` (the
+sandboxes stamping creates and tracking posts), `figures` (derived figures, targets), `report`
+(printing, JSON), `run` (the entry point). Names are loaded on first use, so importing the
+package costs nothing.
 """
 
 from __future__ import annotations

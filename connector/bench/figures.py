@@ -151,6 +151,24 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"{i['merchants']:,} idle merchants: schedule lag p99 < 1 s (warm-up and window)",
             f"window {i['lag_p99_s']} s ({i['passes']} passes), warm-up {i['warm_up']['lag_p99_s']} s ({i['warm_up']['passes']} passes)",
             bool(lags) and max(lags) < 1)
+    if result.get("latency"):
+        lat = result["latency"]
+        w, p = lat["webhooks"], lat["poll"]
+        sent = f"{lat['events']} orders {lat['gap_s']:g} s apart, latency {lat['latency_ms']:g} ms"
+
+        def fig(path: dict[str, Any], key: str) -> str:
+            return f"{path[key]} s" if path[key] is not None else "none arrived"
+
+        def poll(path: str) -> str:
+            return f"(poll-only every {p['schedule_s']:g} s: {fig(p[path], 'p50_s')} / {fig(p[path], 'max_s')})"
+
+        c, t = w["create"], w["tracking"]
+        add(f"order webhook -> warehouse create <= 2 s worst case ({sent})", f"max {fig(c, 'max_s')} {poll('create')}",
+            c["max_s"] is not None and c["n"] == lat["events"] and c["max_s"] <= 2)
+        add(f"order webhook -> warehouse create <= 0.5 s median ({sent})", f"p50 {fig(c, 'p50_s')}",
+            c["p50_s"] is not None and c["n"] == lat["events"] and c["p50_s"] <= 0.5)
+        add(f"warehouse ship webhook -> tracking posted <= 5 s worst case ({sent})", f"max {fig(t, 'max_s')} {poll('tracking')}",
+            t["max_s"] is not None and t["n"] == lat["events"] and t["max_s"] <= 5)
     if result.get("soak"):
         s = result["soak"]
         add("RSS growth < 10% after warm-up (soak)", f"{s['growth_pct']}%", s["growth_pct"] < 10)

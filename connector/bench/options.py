@@ -15,8 +15,9 @@ FETCH, ACK, TRACKING_POST, INVENTORY_POST, PAGE, WAREHOUSE_ACK = 100, 100, 100, 
 UNLIMITED_RATE = 1_000_000.0  # the adapter's limiter must not pace a sandbox that has no limit
 BASELINE_DC = "BASE"
 # orders: download, delivery, shipments, inventory (and --baseline); startup: CPU of `connector
-# --help` / `check`; idle: --idle-merchants on default schedules for --idle-seconds.
-PHASE_GROUPS = ("orders", "startup", "idle")  # the naive loop's own copy of the queue
+# --help` / `check`; idle: --idle-merchants on default schedules for --idle-seconds; latency:
+# webhook -> create and ship webhook -> tracking, beside the poll-only figures (latency.py).
+PHASE_GROUPS = ("orders", "startup", "idle", "latency")  # the naive loop's own copy of the queue
 
 
 @dataclass
@@ -38,6 +39,9 @@ class BenchOptions:
     phases: str = "orders,startup"  # comma separated, of PHASE_GROUPS
     idle_merchants: int = 1000
     idle_seconds: float = 60.0
+    latency_events: int = 20  # latency phase: orders sent (and then shipped) one at a time
+    latency_gap_s: float = 0.5  # latency phase: between two of them
+    latency_poll_s: float = 10.0  # latency phase, poll-only run: the order and shipment schedules
     profile: str | None = None  # cProfile download + delivery (and the idle window) into this file; inflates their CPU
 
     @property

@@ -105,6 +105,8 @@ def print_bench(result: dict[str, Any], console: Console) -> None:
             console.print(f"[red]{e}[/]")
         for e, count in i.get("raised", {}).items():
             console.print(f"[red]{count:,} pass(es) raised {e}[/]")
+    if result.get("latency"):
+        print_latency(result["latency"], console)
     if result.get("soak"):
         s = result["soak"]
         console.print(f"Soak: {s['merchants']} merchants for {s['minutes']:g} min, {s['orders_created']:,} orders created; RSS "
@@ -116,3 +118,32 @@ def print_bench(result: dict[str, Any], console: Console) -> None:
     for t in result["targets"]:
         console.print(f"  {'[green]met[/]' if t['ok'] else '[red]missed[/]':<6} {t['target']}: {t['figure']}")
     console.print("[bold green]bench finished[/]" if result["ok"] else "[bold red]bench finished with problems (see above)[/]")
+
+def print_latency(lat: dict[str, Any], console: Console) -> None:
+    w, p, d = lat["webhooks"], lat["poll"], lat["default_schedule"]
+
+    def cells(figures: dict[str, Any]) -> list[str]:
+        return ["-" if figures[k] is None else f"{figures[k]:.3f}" for k in ("p50_s", "p99_s", "max_s")] + [str(figures["n"])]
+
+    t = Table("path", "mode", "p50 s", "p99 s", "max s", "events", box=None, title_justify="left",
+              title=f"Latency: {lat['events']} orders sent {lat['gap_s']:g} s apart, then shipped {lat['gap_s']:g} s apart; "
+                    f"sandbox latency {lat['latency_ms']:g} ms (the connector: Runtime + scheduler + listener in this process)")
+    for path, name in (("create", "order webhook -> warehouse create"), ("tracking", "warehouse ship webhook -> tracking posted")):
+        t.add_row(name, "webhooks, default schedules", *cells(w[path]))
+        t.add_row("", f"poll-only, every {p['schedule_s']:g} s", *cells(p[path]))
+    console.print(t)
+    console.print(f"Poll-only on the default schedules (not measured: it would take {d['shipment_upload_s'] / 60:g} minutes): an order waits "
+                  f"for the next download ({d['order_download_s']:g} s) and then delivery ({d['order_delivery_s']:g} s): up to "
+                  f"{d['create_worst_s']:g} s, about {d['create_median_s']:g} s typical; a shipment waits for the next shipments read: up to "
+                  f"{d['tracking_worst_s']:g} s, about {d['tracking_median_s']:g} s typical")
+    for r, mode in ((w, "webhooks"), (p, "poll-only")):
+        console.print(f"{mode}: {r['created']}/{lat['events']} created ({r['created_once']} by a single create call), "
+                      f"{r['tracked']}/{r['created']} tracking posted ({r['tracked_once']} in a single post)"
+                      + (f"; UltraCart deliveries {r['ultracart_deliveries']}" if "ultracart_deliveries" in r else "")
+                      + (f"; ShipBob: {'; '.join(r['registered'])}" if r.get("registered") else ""))
+        if r.get("requests"):
+            console.print(f"{mode}: vendor requests " + ", ".join(f"{k} {v}" for k, v in r["requests"].items()))
+        for e in r["failed"] + [f"{n} pass(es) raised {e}" for e, n in r["raised"].items()]:
+            console.print(f"[red]{mode}: {e}[/]")
+        if r["strays"]:
+            console.print(f"[red]{mode}: orders at ShipBob the bench did not send: {r['strays']}[/]")

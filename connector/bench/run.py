@@ -16,7 +16,7 @@ from connector.bench.report import environment
 
 async def run_bench(options: BenchOptions, console: Console | None = None) -> dict[str, Any]:
     """Run the bench (or, with `soak_minutes`, the soak); returns every figure as JSON-able data.
-    The phase groups (`options.phases`) run in the order orders, startup, idle."""
+    The phase groups (`options.phases`) run in the order orders, startup, idle, latency."""
     groups = options.phase_groups
     result: dict[str, Any] = {"version": 1, "options": asdict(options), "environment": environment(), "phases": []}
     if options.soak_minutes:
@@ -54,6 +54,13 @@ async def run_bench(options: BenchOptions, console: Console | None = None) -> di
 
         result["idle"] = await idle_phase(options)
         ok = ok and not result["idle"]["failed_count"] and result["idle"]["warm_up"]["jobs_started"] == result["idle"]["warm_up"]["jobs"]
+    if "latency" in groups:
+        from connector.bench.latency import latency_phase
+
+        result["latency"] = lat = await latency_phase(options)
+        n = options.latency_events
+        ok = ok and all(not r["failed"] and not r["raised"] and r["created_once"] == r["tracked_once"] == n
+                        for r in (lat["webhooks"], lat["poll"]))
     result["targets"] = targets(result)
     result["ok"] = ok
     return result

@@ -87,9 +87,12 @@ def bench(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     baseline: bool = typer.Option(False, "--baseline", help="also run a naive script-like loop on the same queue and compare CPU per order"),
     baseline_client: str = typer.Option("auto", "--baseline-client", help="the naive loop's UltraCart client: auto (the SDK when installed), sdk, httpx"),
-    phases: str = typer.Option("orders,startup", "--phases", help="comma separated: orders (download, delivery, shipments, inventory), startup, idle"),
+    phases: str = typer.Option("orders,startup", "--phases", help="comma separated: orders (download, delivery, shipments, inventory), startup, idle, latency"),
     idle_merchants: int = typer.Option(1000, "--idle-merchants", help="idle phase: merchants, each with its own credentials"),
     idle_seconds: float = typer.Option(60.0, "--idle-seconds", help="idle phase: the measured window after the first round of passes"),
+    latency_events: int = typer.Option(20, "--latency-events", help="latency phase: orders sent through the webhooks (then shipped), one at a time"),
+    latency_gap_s: float = typer.Option(0.5, "--latency-gap-s", help="latency phase: seconds between two orders (and two shipments)"),
+    latency_poll_s: float = typer.Option(10.0, "--latency-poll-s", help="latency phase, poll-only run: the order and shipment schedules (seconds)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="cProfile download + delivery (and the idle window, FILE.idle) into FILE; print the top 15"),
 ) -> None:
     """The performance benchmark: sandboxes in their own processes, figures per phase."""
@@ -106,7 +109,8 @@ def bench(
     options = BenchOptions(orders=orders_count, skus=skus, merchants=merchants, latency_ms=latency_ms, rate_limit=rate_limit,
                            rate_minutes=rate_minutes, concurrency=concurrency, store=store, soak_minutes=soak_minutes, progress=progress,
                            baseline=baseline, baseline_client=baseline_client, phases=phases, idle_merchants=idle_merchants,
-                           idle_seconds=idle_seconds, profile=profile)
+                           idle_seconds=idle_seconds, latency_events=latency_events, latency_gap_s=latency_gap_s,
+                           latency_poll_s=latency_poll_s, profile=profile)
     try:
         options.phase_groups
     except ValueError as exc:
