@@ -19,7 +19,7 @@ from adapters.files.inbox import Inbox
 from adapters.files.layout import FileProblem
 from adapters.files.outbox import Outbox
 from adapters.files.transport import make_transport
-from connector.domain import CreateResult, Shipment, StockLevel, WarehouseOrder
+from connector.domain import CancelOutcome, CancelResult, CreateResult, Shipment, StockLevel, WarehouseOrder
 from connector.errors import ConfigurationError
 
 
@@ -89,6 +89,21 @@ class FilesAdapter(WarehouseAdapterBase):
     async def create_order(self, order: WarehouseOrder) -> CreateResult:
         """Write the order file (temporary name, then rename); the file name is the warehouse id."""
         return await self.outbox.create(order)
+
+    async def cancel_order(self, reference: str) -> CancelResult:
+        """A folder cannot say whether the warehouse stopped an order: a cancel request file is
+        written beside the orders (`cnl_<reference>_<time>.csv`: reference, order_id, reason,
+        requested_at) and the answer is `by_hand`, naming it: a person confirms with the
+        warehouse, then `connector cancel ID --done`."""
+        found = await self.find_order(reference)
+        if found is None:  # no request to write for a file we cannot find; a person looks
+            return CancelResult(outcome=CancelOutcome.by_hand, reference=reference,
+                                reason=f"no order file for {reference} was found in {self.config.outbound_dir}/ or its markers: "
+                                       "check with the warehouse whether it has the order")
+        name = await self.outbox.request_cancel(reference, self.context.order_id_of(reference) or "", "cancelled in UltraCart")
+        return CancelResult(outcome=CancelOutcome.by_hand, reference=reference, warehouse_order_id=found.warehouse_order_id,
+                            reason=f"cancel request {name} written to {self.config.outbound_dir}/ for order file {found.warehouse_order_id}; "
+                                   "ask the warehouse to confirm it stopped the order")
 
     async def find_order(self, reference: str) -> CreateResult | None:
         """The order file sent for `reference` (ledger marker, else the outbound folder), or None."""

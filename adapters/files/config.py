@@ -57,6 +57,7 @@ class FilesConfig(AdapterConfig):
     order_prefix: str = "ord_"
     shipment_prefix: str = "shp_"
     stock_prefix: str = "inv_"
+    cancel_prefix: str = "cnl_"  # cancel requests written to outbound_dir (see the README)
     # our column name -> the partner's header, per file kind; "" drops an order column
     columns: dict[Literal["orders", "shipments", "stock"], dict[str, str]] = Field(default_factory=dict)
     delimiter: str = ","

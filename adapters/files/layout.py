@@ -126,6 +126,15 @@ def order_rows(order: WarehouseOrder) -> list[dict[str, str]]:
     ]
 
 
+def cancel_csv(reference: str, order_id: str, reason: str, at: datetime, delimiter: str = ",", *, escape_formulas: bool = True) -> str:
+    """A cancel request: a header row (reference, order_id, reason, requested_at) and one row."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(["reference", "order_id", "reason", "requested_at"])
+    writer.writerow([_cell(v, escape_formulas) for v in (reference, order_id, reason[:500], at.strftime("%Y-%m-%dT%H:%M:%SZ"))])
+    return out.getvalue()
+
+
 def order_csv(order: WarehouseOrder, headers: dict[str, str], delimiter: str = ",", *, escape_formulas: bool = True) -> str:
     """The whole order file: a header row and one row per line. `headers` maps our column
     names to the partner's; a column mapped to "" is left out. With `escape_formulas` no cell

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from adapters.files.calls import Calls, join
 from adapters.files.config import FilesConfig
-from adapters.files.layout import order_csv, order_rows
+from adapters.files.layout import cancel_csv, order_csv, order_rows
 from connector.domain import CreateResult, WarehouseOrder
 from connector.errors import ConfigurationError, InDoubtError, PermanentError, TransientError
 
@@ -49,6 +49,23 @@ class Outbox:
         """(final, temporary) file names of an order sent at `at`."""
         key = file_key(reference)
         return f"{self.config.order_prefix}{key}_{at:%y%m%d%H%M%S}.csv", f".{self.config.order_prefix}{key}.csv.part"
+
+    async def request_cancel(self, reference: str, order_id: str, reason: str) -> str:
+        """Write a cancel request for `reference` to the outbound folder (temporary name, then
+        renamed, like orders): `<cancel_prefix><reference>_<time>.csv` with the columns
+        reference, order_id, reason, requested_at. Writing it again only writes another request
+        the warehouse treats the same way. Returns the file's name."""
+        now = datetime.now(UTC)
+        key = file_key(reference)
+        final, tmp = f"{self.config.cancel_prefix}{key}_{now:%y%m%d%H%M%S}.csv", f".{self.config.cancel_prefix}{key}.csv.part"
+        data = cancel_csv(reference, order_id, reason, now, self.config.delimiter, escape_formulas=self.config.escape_formulas).encode(
+            self.config.encoding, "replace")
+        folder = self.config.outbound_dir
+        await self.prepare()
+        await self.calls("PUT", join(folder, tmp), lambda: self.io.write(join(folder, tmp), data))
+        await self.calls("MOVE", join(folder, final), lambda: self.io.rename(join(folder, tmp), join(folder, final)), retry=False, record=True,
+                         body=[{"reference": reference, "order_id": order_id, "reason": reason[:500]}], order_id=order_id)
+        return final
 
     def preview(self, order: WarehouseOrder) -> dict[str, Any]:
         """The file `create` would write for `order`: its folder, name and text."""

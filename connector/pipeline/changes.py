@@ -255,9 +255,9 @@ async def _cancel_one(ctx: ServiceContext, task: Any) -> None:
     elif result.outcome is CancelOutcome.by_hand:
         await _record_cancel(ctx, task, record, S.cancel_failed, f"cancel by hand at the warehouse: {result.reason}", "")
         await ctx.alert([(ctx.id, "cancel_by_hand", record.order_id,
-                          f"Order {record.order_id} ({reason.text}): {ctx.warehouse.name} has no cancel API. Cancel order "
-                          f"{record.warehouse_order_id or record.reference} (reference {record.reference}) there by hand, then "
-                          f"`connector cancel {record.order_id} --done`.")])
+                          f"Order {record.order_id} ({reason.text}): {result.reason or ctx.warehouse.name + ' cannot cancel it'}. Make sure "
+                          f"warehouse order {record.warehouse_order_id or record.reference} (reference {record.reference}) is cancelled "
+                          f"there, then `connector cancel {record.order_id} --done`.")])
     else:  # unknown: looked up on the next attempt before asking again
         await _later(ctx, task, record, f"outcome unknown: {result.reason}", "cancel_in_doubt")
 

@@ -114,3 +114,23 @@ async def test_bad_rows_are_reported_and_the_rest_of_the_file_flows(tmp_path):
     finally:
         await rt.aclose()
         flow.close()
+
+
+async def test_a_rejected_order_becomes_a_cancel_request_file_and_a_person_confirms_it(flow):
+    rt = await flow.runtime()
+    try:
+        flow.uc.queue("DFLT", orders(2))
+        await deliver(rt)
+        flow.uc.reject("DEMO-0001", reason="customer cancelled")
+        [r] = await rt.run_once(service="order_changes")
+        assert r.ok, r
+        assert await states(rt) == {"at_warehouse": 1, "cancel_failed": 1}
+        [request] = list((flow.sb.root / "in").glob("cnl_*.csv"))
+        lines = request.read_text().splitlines()
+        assert lines[0] == "reference,order_id,reason,requested_at" and lines[1].startswith("acme-DEMO-0001,DEMO-0001,cancelled in UltraCart,")
+        [alert] = await rt.store.alerts.open("acme", "cancel_by_hand")
+        assert request.name in alert.message and "connector cancel DEMO-0001 --done" in alert.message
+        [row] = await rt.store.orders.find("DEMO-0001")
+        assert request.name in row.reason
+    finally:
+        await rt.aclose()
