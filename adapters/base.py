@@ -86,8 +86,9 @@ class Capabilities:
 
     Claim only what the adapter really implements: the contract suite checks that a claimed
     `cancel` comes with a `cancel_order` of the adapter's own, `bulk_create` with a
-    `create_orders` (which no adapter has yet: the protocol does not declare one), and `webhooks`
-    with its own `register_webhooks`, `webhook_urls` and `webhook_hints`.
+    `create_orders` (which no adapter has yet: the protocol does not declare one), `webhooks`
+    with its own `register_webhooks`, `webhook_urls` and `webhook_hints`, and `update_address` or
+    `update_lines` with an `update_order` of its own.
     """
 
     inventory: bool = False  # stock_levels() works: the inventory upload service runs
@@ -100,6 +101,10 @@ class Capabilities:
     # webhook_urls() lists them; each delivery (webhook_hints(), verify_webhook()) starts a
     # shipment read at once. Off: shipments are only polled.
     webhooks: bool = False
+    # update_order() changes the ship-to address / the lines of an order already at the warehouse.
+    # Off: an edit in the cart after hand-off raises an alert naming what to change by hand.
+    update_address: bool = False
+    update_lines: bool = False
 
 
 def order_reference(merchant: str, order_id: str, limit: int = REFERENCE_LIMIT) -> str:
@@ -209,6 +214,18 @@ class WarehouseAdapter(Protocol):
     async def cancel_order(self, reference: str) -> CancelResult:
         """Cancel an order at the warehouse (capability `cancel`); `by_hand` when it cannot."""
 
+    async def update_order(self, order: WarehouseOrder, warehouse_order_id: str, *, address: bool, lines: bool) -> str:
+        """Make the order already at the warehouse (`warehouse_order_id`, created for
+        `order.reference`) match `order`: its ship-to address when `address` (capability
+        `update_address`), its lines when `lines` (capability `update_lines`); nothing else the
+        warehouse holds is changed. Returns a short description of what was done, for a person.
+
+        Idempotent: the same update twice is harmless (the second finds it done, or sets the
+        same values again). An order the warehouse no longer lets change (shipped, picked, a
+        label bought, cancelled) raises PermanentError with the warehouse's words, so the engine
+        alerts with what to change by hand; a timeout or 5xx raises Transient/InDoubtError.
+        """
+
     async def known_skus(self) -> set[str] | None:
         """The SKUs the warehouse knows, or None when it cannot tell (capability `sku_catalog`)."""
 
@@ -289,6 +306,11 @@ class WarehouseAdapterBase:
         """No cancel API here (yet): a person cancels the order in the warehouse's own screens."""
         return CancelResult(outcome=CancelOutcome.by_hand, reference=reference,
                             reason=f"the {self.name} adapter cannot cancel orders: cancel {reference} in {self.name} by hand")
+
+    async def update_order(self, order: WarehouseOrder, warehouse_order_id: str, *, address: bool, lines: bool) -> str:
+        """No update API here (capabilities `update_address` and `update_lines` off): the engine
+        never calls this and alerts instead, naming what to change at the warehouse by hand."""
+        raise NotImplementedError(f"{self.name} cannot update an order at the warehouse (capabilities `update_address` / `update_lines` are off)")
 
     async def known_skus(self) -> set[str] | None:
         return None  # no catalogue: unknown SKUs surface at the warehouse

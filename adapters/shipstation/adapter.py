@@ -40,6 +40,9 @@ class ShipStationAdapter(VendorAdapter):
     `orderStatus` "cancelled", which ShipStation allows while it is awaiting payment or shipment
     or on hold (`cancel_order`).
 
+    Update (an address or item edit after hand-off, `update_order`): the same re-post, with the
+    new ship-to address and/or items in the order ShipStation holds, under the same rule.
+
     Webhooks: one `SHIP_NOTIFY` subscription (`POST /webhooks/subscribe`, limited to `store_id`
     when set) to the connector's secret URL. v1 neither signs deliveries nor sends custom
     headers, so the secret path token is the only authentication; a delivery's `resource_url`
@@ -52,7 +55,8 @@ class ShipStationAdapter(VendorAdapter):
 
     name: ClassVar[str] = "shipstation"
     Config: ClassVar[type[ShipStationConfig]] = ShipStationConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(cancel=True, ship_method_catalog=True, webhooks=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(cancel=True, ship_method_catalog=True, webhooks=True,
+                                                           update_address=True, update_lines=True)
     # ShipStation v1 documents no request id header. X-Rate-Limit-Remaining counts down the key's
     # 40 per minute, shared with every other user of the key; at 0 the limiter holds every call
     # until X-Rate-Limit-Reset (seconds) has passed. A proxy may add a standard Retry-After.
@@ -192,6 +196,56 @@ class ShipStationAdapter(VendorAdapter):
                                 reason=f"ShipStation cancelled order {order_id}")
         raise PermanentError(f"ShipStation answered the cancel of order {order_id} with status {answer.get('orderStatus')!r}, "
                              "not cancelled", vendor=self.name, status=response.status_code)
+
+    async def update_order(self, order: WarehouseOrder, warehouse_order_id: str, *, address: bool, lines: bool) -> str:
+        """Re-post the order (`POST /orders/createorder`, same `orderKey`) as ShipStation holds
+        it, with `order`'s ship-to address (`address`) and/or items (`lines`).
+
+        Only while it is awaiting payment or shipment, or on hold: a shipped, cancelled or
+        `pending_fulfillment` order raises PermanentError naming its status, nothing sent. A
+        refusal (400) raises PermanentError in ShipStation's words, with the status it has by
+        then. Idempotent: the same update again re-posts the same values. No answer (timeout,
+        5xx) raises InDoubtError; a resend is harmless (an upsert of the same order).
+        """
+        reference = order.reference
+        record = await self._order_record(reference)
+        if record is None:
+            raise PermanentError(f"ShipStation has no order with orderKey {reference}: nothing was updated", vendor=self.name, status=404)
+        order_id = str(record["orderId"])
+        if warehouse_order_id and order_id != str(warehouse_order_id):
+            raise PermanentError(f"ShipStation's order for {reference} is {order_id}, not {warehouse_order_id}: nothing was updated",
+                                 vendor=self.name)
+        status = str(record.get("orderStatus") or "")
+        if status not in mapping.UPDATABLE_STATUSES:
+            raise PermanentError(f"ShipStation order {order_id} is {status or 'of unknown status'}: only orders awaiting payment "
+                                 "or shipment, or on hold, can be updated", vendor=self.name)
+        body = mapping.update_body(record, order, ship_to=address, lines=lines)
+        try:
+            response = await self.http.request("POST", "/orders/createorder", json=body, idempotent=False, ok=(200, 201))
+        except PermanentError as exc:
+            if exc.status != 400:
+                raise
+            again = await self._order_record(reference)
+            now = str((again or {}).get("orderStatus") or "")
+            raise PermanentError(f"ShipStation refused the update of order {order_id} (now {now or 'not listed'}): {exc.message}",
+                                 vendor=self.name, status=400) from exc
+        answer = response.json() if response.content else {}
+        answer = answer if isinstance(answer, dict) else {}
+        if not answer.get("orderId"):  # an answer without the order: ask
+            answer = await self._order_record(reference) or {}
+        if answer.get("orderKey") not in (None, reference):
+            raise PermanentError(f"ShipStation answered the update of {reference} with another order's key {answer.get('orderKey')!r}",
+                                 vendor=self.name)
+        done = []
+        if address:
+            if not mapping.same_ship_to(body["shipTo"], answer.get("shipTo")):
+                raise PermanentError(f"ShipStation answered the update of order {order_id} without the new ship-to address", vendor=self.name)
+            done.append("ship-to address")
+        if lines:
+            if mapping.item_quantities(answer.get("items")) != mapping.item_quantities(body["items"]):
+                raise PermanentError(f"ShipStation answered the update of order {order_id} without the new items", vendor=self.name)
+            done.append("items")
+        return f"ShipStation order {order_id}: {' and '.join(done) or 'nothing'} re-posted"
 
     # -- catalogues ---------------------------------------------------------------------------
 

@@ -171,24 +171,70 @@ _ADVANCED_FIELDS = (
 )
 
 
-def cancel_body(record: dict[str, Any]) -> dict[str, Any]:
-    """The createorder body that cancels an order: the order as ShipStation holds it (a `GET
-    /orders` record, so nothing the warehouse changed is wiped: v1 has no partial update), its
-    writable fields only, with `orderStatus` "cancelled"."""
+def _pick(source: Any, fields: tuple[str, ...]) -> Any:
+    return {k: source[k] for k in fields if k in source} if isinstance(source, dict) else source
 
-    def pick(source: Any, fields: tuple[str, ...]) -> Any:
-        return {k: source[k] for k in fields if k in source} if isinstance(source, dict) else source
 
-    body = pick(record, _ORDER_FIELDS)
+def held_body(record: dict[str, Any]) -> dict[str, Any]:
+    """The order as ShipStation holds it (a `GET /orders` record), as a createorder body: its
+    writable fields only, so a re-post wipes nothing the warehouse changed (v1 has no partial
+    update)."""
+    body = _pick(record, _ORDER_FIELDS)
     for key in ("billTo", "shipTo"):
         if key in body:
-            body[key] = pick(body[key], _ADDRESS_FIELDS)
+            body[key] = _pick(body[key], _ADDRESS_FIELDS)
     if "items" in body:
-        body["items"] = [pick(item, _ITEM_FIELDS) for item in body["items"] or []]
+        body["items"] = [_pick(item, _ITEM_FIELDS) for item in body["items"] or []]
     if "advancedOptions" in body:
-        body["advancedOptions"] = pick(body["advancedOptions"], _ADVANCED_FIELDS)
+        body["advancedOptions"] = _pick(body["advancedOptions"], _ADVANCED_FIELDS)
+    return body
+
+
+def cancel_body(record: dict[str, Any]) -> dict[str, Any]:
+    """The createorder body that cancels an order: the order as ShipStation holds it
+    (`held_body`) with `orderStatus` "cancelled"."""
+    body = held_body(record)
     body["orderStatus"] = CANCELLED
     return body
+
+
+def update_body(record: dict[str, Any], order: WarehouseOrder, *, ship_to: bool, lines: bool) -> dict[str, Any]:
+    """The createorder body that updates an order already in ShipStation: the order as it holds
+    it (`held_body`, its status, hold, service and notes kept), with the ship-to address of
+    `order` when `ship_to`, and its items when `lines`.
+
+    An item already there under the same SKU keeps what the warehouse set on it (a bin
+    location, a weight, options); its name, quantity and price are the order's. Items the
+    order no longer has are left out: that is the edit.
+    """
+    body = held_body(record)
+    if ship_to:
+        new = address(order.order.ship_to)
+        kept = body.get("shipTo") if isinstance(body.get("shipTo"), dict) else {}
+        if "residential" not in new and kept.get("residential") is not None and kept.get("street1") == new["street1"]:
+            new["residential"] = kept["residential"]  # ShipStation's verdict on the same street still holds
+        body["shipTo"] = new
+    if lines:
+        before = {str(i.get("sku") or ""): i for i in body.get("items") or [] if isinstance(i, dict)}
+        body["items"] = [dict(before.get(item["sku"], {}), **item) for item in items(order)]
+    return body
+
+
+def same_ship_to(sent: dict[str, Any], held: Any) -> bool:
+    """Whether ShipStation's copy of an address has what was sent (it adds its own fields)."""
+    if not isinstance(held, dict):
+        return False
+    fields = ("name", "street1", "street2", "city", "state", "postalCode", "country")
+    return all((sent.get(f) or None) == (held.get(f) or None) for f in fields)
+
+
+def item_quantities(listed: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in listed or []:
+        if isinstance(item, dict) and not item.get("adjustment"):
+            sku = str(item.get("sku") or "")
+            out[sku] = out.get(sku, 0) + int(item.get("quantity") or 0)
+    return out
 
 
 def was_updated(order: dict[str, Any]) -> bool:

@@ -67,6 +67,9 @@ class ShipStationV2Adapter(VendorAdapter):
     the connected carriers' services.
     Cancel: `PUT /v2/shipments/{id}/cancel` for our shipment and any part split off it, while no
     label is bought (ShipStation wants labels voided first: a label means too late here).
+    Update (an address or item edit after hand-off, `update_order`): `PUT /v2/shipments/{id}`
+    with the shipment as ShipStation holds it and the new `ship_to` and/or `items`, while it is
+    `pending`; a label bought means "void the label first", so it is refused for a person.
     Webhooks: `/v2/environment/webhooks` subscriptions to the `track` and `batch` events, each
     with a custom header carrying the connector's secret (`verify_webhook` checks it). ShipStation
     also signs deliveries with RSA-SHA256, but its document does not say how (keys, headers), so
@@ -76,7 +79,7 @@ class ShipStationV2Adapter(VendorAdapter):
     name: ClassVar[str] = VENDOR
     Config: ClassVar[type[ShipStationV2Config]] = ShipStationV2Config
     capabilities: ClassVar[Capabilities] = Capabilities(inventory=True, cancel=True, sku_catalog=True, ship_method_catalog=True,
-                                                                webhooks=True)
+                                                                webhooks=True, update_address=True, update_lines=True)
     # The request id travels in error bodies (`request_id`), not a header. v2 documents only
     # Retry-After (on 429s); the X-Rate-Limit-* headers of ShipStation's v1 API are honoured when
     # a response carries them, so a budget spent elsewhere slows us first.
@@ -268,6 +271,64 @@ class ShipStationV2Adapter(VendorAdapter):
             return CancelResult(outcome=CancelOutcome.too_late, reference=reference, warehouse_order_id=ours, reason=reason)
         said = f"cancelled shipment{'s' if len(done) > 1 else ''} {', '.join(done)}" if done else "already cancelled"
         return CancelResult(outcome=CancelOutcome.cancelled, reference=reference, warehouse_order_id=ours, reason=f"ShipStation: {said}")
+
+    async def update_order(self, order: WarehouseOrder, warehouse_order_id: str, *, address: bool, lines: bool) -> str:
+        """`PUT /v2/shipments/{id}` (Update Shipment) with our shipment as ShipStation holds it and
+        `order`'s `ship_to` (`address`) and/or `items` (`lines`).
+
+        Only while it is `pending` (no label): `label_purchased` raises PermanentError (void the
+        label first: the order then ships as it is), as does `cancelled`, any other status, a
+        shipment Split Ship divided (the parts would disagree), or a refusal (400) in
+        ShipStation's words. Idempotent: the same update again sends the same values. No
+        answer (timeout, 5xx) raises InDoubtError; a resend is harmless.
+        """
+        reference = order.reference
+        shipment = await self._by_reference(reference)
+        if shipment is None:
+            raise PermanentError(f"ShipStation has no shipment with external_shipment_id {reference}: nothing was updated",
+                                 vendor=VENDOR, status=404)
+        sid = str(shipment["shipment_id"])
+        if warehouse_order_id and sid != str(warehouse_order_id):
+            raise PermanentError(f"ShipStation's shipment for {reference} is {sid}, not {warehouse_order_id}: nothing was updated", vendor=VENDOR)
+        status = str(shipment.get("shipment_status") or "")
+        if status == mapping.LABELLED_SHIPMENT:
+            raise PermanentError(f"shipment {sid} is {status}: a label was bought; void the label first ({mapping.VOID_FIRST}), "
+                                 "or the order ships as it is", vendor=VENDOR)
+        if status != mapping.PENDING_SHIPMENT:
+            raise PermanentError(f"shipment {sid} is {status or 'of unknown status'}: only a pending shipment (no label) can be updated",
+                                 vendor=VENDOR)
+        parts = await self._split_parts(shipment, reference)
+        if parts:
+            raise PermanentError(f"shipment {sid} was split (Split Ship) into {', '.join(str(p.get('shipment_id')) for p in parts)} "
+                                 "as well: change each part by hand", vendor=VENDOR)
+        try:
+            body = mapping.update_body(shipment, order, address=address, lines=lines, validate_address=self.config.validate_address,
+                                       default_phone=self.config.default_phone)
+        except ValueError as exc:
+            raise PermanentError(str(exc), vendor=VENDOR) from exc
+        path = f"/v2/shipments/{quote(sid, safe='')}"
+        try:
+            response = await self.http.request("PUT", path, json=body, idempotent=False, ok=(200,))
+        except PermanentError as exc:
+            if exc.status != 400:
+                raise
+            now = ((await self._shipment(sid)) or {}).get("shipment_status")
+            hint = f"; void the label first ({mapping.VOID_FIRST})" if now == mapping.LABELLED_SHIPMENT else ""
+            raise PermanentError(f"ShipStation refused the update of shipment {sid} (now {now or 'not found'}): {exc.message}{hint}",
+                                 vendor=VENDOR, status=400) from exc
+        answer = response.json() if response.content else None
+        if not isinstance(answer, dict) or not answer.get("shipment_id"):  # an answer without the shipment: ask
+            answer = await self._shipment(sid) or {}
+        done = []
+        if address:
+            if not mapping.address_matches(body["ship_to"], answer.get("ship_to")):
+                raise PermanentError(f"ShipStation answered the update of shipment {sid} without the new ship_to", vendor=VENDOR)
+            done.append("ship_to")
+        if lines:
+            if mapping.item_quantities(answer.get("items")) != mapping.item_quantities(body["items"]):
+                raise PermanentError(f"ShipStation answered the update of shipment {sid} without the new items", vendor=VENDOR)
+            done.append("items")
+        return f"ShipStation shipment {sid}: {' and '.join(done) or 'nothing'} updated"
 
     async def _by_reference(self, reference: str) -> dict[str, Any] | None:
         """Our shipment for `reference`, or None (a 404, or a reference too long ever to be sent:

@@ -176,6 +176,55 @@ def shipment_body(
     return body
 
 
+# What an update sends back of the shipment ShipStation holds (`PUT /v2/shipments/{id}` takes the
+# shipment's writable fields): the fields a packer or a rule may have changed, so an update wipes
+# none of them. Read-only ones (ids, dates, status, total weight) and tags (their own endpoints)
+# are left out.
+UPDATE_FIELDS = (
+    "carrier_id", "service_code", "requested_shipment_service", "external_shipment_id", "external_order_id",
+    "hold_until_date", "ship_by_date", "store_id", "ship_to", "ship_from", "warehouse_id", "return_to", "confirmation",
+    "customs", "advanced_options", "insurance_provider", "packages", "items", "notes_from_buyer", "notes_for_gift", "is_gift",
+    "amount_paid", "shipping_paid", "tax_paid", "ship_date", "is_return", "order_source_code",
+)
+PENDING_SHIPMENT = "pending"  # no label yet: the only status an update may touch
+
+
+def update_body(shipment: dict[str, Any], order: WarehouseOrder, *, address: bool, lines: bool, validate_address: str = "no_validation",
+                default_phone: str = "") -> dict[str, Any]:
+    """The `PUT /v2/shipments/{id}` body: the shipment as ShipStation holds it (its writable
+    fields, unset ones omitted), with `order`'s ship-to address when `address` and its items when
+    `lines`. An item already there under the same SKU keeps what ShipStation added to it; name,
+    quantity and price are the order's. Raises MissingShipTo for an address ShipStation refuses."""
+    body: dict[str, Any] = {k: shipment[k] for k in UPDATE_FIELDS if shipment.get(k) is not None}
+    body["shipment_id"] = shipment["shipment_id"]  # the document's update shape names the shipment in the body too
+    for key in ("carrier_id", "service_code"):  # required there: null when the packer chooses
+        body.setdefault(key, None)
+    body["validate_address"] = validate_address
+    if address:
+        body["ship_to"] = ship_to(order.order, default_phone)
+    if lines:
+        before = {str(i.get("sku") or ""): i for i in shipment.get("items") or [] if isinstance(i, dict)}
+        body["items"] = [{**before.get(item["sku"], {}), **item} for item in items(order)]
+    return body
+
+
+def address_matches(sent: dict[str, Any], held: Any) -> bool:
+    """Whether ShipStation's copy of an address has what was sent (validation may add to it)."""
+    if not isinstance(held, dict):
+        return False
+    fields = ("name", "address_line1", "address_line2", "city_locality", "state_province", "postal_code", "country_code")
+    return all(str(sent.get(f) or "").casefold() == str(held.get(f) or "").casefold() for f in fields)
+
+
+def item_quantities(listed: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in listed or []:
+        if isinstance(item, dict):
+            sku = str(item.get("sku") or "")
+            out[sku] = out.get(sku, 0) + int(item.get("quantity") or 0)
+    return out
+
+
 # The address fields a `shipping_address` may carry (the spec's `address` plus `instructions`);
 # a warehouse's `origin_address` is copied through this list so response-only fields stay out.
 ADDRESS_FIELDS = (

@@ -5,7 +5,8 @@ Faithful where it matters to the connector:
 - `POST /orders/createorder` upserts by `orderKey`: an unknown key creates an order, a known one
   replaces it whole (`modifyDate` moves, `createDate` stays), and a shipped or cancelled order
   cannot be updated (400). Without an `orderKey` ShipStation makes one up, so every call is a new
-  order. Re-posting an order with `orderStatus` "cancelled" is how v1 cancels: it never ships. Validation errors come back in ASP.NET's `{"Message", "ModelState"}` shape;
+  order. Re-posting an order with `orderStatus` "cancelled" is how v1 cancels: it never ships;
+  re-posting it with a new `shipTo` or `items` is how v1 updates it (the order keeps its id). Validation errors come back in ASP.NET's `{"Message", "ModelState"}` shape;
 - `GET /orders` with `orderNumber` as a "starts with" search, and no `orderKey` filter;
 - `GET /shipments` (labels) filtered by `shipDateStart` read as a Pacific date, with
   `shipmentItems` only when `includeShipmentItems=true`; all dates Pacific, without an offset;
@@ -622,6 +623,7 @@ class ShipStationKit(SandboxKit):
         "shipments": ("GET", "/shipments"),
         "ship_methods": ("GET", "/carriers"),
         "cancel": ("POST", "/orders/createorder"),  # v1 cancels by re-posting the order as cancelled
+        "update": ("POST", "/orders/createorder"),  # and updates an address or items the same way
     }
 
     def __init__(self, sandbox: ShipStationSandbox, ship_methods: tuple[str, ...], store_id: int | None, skus: tuple[str, ...] = ()):

@@ -23,6 +23,10 @@ Faithful where it matters to the connector (shapes from the official v2 document
   allocation released; a cancelled one again is 204 too); a shipment with a label is refused
   (400: "Any label associated with the shipment needs to be voided first", the document's words);
   `split()` does a Split Ship by hand before any label (the new part is cancelled separately);
+- `PUT /v2/shipments/{id}` (Update Shipment) replaces the writable fields it is sent (`ship_to`
+  checked as on a create, `items` re-allocated) and answers the shipment, while it is `pending`;
+  a shipment with a label is refused (400: void the label first), as is a cancelled one, and
+  `external_shipment_id` cannot change;
 - webhooks (`/v2/environment/webhooks`: list, create, get, update, delete): each bought label
   posts a `track` event (`{resource_url, resource_type, data}`) to every `track` webhook, with
   the webhook's custom headers, from a sender thread, to loopback URLs only (`hooks`);
@@ -139,6 +143,7 @@ class ShipStationV2Sandbox(Planned):
         self.create_attempts: dict[str, int] = defaultdict(int)
         self.create_count = 0
         self.cancel_attempts: dict[str, int] = defaultdict(int)  # cancel calls, by shipment_id
+        self.update_attempts: dict[str, int] = defaultdict(int)  # update calls, by shipment_id
         self.plans: dict[str, ShipPlan] = {}  # by external_shipment_id
         self.requests: dict[str, int] = defaultdict(int)
         self._window = CallWindow()
@@ -150,6 +155,7 @@ class ShipStationV2Sandbox(Planned):
             Route("/v2/shipments", self._list_shipments, methods=["GET"]),
             Route("/v2/shipments/external_shipment_id/{external_id:path}", self._get_by_external_id, methods=["GET"]),
             Route("/v2/shipments/{shipment_id}", self._get_shipment, methods=["GET"]),
+            Route("/v2/shipments/{shipment_id}", self._update_shipment, methods=["PUT"]),
             Route("/v2/shipments/{shipment_id}/cancel", self._cancel_shipment, methods=["PUT"]),
             Route("/v2/labels", self._list_labels, methods=["GET"]),
             Route("/v2/inventory", self._list_inventory, methods=["GET"]),
@@ -569,6 +575,57 @@ class ShipStationV2Sandbox(Planned):
                 shipment["_alloc"] = []
         return Response(status_code=204)
 
+    # Fields an update may replace (the rest of a sent body is ignored, as read-only).
+    UPDATABLE = ("carrier_id", "service_code", "requested_shipment_service", "external_order_id", "hold_until_date", "ship_by_date",
+                 "store_id", "ship_to", "ship_from", "warehouse_id", "return_to", "confirmation", "customs", "advanced_options",
+                 "insurance_provider", "packages", "items", "notes_from_buyer", "notes_for_gift", "is_gift", "amount_paid",
+                 "shipping_paid", "tax_paid", "ship_date", "is_return", "order_source_code")
+
+    @endpoint
+    async def _update_shipment(self, request: Request) -> Response:
+        sid = request.path_params["shipment_id"]
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        with self._lock:
+            shipment = self.shipments.get(sid)
+            if shipment is None:
+                raise ApiError(404, "invalid_identifier", f"shipment {sid} not found")
+            self.update_attempts[sid] += 1
+            status = shipment["shipment_status"]
+            if status == "label_purchased" or any(lb["shipment_id"] == sid and lb["status"] == "completed" for lb in self.labels.values()):
+                raise ApiError(400, "invalid_status", "A shipment with a label cannot be updated: void the label first", "business_rules")
+            if status != "pending":
+                raise ApiError(400, "invalid_status", f"A {status} shipment cannot be updated", "business_rules")
+            if not isinstance(body, dict):
+                raise ApiError(400, "request_body_required", "Body of request cannot be null.")
+            external = body.get("external_shipment_id")
+            if external is not None and external != shipment["external_shipment_id"]:
+                raise ApiError(400, "invalid_field_value", "external_shipment_id cannot be changed")
+            entry = {"ship_to": body.get("ship_to", shipment["ship_to"]), "items": body.get("items", shipment["items"])}
+            self._validate(entry, 0)
+            if "carrier_id" in body or "service_code" in body:
+                carrier_id, service_code = self._resolve_service({"carrier_id": body.get("carrier_id", shipment["carrier_id"]),
+                                                                  "service_code": body.get("service_code", shipment["service_code"])})
+                shipment.update(carrier_id=carrier_id, service_code=service_code)
+            for key in self.UPDATABLE:
+                if key in body and key not in ("carrier_id", "service_code", "items"):
+                    shipment[key] = copy.deepcopy(body[key])
+            if "items" in body:
+                for sku, wh, quantity in shipment["_alloc"]:  # the old items' stock is free again
+                    q = self.stock[sku][wh]
+                    q["allocated"] = max(0, q["allocated"] - quantity)
+                shipment["_alloc"] = []
+                shipment["items"] = [{"name": i.get("name") or i.get("sku") or "", "sku": i.get("sku"), "quantity": i["quantity"],
+                                      **{k: copy.deepcopy(v) for k, v in i.items() if k not in ("name", "sku", "quantity") and v is not None}}
+                                     for i in body["items"]]
+                for item in shipment["items"]:
+                    self._allocate(shipment, item["sku"], item["quantity"])
+            shipment["modified_at"] = _stamp(_now())
+            answer = self._public(shipment)
+        return JSONResponse(answer)
+
     # -- webhooks ---------------------------------------------------------------------------
 
     @staticmethod
@@ -710,7 +767,9 @@ class ShipStationV2Kit(SandboxKit):
         "stock": ("GET", "/v2/inventory"),
         "ship_methods": ("GET", "/v2/carriers"),
         "skus": ("GET", "/v2/products"),
-        "cancel": ("PUT", "/v2/shipments/"),  # the one PUT under /v2/shipments/
+        # The first PUT under /v2/shipments/: a cancel, or an update (Update Shipment) in the
+        # tests that fault neither. Prefixes cannot tell "/{id}" from "/{id}/cancel".
+        "cancel": ("PUT", "/v2/shipments/"),
     }
 
     def warehouse_config(self, base_url: str, workdir) -> dict[str, Any]:

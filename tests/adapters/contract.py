@@ -100,6 +100,13 @@ def _fault(warehouse: WarehouseDriver, operation: str, kind: int | str, *, after
         pytest.skip(f"this warehouse's sandbox cannot inject {kind} on {operation}")
 
 
+class _Unknown:
+    """Enough of a driver to make an order no warehouse is asked to create."""
+
+    skus = ["CT-ANY"]
+    ship_method = "ground"
+
+
 SINCE_SLACK = timedelta(hours=1)
 
 
@@ -130,7 +137,8 @@ class WarehouseContract:
 
         assert isinstance(adapter, WarehouseAdapter)  # every attribute and method the engine uses
         assert isinstance(adapter.name, str) and adapter.name
-        for flag in ("inventory", "shipment_ack", "cancel", "bulk_create", "sku_catalog", "ship_method_catalog", "webhooks"):
+        for flag in ("inventory", "shipment_ack", "cancel", "bulk_create", "sku_catalog", "ship_method_catalog", "webhooks",
+                     "update_address", "update_lines"):
             assert isinstance(getattr(adapter.capabilities, flag), bool), flag
 
     async def test_capabilities_claim_only_what_the_adapter_has(self, adapter: Any) -> None:
@@ -154,6 +162,11 @@ class WarehouseContract:
             with pytest.raises(NotImplementedError):
                 await adapter.register_webhooks("https://connector.example/never")
             assert await adapter.webhook_urls() == set()
+        if adapter.capabilities.update_address or adapter.capabilities.update_lines:
+            assert type(adapter).update_order is not WarehouseAdapterBase.update_order, "an update claimed, update_order not written"
+        else:
+            with pytest.raises(NotImplementedError):
+                await adapter.update_order(make_order(_Unknown()), "never-sent", address=True, lines=True)
 
     async def test_webhook_hints_never_fail_on_a_hostile_body(self, adapter: Any) -> None:
         # The body is untrusted: any JSON shape gives a list of dicts (maybe empty), never an error.
@@ -383,6 +396,44 @@ class WarehouseContract:
         found = await adapter.find_order(order.reference)
         assert found is not None and not found.cancelled
         assert (await adapter.cancel_order(order.reference)).outcome is CancelOutcome.cancelled
+
+    # -- updates after hand-off ----------------------------------------------------------------
+    # The engine calls update_order only for what the flags claim; a refusal must be a
+    # PermanentError (it alerts with what to change by hand), never a silent success.
+
+    @staticmethod
+    def edited(order: WarehouseOrder) -> WarehouseOrder:
+        """The same order with a new ship-to street and one more unit on its first line."""
+        cart = order.order.model_copy(update={"ship_to": order.order.ship_to.model_copy(update={"address1": "99 Edited Avenue"})})
+        lines = [order.lines[0].model_copy(update={"quantity": order.lines[0].quantity + 1}), *order.lines[1:]]
+        return order.model_copy(update={"order": cart, "lines": lines})
+
+    @staticmethod
+    def update_flags(adapter: Any) -> dict[str, bool]:
+        caps = adapter.capabilities
+        if not (caps.update_address or caps.update_lines):
+            pytest.skip("no update capability")
+        return {"address": caps.update_address, "lines": caps.update_lines}
+
+    async def test_update_a_waiting_order_twice_is_harmless(self, adapter: Any, warehouse: WarehouseDriver) -> None:
+        flags = self.update_flags(adapter)
+        order, created = await self.created(adapter, warehouse)
+        changed = self.edited(order)
+        first = await adapter.update_order(changed, created.warehouse_order_id, **flags)
+        again = await adapter.update_order(changed, created.warehouse_order_id, **flags)
+        assert isinstance(first, str) and first.strip() and isinstance(again, str) and again.strip()
+        assert warehouse.orders_created(order.reference) == 1, "an update must never make a second order"
+        found = await adapter.find_order(order.reference)
+        assert found is not None and found.warehouse_order_id == created.warehouse_order_id and not found.cancelled
+
+    async def test_update_after_it_shipped_is_refused_in_the_warehouse_words(self, adapter: Any, warehouse: WarehouseDriver) -> None:
+        flags = self.update_flags(adapter)
+        order, created = await self.created(adapter, warehouse)
+        warehouse.ship(order.reference)
+        with pytest.raises(PermanentError) as refused:
+            await adapter.update_order(self.edited(order), created.warehouse_order_id, **flags)
+        assert str(refused.value).strip()
+        assert warehouse.orders_created(order.reference) == 1
 
     # -- stock --------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from adapters.http import Limiters
 from adapters.shipstation import ShipStationAdapter, ShipStationConfig, mapping
 from adapters.shipstation import adapter as adapter_module
 from connector.domain import Address, CancelOutcome, Order, Weight, WarehouseLine, WarehouseOrder
-from connector.errors import ConfigurationError, PermanentError, RateLimitedError, TransientError
+from connector.errors import ConfigurationError, InDoubtError, PermanentError, RateLimitedError, TransientError
 from tests.support.openapi import validated_router
 
 BASE = "https://ssapi.shipstation.com"
@@ -549,6 +549,118 @@ async def test_cancel_of_an_order_shipstation_lacks_is_permanent_and_creates_not
 
 def test_cancel_is_claimed() -> None:
     assert ShipStationAdapter.capabilities.cancel is True
+
+
+# -- update after hand-off ------------------------------------------------------------------------
+
+
+def edited_order() -> WarehouseOrder:
+    """The order after the customer moved and changed the items in UltraCart."""
+    order = an_order()
+    ship_to = order.order.ship_to.model_copy(update={"address1": "9 New Street", "address2": "", "city": "Shelbyville", "postal_code": "62565"})
+    lines = [WarehouseLine(sku="BONE-5LB", quantity=3, description="Bone, 5 lb", unit_price=Decimal("9.75")),
+             WarehouseLine(sku="CHEW", quantity=1, description="Chew toy")]
+    return order.model_copy(update={"order": order.order.model_copy(update={"ship_to": ship_to}), "lines": lines})
+
+
+def answered(post_request: httpx.Request, held: dict) -> httpx.Response:
+    """ShipStation's answer to a re-post: its copy of the order with what was sent."""
+    sent = json.loads(post_request.content)
+    return httpx.Response(200, json=dict(held, shipTo=dict(sent["shipTo"], addressVerified="Not yet validated"),
+                                         items=[dict(i, orderItemId=600 + n) for n, i in enumerate(sent["items"])]))
+
+
+async def test_update_re_posts_the_order_as_held_with_the_new_address_and_items(adapter, router) -> None:
+    held = held_order("awaiting_shipment")
+    router.get("/orders").respond(200, json=page("orders", [held]))
+    post = router.post("/orders/createorder")
+    post.side_effect = lambda request: answered(request, held)
+    said = await adapter.update_order(edited_order(), "9", address=True, lines=True)
+    assert said == "ShipStation order 9: ship-to address and items re-posted"
+    sent = json.loads(post.calls.last.request.content)
+    assert (sent["orderKey"], sent["orderStatus"]) == ("acme-DEMO-1001", "awaiting_shipment")
+    assert (sent["shipTo"]["street1"], sent["shipTo"]["street2"], sent["shipTo"]["city"], sent["shipTo"]["postalCode"]) == (
+        "9 New Street", None, "Shelbyville", "62565")
+    # What the warehouse changed stays; the billing address is not the edit.
+    for key in ("holdUntilDate", "serviceCode", "internalNotes", "tagIds", "orderDate", "billTo"):
+        assert sent[key] == {k: v for k, v in held[key].items() if k != "addressVerified"} if isinstance(held[key], dict) else held[key], key
+    [bone, chew] = sent["items"]
+    assert (bone["sku"], bone["quantity"], bone["warehouseLocation"], bone["productId"]) == ("BONE-5LB", 3, "A-1", 77)
+    assert (chew["sku"], chew["quantity"], chew["name"]) == ("CHEW", 1, "Chew toy")
+    assert "orderItemId" not in bone and "createDate" not in bone
+
+
+async def test_an_address_update_leaves_the_items_as_shipstation_holds_them(adapter, router) -> None:
+    held = held_order("on_hold")
+    router.get("/orders").respond(200, json=page("orders", [held]))
+    post = router.post("/orders/createorder")
+    post.side_effect = lambda request: answered(request, held)
+    assert "ship-to address re-posted" in await adapter.update_order(edited_order(), "9", address=True, lines=False)
+    sent = json.loads(post.calls.last.request.content)
+    assert sent["orderStatus"] == "on_hold" and sent["shipTo"]["street1"] == "9 New Street"
+    assert sent["items"] == [{k: v for k, v in held["items"][0].items() if k not in ("orderItemId", "createDate", "modifyDate")}]
+
+
+async def test_an_items_update_leaves_the_address_as_shipstation_holds_it(adapter, router) -> None:
+    held = held_order("awaiting_payment")
+    router.get("/orders").respond(200, json=page("orders", [held]))
+    post = router.post("/orders/createorder")
+    post.side_effect = lambda request: answered(request, held)
+    assert "items re-posted" in await adapter.update_order(edited_order(), "9", address=False, lines=True)
+    sent = json.loads(post.calls.last.request.content)
+    assert sent["shipTo"]["street1"] == "12 Way" and [i["sku"] for i in sent["items"]] == ["BONE-5LB", "CHEW"]
+
+
+@pytest.mark.parametrize("status", ["shipped", "cancelled", "pending_fulfillment"])
+async def test_an_order_shipstation_no_longer_lets_change_is_refused_naming_its_status(adapter, router, status) -> None:
+    router.get("/orders").respond(200, json=page("orders", [held_order(status)]))
+    post = router.post("/orders/createorder").respond(200, json=held_order())
+    with pytest.raises(PermanentError, match=f"order 9 is {status}: only orders awaiting payment or shipment, or on hold"):
+        await adapter.update_order(edited_order(), "9", address=True, lines=True)
+    assert post.call_count == 0
+
+
+async def test_a_refused_update_is_permanent_in_shipstations_words(adapter, router) -> None:
+    lookup = router.get("/orders")
+    lookup.side_effect = [httpx.Response(200, json=page("orders", [held_order("awaiting_shipment")])),
+                          httpx.Response(200, json=page("orders", [held_order("shipped")]))]
+    router.post("/orders/createorder").respond(400, json={"Message": "An error has occurred.",
+                                                          "ExceptionMessage": "Order DEMO-1001 is shipped and can no longer be updated."})
+    with pytest.raises(PermanentError, match=r"\(now shipped\): Order DEMO-1001 is shipped and can no longer be updated"):
+        await adapter.update_order(edited_order(), "9", address=True, lines=False)
+
+
+async def test_an_answer_without_the_new_address_is_not_taken_for_done(adapter, router) -> None:
+    held = held_order("awaiting_shipment")
+    router.get("/orders").respond(200, json=page("orders", [held]))
+    router.post("/orders/createorder").respond(200, json=held)
+    with pytest.raises(PermanentError, match="without the new ship-to address"):
+        await adapter.update_order(edited_order(), "9", address=True, lines=False)
+
+
+async def test_a_lost_update_answer_is_in_doubt_and_not_resent(adapter, router) -> None:
+    router.get("/orders").respond(200, json=page("orders", [held_order("awaiting_shipment")]))
+    post = router.post("/orders/createorder")
+    post.side_effect = [httpx.Response(502), httpx.Response(200, json=held_order())]
+    with pytest.raises(InDoubtError):  # the engine tries again later: a repeat re-posts the same values
+        await adapter.update_order(edited_order(), "9", address=True, lines=True)
+    assert post.call_count == 1
+
+
+async def test_update_of_an_order_shipstation_lacks_or_of_another_id_creates_nothing(adapter, router) -> None:
+    lookup = router.get("/orders")
+    lookup.side_effect = [httpx.Response(200, json=page("orders", [])), httpx.Response(200, json=page("orders", [held_order()]))]
+    post = router.post("/orders/createorder").respond(200, json=held_order())
+    with pytest.raises(PermanentError, match="no order with orderKey acme-DEMO-1001"):
+        await adapter.update_order(edited_order(), "9", address=True, lines=True)
+    with pytest.raises(PermanentError, match="is 9, not 10"):
+        await adapter.update_order(edited_order(), "10", address=True, lines=True)
+    assert post.call_count == 0
+
+
+def test_updates_are_claimed() -> None:
+    caps = ShipStationAdapter.capabilities
+    assert (caps.update_address, caps.update_lines) == (True, True)
 
 
 # -- rate limiting ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from adapters.shipstation import ShipStationAdapter
-from connector.errors import ConfigurationError, RateLimitedError
+from connector.errors import ConfigurationError, PermanentError, RateLimitedError
 from connector.sandbox.shipstation import ShipStationKit, ShipStationSandbox, kit
 from tests.adapters.contract import WarehouseContract, make_order
 from tests.adapters.test_shipstation_adapter import ShipStationV1Facts
@@ -75,6 +75,27 @@ class TestShipStationContract(WarehouseContract):
         assert again.already_existed and again.warehouse_order_id == first.warehouse_order_id
         assert sandbox.order(order.reference)["orderStatus"] == "shipped"
         assert sandbox.create_attempts[order.reference] == 1
+
+    async def test_an_update_re_posts_the_same_order_with_the_new_address_and_items(self, adapter, sandbox, warehouse) -> None:
+        order, first = await self.created(adapter, warehouse, quantities=(2, 1))
+        with sandbox._lock:  # what a packer changed in ShipStation meanwhile: kept by the update
+            sandbox.orders[int(first.warehouse_order_id)].update(orderStatus="on_hold", internalNotes="fragile")
+        changed = self.edited(order)
+        said = await adapter.update_order(changed, first.warehouse_order_id, address=True, lines=True)
+        assert said == f"ShipStation order {first.warehouse_order_id}: ship-to address and items re-posted"
+        held = sandbox.order(order.reference)
+        assert str(held["orderId"]) == first.warehouse_order_id and (sandbox.create_count, sandbox.update_count) == (1, 1)
+        assert (held["orderStatus"], held["internalNotes"]) == ("on_hold", "fragile")
+        assert held["shipTo"]["street1"] == "99 Edited Avenue"
+        assert [(i["sku"], i["quantity"]) for i in held["items"]] == [(line.sku, line.quantity) for line in changed.lines]
+
+    async def test_an_update_of_a_cancelled_order_is_refused_and_sends_nothing(self, adapter, sandbox, warehouse) -> None:
+        order, first = await self.created(adapter, warehouse)
+        assert (await adapter.cancel_order(order.reference)).outcome.value == "cancelled"
+        attempts = sandbox.create_attempts[order.reference]
+        with pytest.raises(PermanentError, match="is cancelled: only orders awaiting payment or shipment, or on hold, can be updated"):
+            await adapter.update_order(self.edited(order), first.warehouse_order_id, address=True, lines=False)
+        assert sandbox.create_attempts[order.reference] == attempts
 
     async def test_order_lands_in_the_store_with_its_codes(self, adapter, sandbox, warehouse) -> None:
         order, _ = await self.created(adapter, warehouse)

@@ -14,7 +14,14 @@ its own (`shipstation_validator()`, also used by the contract and flow tests):
 - two documented facts the document lacks: `service_code` on a create (the v2 "Create Shipments"
   guide lists it, the spec's own `shipment` schema has it), and `pickup_id` is an optional filter of
   `GET /v2/shipments` (the document marks it required); and `/v2/inventory`'s own next links carry
-  `page`, which its parameter list omits.
+  `page`, which its parameter list omits;
+- Update Shipment (`PUT /v2/shipments/{shipment_id}`): the document names the path "Get and
+  Update Shipment" but lists only its GET. ShipStation's reference (docs.shipstation.com, "Update
+  a shipment") documents the PUT, a shipment's writable fields as its body, answering the
+  shipment. It is added here with the document's own schemas: the body is
+  `address_validating_shipment` (the document's shipment-with-an-id: `shipment_id`, `carrier_id`,
+  `service_code`, `ship_to`, `ship_from` required, every other field of `partial_shipment`
+  allowed and checked), the answer `get_shipment_by_id_response_body`.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from adapters.base import AdapterContext
 from adapters.http import Limiters
 from adapters.shipstation_v2 import ShipStationV2Adapter, ShipStationV2Config
 from connector.domain import Address, CancelOutcome, Order, Shipment, WarehouseLine, WarehouseOrder, Weight
-from connector.errors import ConfigurationError, PermanentError, RateLimitedError, TransientError
+from connector.errors import ConfigurationError, InDoubtError, PermanentError, RateLimitedError, TransientError
 from tests.support.openapi import SPECS_DIR, SpecValidator, normalise_shipbob, spec_validator, validated_router
 
 SPEC = "shipstation-v2-openapi.yaml"
@@ -82,6 +89,21 @@ def _amend(doc: dict[str, Any]) -> dict[str, Any]:
     schemas["create_shipment_request"]["properties"]["service_code"] = service_code
     params["pickup_id_query_param"]["required"] = False
     doc["components"]["responses"]["NoContent"].pop("content", None)
+    shipment_path = doc["paths"]["/v2/shipments/{shipment_id}"]
+    assert "put" not in shipment_path, "the document now lists Update Shipment: drop this amendment"
+    shipment_path["put"] = {
+        "summary": "Update a shipment (documented by ShipStation, missing from this document)",
+        "operationId": "update_shipment",
+        "tags": ["shipments"],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/address_validating_shipment"}}}},
+        "responses": {
+            "200": {"description": "The shipment as updated.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/get_shipment_by_id_response_body"}}}},
+            "400": {"$ref": "#/components/responses/BadRequest"},
+            "404": {"$ref": "#/components/responses/NotFound"},
+            "500": {"$ref": "#/components/responses/ServerError"},
+        },
+    }
     return doc
 
 
@@ -487,6 +509,162 @@ async def test_a_failed_lookup_before_a_cancel_is_raised(adapter, router) -> Non
     with pytest.raises(TransientError):
         await adapter.cancel_order("acme-1")
     assert cancel.call_count == 0
+
+
+# -- update after hand-off ------------------------------------------------------------------
+
+
+def held(status: str = "pending") -> dict[str, Any]:
+    """Our shipment as ShipStation answers it, with what the warehouse set on it (a service, a
+    package, a hold date, an item's order line id) that an update must keep."""
+    address = {"name": "Ada Lovelace", "phone": "555-0100", "company_name": "Engines Ltd", "address_line1": "12 Way",
+               "address_line2": "Unit 3", "city_locality": "Springfield", "state_province": "IL", "postal_code": "62701",
+               "country_code": "US", "address_residential_indicator": "no"}
+    return {
+        "shipment_id": "se-5", "external_shipment_id": "acme-1001", "shipment_number": "acme-1001", "shipment_status": status,
+        "carrier_id": "se-2", "service_code": "ups_2nd_day_air", "created_at": "2026-03-04T05:06:07Z", "modified_at": "2026-03-04T06:00:00Z",
+        "hold_until_date": "2026-03-10T00:00:00Z", "ship_to": dict(address), "ship_from": dict(address, name="Warehouse"),
+        "warehouse_id": "se-900", "return_to": dict(address, name="Warehouse"), "confirmation": "none", "insurance_provider": "none",
+        "advanced_options": {}, "tags": [{"name": "VIP"}], "is_gift": True, "notes_for_gift": "Happy birthday",
+        "packages": [{"package_code": "package", "weight": {"value": 40.0, "unit": "ounce"}}],
+        "total_weight": {"value": 40.0, "unit": "ounce"},
+        "items": [{"name": "Bone, 5 lb", "sku": "BONE-5LB", "quantity": 2, "external_order_item_id": "L1"},
+                  {"name": "TREAT", "sku": "TREAT", "quantity": 3}],
+    }
+
+
+def edited(reference: str = "acme-1001") -> WarehouseOrder:
+    order = an_order(reference)
+    ship_to = order.order.ship_to.model_copy(update={"address1": "9 New Street", "address2": "", "city": "Shelbyville", "postal_code": "62565"})
+    lines = [WarehouseLine(sku="BONE-5LB", quantity=3, description="Bone, 5 lb", unit_price=Decimal("9.75")),
+             WarehouseLine(sku="CHEW", quantity=1, description="Chew toy")]
+    return order.model_copy(update={"order": order.order.model_copy(update={"ship_to": ship_to}), "lines": lines})
+
+
+def found(router, shipment: dict[str, Any] | None = None) -> None:
+    """Our shipment found by reference, and no part split off it."""
+    router.get("/v2/shipments/external_shipment_id/acme-1001").respond(200, json=shipment or held())
+    router.get("/v2/shipments", params={"shipment_number": "acme-1001"}).respond(200, json=page("shipments", [shipment or held()]))
+
+
+def put_answer(request: httpx.Request) -> httpx.Response:
+    sent = json.loads(request.content)
+    return httpx.Response(200, json=dict(held(), ship_to=sent["ship_to"], items=sent["items"], modified_at="2026-03-05T00:00:00Z"))
+
+
+async def test_update_puts_the_shipment_as_held_with_the_new_ship_to_and_items(adapter, router) -> None:
+    found(router)
+    put = router.put("/v2/shipments/se-5")
+    put.side_effect = put_answer
+    said = await adapter.update_order(edited(), "se-5", address=True, lines=True)
+    assert said == "ShipStation shipment se-5: ship_to and items updated"
+    sent = json.loads(put.calls.last.request.content)
+    assert (sent["ship_to"]["address_line1"], sent["ship_to"]["city_locality"], sent["ship_to"]["postal_code"]) == (
+        "9 New Street", "Shelbyville", "62565")
+    assert "address_line2" not in sent["ship_to"]
+    # What the warehouse set stays as it is; read-only fields and tags are not sent.
+    for key in ("carrier_id", "service_code", "hold_until_date", "packages", "ship_from", "warehouse_id", "external_shipment_id"):
+        assert sent[key] == held()[key], key
+    assert not {"created_at", "modified_at", "shipment_status", "total_weight", "tags", "shipment_number"} & set(sent)
+    assert sent["items"] == [{"name": "Bone, 5 lb", "sku": "BONE-5LB", "quantity": 3, "external_order_item_id": "L1", "unit_price": 9.75},
+                             {"name": "Chew toy", "sku": "CHEW", "quantity": 1}]
+
+
+async def test_an_address_update_leaves_the_items_as_held(adapter, router) -> None:
+    found(router)
+    put = router.put("/v2/shipments/se-5")
+    put.side_effect = put_answer
+    assert "ship_to updated" in await adapter.update_order(edited(), "se-5", address=True, lines=False)
+    sent = json.loads(put.calls.last.request.content)
+    assert sent["items"] == held()["items"] and sent["ship_to"]["address_line1"] == "9 New Street"
+
+
+async def test_a_shipment_without_a_service_is_updated_without_one(adapter, router) -> None:
+    found(router, {k: v for k, v in held().items() if k not in ("carrier_id", "service_code")})
+    put = router.put("/v2/shipments/se-5")
+    put.side_effect = put_answer
+    await adapter.update_order(edited(), "se-5", address=False, lines=True)
+    sent = json.loads(put.calls.last.request.content)
+    assert (sent["carrier_id"], sent["service_code"]) == (None, None)
+
+
+async def test_a_bought_label_is_refused_saying_void_it_first_without_a_call(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1001").respond(200, json=held("label_purchased"))
+    put = router.put("/v2/shipments/se-5").respond(200, json=held())
+    with pytest.raises(PermanentError, match="shipment se-5 is label_purchased: a label was bought; void the label first"):
+        await adapter.update_order(edited(), "se-5", address=True, lines=True)
+    assert put.call_count == 0
+
+
+@pytest.mark.parametrize("status", ["cancelled", "processing"])
+async def test_a_shipment_no_longer_pending_is_refused_naming_its_status(adapter, router, status) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1001").respond(200, json=held(status))
+    put = router.put("/v2/shipments/se-5").respond(200, json=held())
+    with pytest.raises(PermanentError, match=f"shipment se-5 is {status}: only a pending shipment"):
+        await adapter.update_order(edited(), "se-5", address=True, lines=False)
+    assert put.call_count == 0
+
+
+async def test_a_split_shipment_is_refused_for_a_person(adapter, router) -> None:
+    router.get("/v2/shipments/external_shipment_id/acme-1001").respond(200, json=held())
+    router.get("/v2/shipments", params={"shipment_number": "acme-1001"}).respond(200, json=page("shipments", [
+        dict(shipment("se-6", "se-6", "acme-1001", [("TREAT", 1)]), shipment_status="pending")]))
+    put = router.put("/v2/shipments/se-5").respond(200, json=held())
+    with pytest.raises(PermanentError, match="split .* into se-6"):
+        await adapter.update_order(edited(), "se-5", address=True, lines=True)
+    assert put.call_count == 0
+
+
+async def test_a_refused_update_is_read_again_and_raised_in_shipstations_words(adapter, router) -> None:
+    found(router)
+    router.put("/v2/shipments/se-5").respond(400, json=ss_error("invalid_status", "label exists"))
+    router.get("/v2/shipments/se-5").respond(200, json=held("label_purchased"))
+    with pytest.raises(PermanentError, match=r"\(now label_purchased\): label exists \[invalid_status\].*; void the label first"):
+        await adapter.update_order(edited(), "se-5", address=True, lines=True)
+
+
+async def test_an_answer_without_the_new_items_is_not_taken_for_done(adapter, router) -> None:
+    found(router)
+    router.put("/v2/shipments/se-5").respond(200, json=held())
+    with pytest.raises(PermanentError, match="without the new items"):
+        await adapter.update_order(edited(), "se-5", address=False, lines=True)
+
+
+async def test_a_lost_update_answer_is_in_doubt_and_not_resent(adapter, router) -> None:
+    found(router)
+    put = router.put("/v2/shipments/se-5")
+    put.side_effect = [httpx.Response(503), httpx.Response(200, json=held())]
+    with pytest.raises(InDoubtError):  # the engine asks again later, and the same update twice is harmless
+        await adapter.update_order(edited(), "se-5", address=True, lines=True)
+    assert put.call_count == 1
+
+
+async def test_update_of_a_shipment_shipstation_lacks_or_of_another_id_sends_nothing(adapter, router) -> None:
+    lookup = router.get("/v2/shipments/external_shipment_id/acme-1001")
+    lookup.side_effect = [httpx.Response(404, json=ss_error("invalid_identifier", "not found")), httpx.Response(200, json=held())]
+    put = router.put("/v2/shipments/se-5").respond(200, json=held())
+    with pytest.raises(PermanentError, match="no shipment with external_shipment_id acme-1001"):
+        await adapter.update_order(edited(), "se-5", address=True, lines=True)
+    with pytest.raises(PermanentError, match="is se-5, not se-9"):
+        await adapter.update_order(edited(), "se-9", address=True, lines=True)
+    assert put.call_count == 0
+
+
+def test_the_update_body_is_checked_against_the_documents_shipment_schema() -> None:
+    # The amended validator is no rubber stamp: a body the document's schema refuses is refused.
+    validator = shipstation_validator()
+    headers = {"api-key": "k"}
+    for bad in ({"ship_to": held()["ship_to"]},  # no shipment_id, carrier, service, ship_from
+                {**{k: held()[k] for k in ("shipment_id", "carrier_id", "service_code", "ship_to", "ship_from")}, "colour": "red"}):
+        with pytest.raises(AssertionError):
+            validator.validate_request(httpx.Request("PUT", f"{BASE}/v2/shipments/se-5", headers=headers, json=bad))
+    good = {k: held()[k] for k in ("shipment_id", "carrier_id", "service_code", "ship_to", "ship_from", "items")}
+    validator.validate_request(httpx.Request("PUT", f"{BASE}/v2/shipments/se-5", headers=headers, json=good))
+
+
+def test_updates_are_claimed() -> None:
+    caps = ShipStationV2Adapter.capabilities
+    assert (caps.update_address, caps.update_lines) == (True, True)
 
 
 # -- rate limiting and errors ---------------------------------------------------------------

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from adapters.shipstation_v2 import ShipStationV2Adapter
-from connector.errors import ConfigurationError, RateLimitedError
+from connector.errors import ConfigurationError, PermanentError, RateLimitedError
 from connector.sandbox.shipstation_v2 import SHIP_FROM_ID, ShipStationV2Kit, ShipStationV2Sandbox
 from tests.adapters.contract import WarehouseContract, make_order
 from tests.adapters.test_shipstation_v2_adapter import shipstation_validator
@@ -204,6 +204,48 @@ class TestShipStationV2Sandbox:
         assert sandbox.stock["SKU-1"]["se-301"] == {"on_hand": 10, "allocated": 4}
         assert (await adapter.cancel_order(order.reference)).outcome.value == "cancelled"
         assert sandbox.stock["SKU-1"]["se-301"] == {"on_hand": 10, "allocated": 0}
+
+    async def test_an_update_changes_the_pending_shipment_and_moves_its_allocation(self, adapter, sandbox, warehouse) -> None:
+        sandbox.set_stock("SKU-1", "se-301", 10)
+        sandbox.set_stock("SKU-2", "se-301", 10)
+        order = make_order(warehouse, quantities=(4,))
+        created = await adapter.create_order(order)
+        changed = order.model_copy(update={
+            "order": order.order.model_copy(update={"ship_to": order.order.ship_to.model_copy(update={"address1": "99 Edited Avenue"})}),
+            "lines": [order.lines[0].model_copy(update={"quantity": 1}), order.lines[0].model_copy(update={"sku": "SKU-2", "quantity": 2})]})
+        said = await adapter.update_order(changed, created.warehouse_order_id, address=True, lines=True)
+        assert said == f"ShipStation shipment {created.warehouse_order_id}: ship_to and items updated"
+        held = sandbox.shipments[created.warehouse_order_id]
+        assert held["ship_to"]["address_line1"] == "99 Edited Avenue" and held["external_shipment_id"] == order.reference
+        assert [(i["sku"], i["quantity"]) for i in held["items"]] == [("SKU-1", 1), ("SKU-2", 2)]
+        assert (sandbox.stock["SKU-1"]["se-301"]["allocated"], sandbox.stock["SKU-2"]["se-301"]["allocated"]) == (1, 2)
+        assert sandbox.update_attempts == {created.warehouse_order_id: 1}
+
+    async def test_a_shipment_with_a_label_is_not_updated_void_the_label_first(self, adapter, sandbox, warehouse) -> None:
+        order = make_order(warehouse)
+        created = await adapter.create_order(order)
+        warehouse.ship(order.reference)
+        with pytest.raises(PermanentError, match="label_purchased: a label was bought; void the label first"):
+            await adapter.update_order(order, created.warehouse_order_id, address=True, lines=False)
+        assert sandbox.update_attempts == {}  # refused from the status read, nothing sent
+
+    async def test_update_over_http(self, sandbox, warehouse) -> None:
+        async with httpx.AsyncClient(base_url=sandbox.url, headers={"api-key": sandbox.api_key}) as api:
+            assert (await api.put("/v2/shipments/se-1", json={})).status_code == 404
+            assert (await api.put("/v2/shipments/se-1", json={}, headers={"api-key": "nope"})).status_code == 401
+            made = await api.post("/v2/shipments", json={"shipments": [{
+                "external_shipment_id": "ct-http-1", "ship_to": {"name": "A", "phone": "1", "address_line1": "1 Way", "city_locality": "X",
+                                                                   "state_province": "IL", "postal_code": "62701", "country_code": "US",
+                                                                   "address_residential_indicator": "no"},
+                "items": [{"sku": "SKU-1", "quantity": 1}]}]})
+            sid = made.json()["shipments"][0]["shipment_id"]
+            assert (await api.put(f"/v2/shipments/{sid}", json={"external_shipment_id": "ct-other"})).status_code == 400
+            assert (await api.put(f"/v2/shipments/{sid}", json={"items": [{"sku": "SKU-1", "quantity": 0}]})).status_code == 400
+            answer = await api.put(f"/v2/shipments/{sid}", json={"items": [{"sku": "SKU-2", "quantity": 3}]})
+            assert answer.status_code == 200 and answer.json()["items"] == [{"name": "SKU-2", "sku": "SKU-2", "quantity": 3}]
+            warehouse.ship("ct-http-1")
+            refused = await api.put(f"/v2/shipments/{sid}", json={"items": [{"sku": "SKU-1", "quantity": 1}]})
+            assert refused.status_code == 400 and "void the label first" in refused.text
 
     async def test_cancel_over_http(self, sandbox) -> None:
         async with httpx.AsyncClient(base_url=sandbox.url, headers={"api-key": sandbox.api_key}) as api:
