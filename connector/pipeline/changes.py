@@ -28,6 +28,8 @@ from connector.pipeline.intake import prepare_orders, replacement
 from connector.store import Move, NewOrder, OrderRecord
 from connector.store.tasks import tried
 from mappings.changes import cart_change
+from mappings.rules import lines_for_dc
+from mappings.skus import map_lines
 
 S = OrderState
 CANCEL_TASK = "cancel_order"
@@ -295,8 +297,20 @@ async def send_updates(ctx: ServiceContext) -> None:
         if record is None or record.state not in AT_WAREHOUSE or record.order is None or record.warehouse_order is None:
             await ctx.store.tasks.finish([task.id], state=TaskState.done)
             continue
-        wo = WarehouseOrder(reference=record.reference, order=record.order, ship_method=record.warehouse_order.ship_method,
-                            lines=record.warehouse_order.lines)
+        lines = record.warehouse_order.lines
+        if p["lines"]:
+            # The lines as UltraCart has them now, mapped as at hand-off (aliases, kits, refunded
+            # units taken off): the stored warehouse order still holds the old ones.
+            mapping = map_lines(lines_for_dc(record.order.lines, ctx.dc), ctx.merchant.sku_map())
+            if mapping.problems:
+                await ctx.store.tasks.finish([task.id], state=TaskState.done, error="; ".join(mapping.problems))
+                await ctx.alert([(ctx.id, "changed_after_handoff", record.order_id,
+                                  f"Order {record.order_id} changed in UltraCart after it reached the warehouse ({p['what']}), and its new "
+                                  f"lines cannot be sent ({'; '.join(mapping.problems)}): change warehouse order "
+                                  f"{record.warehouse_order_id} by hand.")])
+                continue
+            lines = mapping.lines
+        wo = WarehouseOrder(reference=record.reference, order=record.order, ship_method=record.warehouse_order.ship_method, lines=lines)
         try:
             said = await ctx.warehouse.update_order(wo, record.warehouse_order_id, address=p["address"], lines=p["lines"])
         except VendorError as exc:
@@ -311,7 +325,8 @@ async def send_updates(ctx: ServiceContext) -> None:
                 continue
             await ctx.store.tasks.finish([task.id], state=TaskState.pending, next_attempt_at=ctx.now(), error=str(exc))
             continue
-        await ctx.store.orders.move(Move(record.id, S(record.state), (S(record.state),), f"updated at the warehouse: {p['what']} ({said})"),
+        await ctx.store.orders.move(Move(record.id, S(record.state), (S(record.state),), f"updated at the warehouse: {p['what']} ({said})",
+                                         dict(warehouse_json=wo.model_dump_json())),  # what the warehouse holds now
                                     actor=Actor.order_changes)
         await ctx.store.tasks.finish([task.id], state=TaskState.done)
         ctx.stats["updated_at_warehouse"] += 1

@@ -98,10 +98,6 @@ async def test_an_address_edit_is_updated_at_the_warehouse(flow, runtime) -> Non
     assert told == await timeline(rt, "DEMO-0001")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: send_updates builds the WarehouseOrder with record.warehouse_order.lines, the lines "
-    "mapped at hand-off, so update_order is handed the old lines and re-sends them; the edited "
-    "order's lines must be mapped afresh (SKU map, kits, refunds) in connector/pipeline/changes.py"))
 async def test_an_item_edit_is_updated_at_the_warehouse(flow, runtime) -> None:
     rt = runtime
     flow.uc.queue("DFLT", orders(1))
@@ -116,6 +112,8 @@ async def test_an_item_edit_is_updated_at_the_warehouse(flow, runtime) -> None:
     address, lines = held_at_warehouse(flow, "acme-DEMO-0001")
     assert address["address1"] == "9 New Street"
     assert lines == {"BONE-5LB": 3, "TREAT": 2}
+    [row] = await rt.store.orders.find("DEMO-0001")
+    assert {ln.sku: ln.quantity for ln in row.warehouse_order.lines} == {"BONE-5LB": 3, "TREAT": 2}, "the record says what the warehouse holds"
 
 
 @pytest.fixture
