@@ -73,3 +73,20 @@ async def status_doc(store: Any, cfg: Any, merchant: str | None) -> dict[str, An
     return doc
 
 
+def ago(ts: datetime | None, now: datetime | None = None) -> str:
+    """How long ago (or, for a time still to come, in how long) `ts` was: "3m ago", "in 2h",
+    "never". The command line and the console say it the same way."""
+    if ts is None:
+        return "never"
+    aware = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    seconds = int(((now or datetime.now(timezone.utc)) - aware).total_seconds())
+    if seconds < 0:
+        return f"in {_span(-seconds)}"
+    return f"{_span(seconds)} ago"
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -78,20 +78,6 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def ago(ts: datetime | None, now: datetime | None = None) -> str:
-    if ts is None:
-        return "never"
-    seconds = int(((now or datetime.now(timezone.utc)) - ts).total_seconds())
-    if seconds < 0:
-        return f"in {_span(-seconds)}"
-    return f"{_span(seconds)} ago"
-
-
-def _span(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def utc(ts: datetime | None) -> str:

@@ -10,7 +10,8 @@ import typer
 
 from connector.cli.common import (EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigOpt, JsonOpt, MerchantOpt, check_merchant,
                                   check_state, display_url, load_config, run_async, with_store)
-from connector.cli.output import ago, emit_json, fail, rule, say, table, utc
+from connector.cli.output import emit_json, fail, rule, say, table, utc
+from connector.reports import ago
 from connector.reports import status_doc
 
 ATTENTION = ("paused", "failed")  # a service whose last pass ended so makes `status` exit 3

@@ -11,24 +11,12 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.responses import HTMLResponse
 
+from connector.reports import ago
+
 HERE = Path(__file__).parent
 BODY_CHARS = 20_000  # per body shown: the event log keeps at most this anyway
 
 
-def ago(ts: datetime | None, now: datetime | None = None) -> str:
-    if ts is None:
-        return "never"
-    seconds = int(((now or datetime.now(timezone.utc)) - _aware(ts)).total_seconds())
-    if seconds < 0:
-        return f"in {_span(-seconds)}"
-    return f"{_span(seconds)} ago"
-
-
-def _span(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _aware(ts: datetime) -> datetime:
