@@ -8,6 +8,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from connector.lifecycle import LIVE_SHIPMENTS, NOT_SENT, Actor, HoldKind, OrderState, SkipKind
 from connector.lifecycle import hold as hold_reason
@@ -151,6 +152,24 @@ async def resend_tracking(store: Store, order_id: str, merchant: str | None = No
 
 
 Refresher = Callable[[OrderRecord], Awaitable[str]]
+
+
+def refresher(rt: Any, who: str) -> Refresher:
+    """Refresh one stored order through a runtime's merchant context (the command line's and the
+    console's), its UltraCart call written to the event log at once."""
+    from connector.pipeline.intake import refresh_one
+
+    async def one(row: OrderRecord) -> str:
+        ctx = rt.contexts.get(row.merchant)
+        if ctx is None:
+            return f"!merchant {row.merchant} is not enabled in the config"
+        try:
+            return await refresh_one(ctx, row, who=who)
+        finally:
+            sink = rt.sinks.get(row.merchant)
+            if sink is not None:
+                await sink.flush()
+    return one
 
 
 async def refresh(store: Store, order_id: str, merchant: str | None, refresher: Refresher) -> list[ActionResult]:

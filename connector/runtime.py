@@ -28,10 +28,6 @@ from connector.health import Health, database_fault
 from connector.pipeline.context import ServiceContext
 from connector.pipeline.services import SERVICES as SERVICE_TABLE
 from connector.redact import DEFAULT as PROCESS_REDACTOR
-
-# Cursors holding secrets the connector makes (connector.web names them where they are used).
-MERCHANT_SECRETS = ("warehouse_webhook_token", "warehouse_webhook_secret")
-PROCESS_SECRETS = ("control_token",)
 from connector.redact import Redactor
 from connector.runner import PassReport, PassRunner
 from connector.store import Store, WorkerRecord
@@ -222,10 +218,9 @@ class Runtime:
     async def learn_stored_secrets(self) -> None:
         """Secrets the connector made and keeps in its database (the warehouse webhooks' path
         tokens and signing secrets, the control token) are masked like the config's own."""
-        found = [await self.store.cursors.get("", name) for name in PROCESS_SECRETS]
-        for merchant in self.contexts:
-            found += [await self.store.cursors.get(merchant, name) for name in MERCHANT_SECRETS]
-        made = [s for s in found if s]
+        from connector.tokens import stored_secrets
+
+        made = await stored_secrets(self.store, list(self.contexts))
         self.redactor.add(*made)
         PROCESS_REDACTOR.add(*made)
 
@@ -243,8 +238,7 @@ class Runtime:
     async def aclose(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-        for ctx in list(self.contexts.values()) + self._retired:
-            await _close_context(ctx)
+        await self.close_adapters()
         try:
             await self.store.orders.release_claims(self.worker_id)
             await self.store.workers.seen(self.worker_id, stopped=True)
@@ -253,6 +247,13 @@ class Runtime:
         await self.store.close()
         if self._lock is not None:
             self._lock.release()
+
+
+    async def close_adapters(self) -> None:
+        """Close every merchant's vendor clients, leaving the store open (a command that borrowed
+        the runtime for a few calls on its own store)."""
+        for ctx in list(self.contexts.values()) + self._retired:
+            await _close_context(ctx)
 
 
 async def _close_context(ctx: ServiceContext) -> None:

@@ -39,6 +39,7 @@ from starlette.routing import Mount, Route
 from adapters.ultracart.parse import WebhookParseError, parse_webhook
 from connector import metrics
 from connector.config import SERVICES
+from connector.tokens import CONTROL_HEADER, WAREHOUSE_SECRET, WAREHOUSE_TOKEN, control_token
 from connector.health import database_fault
 from connector.lifecycle import Actor
 from connector.pipeline.context import ServiceContext
@@ -90,22 +91,8 @@ class Daemon:
     kick: Callable[[str, str], None] | None = None  # start a merchant's service pass now (work arrived)
 
 
-CONTROL_TOKEN = "control_token"  # cursor (no merchant) the command line shows to /control/*
-CONTROL_HEADER = "X-Connector-Control"
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _FORWARDED = ("x-forwarded-for", "forwarded", "x-real-ip")
-
-
-async def control_token(store: Any, *, create: bool = False) -> str:
-    """The daemon's control token, kept in its database: whoever can read the database may tell
-    the daemon to reload or start a pass (they could do far more with the database itself)."""
-    token = await store.cursors.get("", CONTROL_TOKEN) or ""
-    if not token and create:
-        import secrets
-
-        token = secrets.token_urlsafe(32)
-        await store.cursors.set("", CONTROL_TOKEN, token)
-    return token
 
 
 async def _control_refused(request: Request, runtime: Runtime) -> JSONResponse | None:
@@ -519,7 +506,6 @@ def _stage(name: str, order: dict) -> str:
 
 
 # ------------------------------------------------------------------------------ warehouse webhooks
-WAREHOUSE_TOKEN = "warehouse_webhook_token"  # cursor holding the secret path token of a merchant's warehouse webhooks
 WAREHOUSE_BODY = 1024 * 1024
 
 
@@ -533,7 +519,7 @@ class WarehouseHooks:
     limits as UltraCart's; a repeat or an out-of-order delivery only starts one more read, which
     is idempotent."""
 
-    SECRET = "warehouse_webhook_secret"  # cursor holding the secret a signing warehouse signs deliveries with
+    SECRET = WAREHOUSE_SECRET  # the cursor holding what a signing warehouse signs deliveries with
 
     def __init__(self, runtime: Runtime, kick: Callable[[str, str], None] | None):
         self.runtime, self.kick = runtime, kick

@@ -104,7 +104,7 @@ class Run:
     async def open(self) -> list[str]:
         """Everything up and subscribed; returns what the registration said."""
         from connector.bench.idle import lag_daemon
-        from connector.cli.hooks import warehouse_secret, warehouse_url
+        from connector.tokens import warehouse_secret, warehouse_url
         from connector.config import from_dict
         from connector.listener import bind, server
         from connector.runtime import build_runtime

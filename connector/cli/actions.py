@@ -147,7 +147,6 @@ def refresh(order_ids: list[str], config: Optional[str] = ConfigOpt, merchant: O
     """Re-read orders from UltraCart's order API; an order not yet at the warehouse takes the new
     copy (the timeline says what changed) and is evaluated afresh."""
     from connector import operator as op
-    from connector.pipeline.intake import refresh_one
     from connector.runtime import build_runtime
 
     cfg = load_config(config)
@@ -156,24 +155,13 @@ def refresh(order_ids: list[str], config: Optional[str] = ConfigOpt, merchant: O
     async def go(store: Any) -> list[Any]:
         rt = await build_runtime(cfg, store=store)
         try:
-            async def one(row: Any) -> str:
-                ctx = rt.contexts.get(row.merchant)
-                if ctx is None:
-                    return f"!merchant {row.merchant} is not enabled in {cfg.source}"
-                try:
-                    return await refresh_one(ctx, row, who=who)
-                finally:
-                    await rt.sinks[row.merchant].flush()
-
+            one = op.refresher(rt, who)
             out: list[Any] = []
             for i in order_ids:
                 out += await op.refresh(store, i, merchant, one)
             return out
         finally:
-            for ctx in rt.contexts.values():
-                for adapter in (ctx.cart, ctx.warehouse, ctx.ledger):
-                    if adapter is not None:
-                        await adapter.aclose()
+            await rt.close_adapters()
 
     _act(config, go, then="order_delivery")
 

@@ -127,7 +127,7 @@ async def _daemon(cfg: Any) -> int:
             return EXIT_USAGE
         path = Path(cfg.source).resolve()
         await rt.start(config_path=str(path), config_mtime=_mtime(path), listen=cfg.daemon.listen)
-        from connector.web import control_token
+        from connector.tokens import control_token
 
         await control_token(rt.store, create=True)  # what `connector reload` and the operator commands show the daemon
         daemon = Daemon(rt, load_config=lambda: configmod.load(path), config_path=str(path))
@@ -194,7 +194,7 @@ async def kick_daemon(cfg: Any, store: Any, merchants: set[str], service: str) -
     (none when no daemon answers: the next scheduled pass does the work)."""
     import httpx
 
-    from connector.web import CONTROL_HEADER, control_token
+    from connector.tokens import CONTROL_HEADER, control_token
 
     try:
         token = await control_token(store)
@@ -213,7 +213,7 @@ async def _ask_reload(cfg: Any) -> str:
 
     from connector.store.engine import sqlite_path
 
-    from connector.web import CONTROL_HEADER, control_token
+    from connector.tokens import CONTROL_HEADER, control_token
 
     url = control_url(cfg, "/control/reload")
     try:

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import base64
-import secrets
 from typing import Any, Optional
 
 import typer
 
 from connector.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigOpt, MerchantOpt, check_merchant, load_config, open_store, run_async
 from connector.cli.output import fail, say
+from connector.tokens import warehouse_secret, warehouse_url
 
 ULTRACART_EVENTS = ("fulfillment_transmit", "order_reject", "order_refund", "order_update", "order_stage_change", "order_delete",
                     "fulfillment_hold")
@@ -20,40 +19,6 @@ hooks = typer.Typer(help="Webhooks: warehouse shipment webhooks and what to set 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(hooks, name="webhooks")
-
-
-async def warehouse_url(store: Any, public_url: str, merchant: str, *, create: bool) -> str:
-    """The secret URL a merchant's warehouse posts to (its token made once, then kept)."""
-    from connector.web import WAREHOUSE_TOKEN
-
-    token = await store.cursors.get(merchant, WAREHOUSE_TOKEN)
-    if not token and create:
-        token = secrets.token_urlsafe(24)
-        await store.cursors.set(merchant, WAREHOUSE_TOKEN, token)
-    if token:
-        _mask(token)
-    return f"{public_url}/webhooks/warehouse/{merchant}/{token}" if token else ""
-
-
-async def warehouse_secret(store: Any, merchant: str, *, create: bool) -> str:
-    """The secret a signing warehouse signs this merchant's deliveries with (made once beside
-    the path token, then kept): 24 random bytes as 32 base64 characters ("" when none was made)."""
-    from connector.web import WarehouseHooks
-
-    secret = await store.cursors.get(merchant, WarehouseHooks.SECRET)
-    if not secret and create:
-        secret = base64.b64encode(secrets.token_bytes(24)).decode("ascii")
-        await store.cursors.set(merchant, WarehouseHooks.SECRET, secret)
-    if secret:
-        _mask(secret)
-    return secret or ""
-
-
-def _mask(secret: str) -> None:
-    """A secret made here is masked in this process's logs and call records from now on."""
-    from connector.redact import DEFAULT
-
-    DEFAULT.add(secret)
 
 
 async def registered_url(cfg: Any, merchant: str) -> str:
@@ -116,9 +81,6 @@ async def _register(cfg: Any, only: str | None) -> int:
                 bad += 1
                 say(f"{mid}: {ctx.warehouse.name}: could not register the webhooks: {exc}")
     finally:
-        for ctx in rt.contexts.values():
-            for adapter in (ctx.cart, ctx.warehouse, ctx.ledger):
-                if adapter is not None:
-                    await adapter.aclose()
+        await rt.close_adapters()
         await store.close()
     return EXIT_FAILED if bad else EXIT_OK

@@ -65,24 +65,8 @@ def _runner(rt: Any, name: str, who: str, reason: str) -> Runner:
     if name == "cancel_done":
         return lambda oid, m: op.cancel(store, oid, m, reason=reason, who=who, done=True)
     if name == "refresh":
-        return lambda oid, m: op.refresh(store, oid, m, _refresher(rt, who))
+        return lambda oid, m: op.refresh(store, oid, m, op.refresher(rt, who))
     raise Refused(f"unknown action {name!r}")
-
-
-def _refresher(rt: Any, who: str) -> op.Refresher:
-    from connector.pipeline.intake import refresh_one
-
-    async def one(row: Any) -> str:
-        ctx = rt.contexts.get(row.merchant)
-        if ctx is None:
-            return f"!merchant {row.merchant} is not enabled in the config"
-        try:
-            return await refresh_one(ctx, row, who=who)
-        finally:
-            sink = rt.sinks.get(row.merchant)
-            if sink is not None:
-                await sink.flush()  # the UltraCart call shows in the event log at once
-    return one
 
 
 async def perform(rt: Any, who: Principal, name: str, targets: list[tuple[str, str]], reason: str = "",

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from connector.sandbox.samples import make_order
+from tests.acceptance.test_cli import wait
 
 CMD = [sys.executable, "-m", "connector"]
 
@@ -103,10 +104,8 @@ def test_second_daemon_on_the_same_sqlite_file_is_refused(flow):
     cfg = flow.write_toml()
     daemon = subprocess.Popen(CMD + ["run", "-c", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 20
-        while not (flow.tmp / "connector.db.lock").exists() and time.time() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
+        lock = flow.tmp / "connector.db.lock"
+        wait(lambda: lock.exists() and lock.read_text().startswith(f"pid {daemon.pid}"), what="the daemon to hold the lock")
         second = connector("run", "--once", "-c", str(cfg))
         assert second.returncode == 2 and "in use by pid" in second.stderr
     finally:

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from adapters.shipbob.mapping import webhook_signature
-from connector.cli.hooks import _register, warehouse_secret
+from connector.cli.hooks import _register
+from connector.tokens import warehouse_secret
 from connector.config import from_dict
 from connector.scheduler import Daemon as Scheduler
 from connector.web import WAREHOUSE_TOKEN, Daemon, WarehouseHooks, build_app
@@ -287,7 +288,7 @@ async def test_a_shipstation_v1_ship_notify_brings_tracking_to_ultracart(v1):
 async def test_the_secrets_the_connector_made_are_masked_after_a_restart(flow):
     """The path token and the signing secret live in the database, not the config: a new process
     learns them at start and masks them like the config's own secrets."""
-    from connector.cli.hooks import warehouse_secret, warehouse_url
+    from connector.tokens import warehouse_secret, warehouse_url
     from connector.redact import DEFAULT
 
     rt = await flow.runtime()
