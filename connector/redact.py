@@ -87,10 +87,14 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()):
         self._secrets: list[str] = []
         self._keys: dict[str, tuple[str | None, int]] = {}
+        self._margin = 64
         self.add(*secrets)
 
     def add(self, *secrets: str) -> None:
-        self._secrets = sorted(set(self._secrets) | {s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        new = {s for s in secrets if s and len(s) >= 4} - set(self._secrets)
+        if not new:
+            return  # nothing new: keep the key cache (a known secret is added again on every read)
+        self._secrets = sorted(set(self._secrets) | new, key=len, reverse=True)
         self._keys = {}  # a cached key may hold a secret that was not known yet
         # clipped() drops this many characters at a cut: more than the longest thing it masks.
         self._margin = max([64, *(len(s) + 8 for s in self._secrets[:1])])
