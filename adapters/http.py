@@ -30,6 +30,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from connector.errors import ErrorClass, PermanentError, RateLimitedError, VendorError, classify_status, error_for
 from connector.redact import DEFAULT as DEFAULT_REDACTOR
 from connector.redact import Redactor
+from adapters.transport import make_transport
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
 RECORD_CHARS = 20_000  # what the event log keeps of a body (connector.runtime._dump cuts there)
@@ -212,13 +213,14 @@ class HttpClient:
         self.redactor = redactor or DEFAULT_REDACTOR
         self.on_call = on_call
         self.max_attempts = max_attempts
+        limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
         self.client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Accept": "application/json", **headers},
             timeout=timeout,
-            transport=transport,
+            transport=transport or make_transport(verify=shared_tls(), limits=limits),
             verify=shared_tls(),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            limits=limits,
         )
 
     async def aclose(self) -> None:

@@ -76,7 +76,7 @@ def api(token) -> str:
 
 @pytest.fixture
 def router(api):
-    with respx.mock(base_url=api, assert_all_called=False) as r:
+    with respx.mock(base_url=api, assert_all_called=False, using="httpx") as r:
         yield r
 
 

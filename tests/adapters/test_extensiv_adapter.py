@@ -77,7 +77,7 @@ class FactsRouter(respx.MockRouter):
     """A respx router that checks every request with `check_request` before answering it."""
 
     def __init__(self, **kwargs):
-        super().__init__(base_url=BASE, assert_all_called=False, **kwargs)
+        super().__init__(base_url=BASE, assert_all_called=False, using="httpx", **kwargs)
         self.errors: list[str] = []
 
     async def aresolve(self, request: httpx.Request):  # type: ignore[override]

@@ -25,7 +25,7 @@ EST = timezone(timedelta(hours=-5))
 
 @pytest.fixture
 def router():
-    return respx.MockRouter(base_url=BASE, assert_all_called=False)
+    return respx.MockRouter(base_url=BASE, assert_all_called=False, using="httpx")
 
 
 @pytest.fixture

@@ -345,7 +345,7 @@ class ValidatingRouter(respx.MockRouter):
 
     def __init__(self, validator: SpecValidator, base_url: str | None = None, **kwargs: Any):
         kwargs.setdefault("assert_all_called", False)
-        super().__init__(base_url=base_url, **kwargs)
+        super().__init__(base_url=base_url, **{"using": "httpx", **kwargs})  # the clients run on aiohttp: mock at httpx's level
         self.validator = validator
         self.spec_base_url = base_url
         self.errors: list[str] = []
