@@ -10,13 +10,14 @@ Rules kept here so no caller has to remember them:
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Interval, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.sql.elements import ClauseElement
 
 from connector import lifecycle
@@ -242,21 +243,22 @@ class SqlOrderStore:
 
     # ------------------------------------------------------------------ claims
     async def claim_ready(self, merchant: str, *, owner: str, lease_seconds: float, limit: int) -> list[OrderRecord]:
-        """Claim due `ready` orders for sending (ready -> submitting, attempts + 1), atomically."""
+        """Claim due `ready` orders for sending (ready -> submitting, attempts + 1), atomically,
+        with their timeline entries."""
         lifecycle.check(S.ready, S.submitting, Actor.order_delivery)
         now = self.db.now()
-        d = self.db.dialect
+        params: dict[str, Any] = dict(b_merchant=merchant, b_now=now, b_limit=limit, b_owner=owner)
+        if self.db.sqlite:
+            params["b_lease_until"] = self.db.dialect.lease_until(self.db.clock, lease_seconds)
+        else:
+            params["b_lease_for"] = timedelta(seconds=lease_seconds)
+        due, claim = _claim_statements(self.db.sqlite)
         async with self.db.write() as conn:
-            q = select(O.c.id).where(O.c.merchant == merchant, O.c.state == S.ready,
-                                     or_(O.c.next_attempt_at.is_(None), O.c.next_attempt_at <= now)).order_by(O.c.id).limit(limit)
-            ids = list((await conn.execute(d.claim(q))).scalars())
+            ids = list((await conn.execute(due, params)).scalars())
             if not ids:
                 return []
-            await conn.execute(update(O).where(O.c.id.in_(ids), O.c.state == S.ready).values(
-                state=S.submitting, lease_owner=owner, lease_until=d.lease_until(self.db.clock, lease_seconds),
-                attempts=O.c.attempts + 1, updated_at=now, first_attempt_at=func.coalesce(O.c.first_attempt_at, now)))
-            rows = (await conn.execute(select(O).where(O.c.id.in_(ids), O.c.state == S.submitting, O.c.lease_owner == owner).order_by(O.c.id))).all()
-            records = [OrderRecord.from_row(r) for r in rows]
+            rows = (await conn.execute(claim, {**params, "b_ids": ids})).all()
+            records = sorted((OrderRecord.from_row(r) for r in rows), key=lambda r: r.id)
             if records:
                 await conn.execute(insert(E), [dict(order_pk=r.id, at=now, from_state=S.ready, to_state=S.submitting, actor=Actor.order_delivery,
                                                     reason=f"attempt {r.attempts} ({owner})", request_id="") for r in records])
@@ -437,3 +439,25 @@ def _new_row(merchant: str, dc: str, n: NewOrder, source: str, now: datetime) ->
                 order_json=n.order_json, raw_json=n.raw_json, warehouse_json="", attempts=0, last_error="", lease_owner="",
                 warehouse_order_id="", cancel_reason="", customer=n.customer[:200], email=n.email[:200], ordered_at=n.ordered_at,
                 sent_request="")
+
+
+@functools.cache
+def _claim_statements(sqlite: bool):
+    """The claim as two prepared statements (building SQLAlchemy expressions anew on every claim
+    cost more CPU than running them): the due rows' ids in order, locked (rows another replica is
+    claiming are skipped on PostgreSQL); then those rows marked submitting and returned. Two
+    statements, not an UPDATE over a LIMIT subquery: PostgreSQL may run such a subquery again
+    for each row and so claim more rows than asked."""
+    when = O.c.updated_at.type
+    now = bindparam("b_now", type_=when)
+    due = (select(O.c.id).where(O.c.merchant == bindparam("b_merchant"), O.c.state == S.ready,
+                                or_(O.c.next_attempt_at.is_(None), O.c.next_attempt_at <= now))
+           .order_by(O.c.id).limit(bindparam("b_limit")))
+    if not sqlite:
+        due = due.with_for_update(skip_locked=True)
+    lease_until = bindparam("b_lease_until", type_=when) if sqlite else func.now() + bindparam("b_lease_for", type_=Interval())
+    claim = (update(O).where(O.c.id.in_(bindparam("b_ids", expanding=True)), O.c.state == S.ready)
+             .values(state=S.submitting, lease_owner=bindparam("b_owner"), lease_until=lease_until, attempts=O.c.attempts + 1,
+                     updated_at=now, first_attempt_at=func.coalesce(O.c.first_attempt_at, now))
+             .returning(*O.c))
+    return due, claim
