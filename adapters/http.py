@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from connector import jsontext
 from connector.errors import ErrorClass, PermanentError, RateLimitedError, VendorError, classify_status, error_for
 from connector.redact import DEFAULT as DEFAULT_REDACTOR
 from connector.redact import Redactor
@@ -34,6 +35,7 @@ from adapters.transport import make_transport
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
 RECORD_CHARS = 20_000  # what the event log keeps of a body (connector.runtime._dump cuts there)
+JSON_CONTENT = {"Content-Type": "application/json"}
 MAX_RATE_WAIT_S = 2.0  # longer waits are not slept: the call raises RateLimitedError instead
 MAX_PAGES = 1000  # no list the connector reads is longer: more is a server handing out pages forever
 
@@ -252,7 +254,11 @@ class HttpClient:
         response: httpx.Response | None = None
         error: VendorError | None = None
         try:
-            response = await self.client.request(method, path, json=json, params=params)
+            body = jsontext.request_body(json)
+            if body is None:
+                response = await self.client.request(method, path, json=json, params=params)
+            else:
+                response = await self.client.request(method, path, content=body, params=params, headers=JSON_CONTENT)
             url = str(response.request.url)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the vendor: always safe to retry.
@@ -292,7 +298,7 @@ class HttpClient:
         response_body: Any = None
         if response is not None and response.content:
             try:
-                response_body = _keepable(response.json(), len(response.content))
+                response_body = _keepable(jsontext.loads(response.content), len(response.content))
             except ValueError:
                 response_body = response.text[:2000]
         record = CallRecord(

@@ -3,11 +3,10 @@ metrics and buffered for the event log, written in batches at the end of a pass.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from adapters.http import CallRecord
-from connector import metrics
+from connector import jsontext, metrics
 from connector.clock import SYSTEM, Clock
 
 BODY_CHARS = 20_000  # what the event log keeps of a body
@@ -40,5 +39,5 @@ class EventSink:
 def dump(body: Any) -> str:
     if body is None:
         return ""
-    text = body if isinstance(body, str) else json.dumps(body, default=str)
+    text = body if isinstance(body, str) else jsontext.dumps(body)
     return text[:BODY_CHARS]

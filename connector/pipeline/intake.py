@@ -22,6 +22,7 @@ from typing import Any
 
 from adapters.base import order_reference
 from connector.domain import Order
+from connector import jsontext
 from connector.lifecycle import NOT_SENT, Actor, HoldKind, OrderState, hold
 from connector.pipeline.context import Alert, ServiceContext
 from connector.store import Move, NewOrder, OrderRecord
@@ -77,7 +78,7 @@ def prepare_one(ctx: ServiceContext, raw: dict[str, Any], cart_id: str) -> NewOr
     clean, changed = strip_controls(raw)
     order_id = raw_order_id(clean) or "(blank)"
     redacted = ctx.redactor.data(clean)
-    raw_json = json.dumps(redacted, default=str)
+    raw_json = jsontext.dumps(redacted)
     reference = order_reference(ctx.id, order_id)
     try:
         order = ctx.parse_order(redacted)
