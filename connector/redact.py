@@ -78,6 +78,7 @@ _CVV = re.compile(
 )
 _DOUBLED = tuple((2 * d) - 9 if d > 4 else 2 * d for d in range(10))
 _KEY_CACHE_MAX = 10_000  # keys of a hostile body must not grow the cache for ever
+_CLEAN_MAX, _CLEAN_MAX_CHARS = 20_000, 200  # the clean-strings memo: entries, and the longest string kept
 _PLAIN, _SECRET, _EXEMPT = 0, 1, 2
 
 
@@ -87,6 +88,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()):
         self._secrets: list[str] = []
         self._keys: dict[str, tuple[str | None, int]] = {}
+        self._clean: set[str] = set()  # strings text() left as they were
         self._margin = 64
         self.add(*secrets)
 
@@ -96,14 +98,26 @@ class Redactor:
             return  # nothing new: keep the key cache (a known secret is added again on every read)
         self._secrets = sorted(set(self._secrets) | new, key=len, reverse=True)
         self._keys = {}  # a cached key may hold a secret that was not known yet
+        self._clean = set()  # and so may a string that was clean
         # clipped() drops this many characters at a cut: more than the longest thing it masks.
         self._margin = max([64, *(len(s) + 8 for s in self._secrets[:1])])
 
     def text(self, value: str) -> str:
+        if value in self._clean:
+            return value
+        original = value
         for s in self._secrets:
             if s in value:
                 value = value.replace(s, MASK)
-        return _card_data(value)
+        value = _card_data(value)
+        if value == original and len(value) <= _CLEAN_MAX_CHARS:
+            # Orders repeat most of their strings (SKUs, countries, methods, statuses): remember
+            # the ones that needed nothing. Only those: what held a card number or a secret is
+            # never kept here.
+            if len(self._clean) >= _CLEAN_MAX:
+                self._clean.clear()
+            self._clean.add(value)
+        return value
 
     def clipped(self, value: str, limit: int) -> str:
         """`text(value)` in at most `limit` characters plus a note of the cut. Only the first

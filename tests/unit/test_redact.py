@@ -342,3 +342,20 @@ def test_a_card_between_any_non_digits_is_masked_under_any_plain_key(before, bra
     text = f"{before}{shown}{after}"
     out = Redactor().data({f"note{key}": text})
     assert card not in json.dumps(out).replace(" ", "").replace("-", "")
+
+
+def test_a_string_seen_clean_is_masked_once_it_holds_a_secret_added_later():
+    r = Redactor()
+    text = "ship with token abcd-1234-efgh"
+    assert r.text(text) == text  # clean, and remembered as clean
+    r.add("abcd-1234-efgh")
+    assert r.text(text) == f"ship with token {MASK}"
+    assert r.data({"note": text}) == {"note": f"ship with token {MASK}"}
+
+
+def test_remembering_clean_strings_never_keeps_card_data():
+    r = Redactor()
+    card = "pay with 4111 1111 1111 1111 please"
+    for _ in range(3):
+        assert "4111" not in r.text(card)
+    assert all("4111" not in s for s in r._clean)  # noqa: SLF001 - what the memo holds
