@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,17 +230,21 @@ async def resolve_in_doubt(ctx: ServiceContext) -> None:
 
 
 async def send_ready(ctx: ServiceContext) -> None:
-    """Create ready orders at the warehouse, keeping between half of `concurrency` and all of it
-    in flight: when half the window has finished, their results are recorded and as many orders
-    claimed, in one transaction (one transaction per order would cost more CPU than the create).
-    Every claimed order's call starts at once: nothing claimed waits without a live call.
+    """Create ready orders at the warehouse, `concurrency` creates in flight.
+
+    Orders are claimed, and finished creates recorded, in steps of half the window, one
+    transaction per step (one per order cost more CPU than the create itself): up to a step of
+    claimed orders waits for a free slot, so the window stays full however slow the warehouse
+    answers. A claimed order that never got its call (the pass stopped) is made ready again; if
+    the process dies first, it is looked up like any other claim before anything is resent.
 
     A create's trouble is that order's alone (retry, fail, or in doubt), except rate limits and
     configuration errors, which stop claiming; calls already in flight are finished and
     recorded before the pass ends."""
     window = max(1, ctx.concurrency)
-    refill = max(1, window // 2)  # claim (and record) in steps of this many
+    step = max(1, window // 2)  # claim and record in steps of this many
     flying: dict[asyncio.Task, OrderRecord] = {}
+    waiting: deque[OrderRecord] = deque()  # claimed, waiting for a slot
     finished: list[Created] = []
     stop: VendorError | None = None
     transient_run = attempted = 0
@@ -247,16 +252,24 @@ async def send_ready(ctx: ServiceContext) -> None:
     drained = False  # the last claim found fewer ready orders than it asked for
 
     while True:
-        room = 0 if stop is not None or ctx.stop_requested() else window - len(flying)
-        if not flying or len(finished) >= refill or (room >= refill and not drained):
+        halted = stop is not None or ctx.stop_requested()
+        if halted and waiting:
+            await _unclaim(ctx, waiting, stop)
+            attempted -= len(waiting)
+            waiting.clear()
+        while waiting and len(flying) < window:
+            row = waiting.popleft()
+            flying[asyncio.create_task(_create(ctx, row))] = row
+        room = 0 if halted else window + step - len(flying) - len(waiting)
+        if (not flying and not waiting) or len(finished) >= step or (room >= step and not drained):
             claimed = await _record_and_claim(ctx, finished, room)
             finished = []
             drained = len(claimed) < room
-            for row in claimed:
-                flying[asyncio.create_task(_create(ctx, row))] = row
             attempted += len(claimed)
             if claimed:
                 failpoint("after_claim_before_send")
+                waiting.extend(claimed)
+                continue
             if not flying:
                 break
         transient_run, last_transient, stop = _tally(ctx, await _wait_some(flying), finished, window, transient_run, last_transient, stop)
@@ -266,6 +279,13 @@ async def send_ready(ctx: ServiceContext) -> None:
         ctx.notes.append("the daemon is stopping: no new orders were claimed")
     if stop is not None:
         raise stop
+
+
+async def _unclaim(ctx: ServiceContext, rows: deque[OrderRecord], stop: VendorError | None) -> None:
+    """Claimed orders whose call never started: ready again, the attempt not counted."""
+    why = f"not sent: the pass stopped ({ctx.redactor.text(str(stop))})" if stop is not None else "not sent: the daemon is stopping"
+    await ctx.store.orders.move_many([Move(r.id, S.ready, (S.submitting,), why[:500], dict(lease_owner="", lease_until=None, attempts=max(0, r.attempts - 1)))
+                                      for r in rows], actor=A.order_delivery)
 
 
 async def _wait_some(flying: dict[asyncio.Task, OrderRecord]) -> list[Created]:

@@ -206,3 +206,26 @@ async def test_status_counts_and_timeline_are_recorded(flow, runtime):
     # A service this merchant does not use is recorded as disabled, with why; the others succeeded.
     assert runs["ledger_consume"].last_success_at is None and "ledger" in runs["ledger_consume"].note
     assert all(r.last_success_at is not None for name, r in runs.items() if name != "ledger_consume")
+
+
+async def test_orders_claimed_but_not_sent_when_a_pass_stops_are_ready_again_without_a_spent_attempt(flow, runtime):
+    # Delivery claims a step ahead of the window. With one create in flight and one waiting, a
+    # 429 on the first stops the pass: the waiting order never had a call, so it is ready again,
+    # nothing in doubt, no attempt spent.
+    runtime.contexts["acme"].concurrency = 1
+    flow.uc.queue("DFLT", orders(30))
+    await runtime.run_once(service="order_download")
+    flow.sb.faults.update({"retry_after_s": 30})
+    flow.sb.faults.script = [{"method": "POST", "path": "/2026-01/order", "status": 429}]
+    r = (await runtime.run_once(service="order_delivery"))[0]
+    assert r.outcome == "throttled"
+    rows = await runtime.store.orders.listing(limit=100)
+    states = {x.state for x in rows}
+    assert states <= {"at_warehouse", "ready"}, states  # nothing left submitting or in doubt
+    created = [x for x in rows if x.state == "at_warehouse"]
+    assert created == [] and flow.sb.orders == {}
+    ready = [x for x in rows if x.state == "ready"]
+    assert len(ready) == 30 - len(created) and all(x.attempts == 0 for x in ready)
+    reasons = [e.reason for x in ready for e in await runtime.store.orders.timeline(x.id) if e.from_state == "submitting"]
+    assert reasons and all("rate limit" in why or "not sent" in why for why in reasons), reasons
+    assert any("not sent" in why for why in reasons), reasons
