@@ -258,7 +258,9 @@ class HttpClient:
             if body is None:
                 response = await self.client.request(method, path, json=json, params=params)
             else:
-                response = await self.client.request(method, path, content=body, params=params, headers=JSON_CONTENT)
+                # The client's own Content-Type (Extensiv's HAL+JSON) wins, as it does with json=.
+                own = "content-type" in self.client.headers
+                response = await self.client.request(method, path, content=body, params=params, headers=None if own else JSON_CONTENT)
             url = str(response.request.url)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the vendor: always safe to retry.

@@ -79,6 +79,9 @@ class DaemonConfig(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     event_log_days: int = Field(14, ge=1)
     delivery_concurrency: int = Field(8, ge=1, le=64)
+    # Service passes running at once, all merchants together; below the database pool (15 SQLite
+    # connections, 20 PostgreSQL), so passes wait here, not for a connection until they time out.
+    max_concurrent_passes: int = Field(10, ge=1, le=1000)
     lease_seconds: float = Field(300, ge=1)
     public_url: str = ""  # how vendors reach this listener from outside (https://connector.example.com): webhook URLs
     env_file: str = ""  # KEY=VALUE lines read on every load and reload, under the process environment (secrets for ${VAR})

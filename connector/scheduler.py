@@ -59,6 +59,9 @@ class Daemon:
         self.last_run: dict[str, float] = {}  # job id -> monotonic time it last ran (or was scheduled)
         self.intervals: dict[str, float] = {}
         self._watchdog: asyncio.Task | None = None
+        # Passes beyond this many wait for a slot: a thousand merchants starting at once would
+        # otherwise queue on the database's connections until they time out and fail.
+        self.slots = asyncio.Semaphore(runtime.config.daemon.max_concurrent_passes)
 
     @property
     def stopping(self) -> asyncio.Event:
@@ -89,13 +92,20 @@ class Daemon:
             async with lock:
                 while True:
                     self.again.discard(key)
-                    await self.runtime.run_service(merchant, service)
+                    async with self.slots:
+                        if self.stopping.is_set() or merchant not in self.runtime.contexts:
+                            break  # while it waited for a slot, the daemon was asked to stop or the merchant removed
+                        self.pass_started(merchant, service)
+                        await self.runtime.run_service(merchant, service)
                     if key not in self.again or self.stopping.is_set() or merchant not in self.runtime.contexts:
                         break
         except asyncio.CancelledError:
             log.warning("pass cancelled at stop; its claims are looked up on the next start", job=f"{merchant}:{service}")
         finally:
             self.running.discard(task)
+
+    def pass_started(self, merchant: str, service: str) -> None:
+        """A pass got its slot and starts now (the bench measures schedule lag here)."""
 
     def kick(self, merchant: str, service: str) -> None:
         """Start a pass now (work arrived: a webhook, a release): debounced by `pass_now`."""
@@ -130,8 +140,9 @@ class Daemon:
             self.scheduler.add_job(
                 self._job, IntervalTrigger(seconds=seconds), args=[merchant, service], id=job_id, replace_existing=True,
                 name=f"{merchant} {service}", coalesce=True, max_instances=1, misfire_grace_time=max(30, int(seconds)),
-                # Start soon, staggered so that many merchants do not all hit the vendors at once.
-                next_run_time=now + timedelta(seconds=0.2 * j + 0.05 * (index % 200)),
+                # Start soon, staggered so that many merchants do not all hit the vendors at once
+                # (20 merchants a second, spread over at most a minute or the job's interval).
+                next_run_time=now + timedelta(seconds=0.2 * j + (0.05 * index) % min(seconds, 60.0)),
             )
 
     def _unschedule_merchant(self, merchant: str) -> None:

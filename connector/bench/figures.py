@@ -120,6 +120,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = flow["cpu_ms_per_order"] / naive["cpu_ms_per_order"]
         add(f"<= 0.5x the naive loop's CPU per order ({naive['client']}), same queue, same run",
             f"{flow['cpu_ms_per_order']} / {naive['cpu_ms_per_order']} ms = {ratio:.2f}x", ratio <= 0.5)
+    if flow and o["latency_ms"] and not o["rate_limit"]:
+        bound = phases[0]["lower_bound_s"] + phases[1]["lower_bound_s"]
+        add("drain: download + delivery <= 1.5x the round-trip bound", f"{flow['wall_s']:.1f} s / {bound:.1f} s = {flow['wall_s'] / bound:.2f}x",
+            flow["wall_s"] <= 1.5 * bound)
     if phases and o["latency_ms"]:
         timed_phases = [p for p in phases if p["vs_lower_bound"] is not None]
         wall, bound = sum(p["wall_s"] for p in timed_phases), sum(p["lower_bound_s"] for p in timed_phases)

@@ -8,7 +8,7 @@ period of the 60 s services, so their second round falls inside it). Per stretch
 core (`time.process_time` of this process over wall time; the sandboxes are other processes), RSS
 (VmRSS at the end, VmHWM over the window) and schedule lag: for every scheduled pass, the time
 from its due time (APScheduler's scheduled run time, the earliest when runs were coalesced) to the
-moment the pass started in the event loop.
+moment the pass got its slot and started (`Daemon.pass_started`).
 
 The lag is observed by a subclass of the daemon (`LagDaemon`), not by changing the scheduler."""
 
@@ -73,13 +73,13 @@ def lag_daemon(runtime: Any) -> Any:
             elif event.scheduled_run_times:
                 self.due[event.job_id] = min(event.scheduled_run_times)
 
-        async def _job(self, merchant: str, service: str) -> None:
+        def pass_started(self, merchant: str, service: str) -> None:
+            # When the pass really starts (it may have waited for a slot), not when its job fired.
             job_id = f"{merchant}:{service}"
             due = self.due.pop(job_id, None)
             if due is not None:
                 self.lags.append((datetime.now(timezone.utc) - due).total_seconds())
             self.started.add(job_id)
-            await super()._job(merchant, service)
 
     return LagDaemon(runtime)
 

@@ -25,12 +25,14 @@ from connector.errors import ErrorClass, TransientError, VendorError
 from connector.failpoints import failpoint
 from connector.lifecycle import Actor, HoldKind, OrderState
 from connector.pipeline.context import ServiceContext
-from connector.pipeline.intake import hold_alerts, prepare_orders, resolve_hold_alerts, take_in
+from connector.pipeline.intake import ALERTED_HOLDS, hold_alerts, prepare_orders, resolve_hold_alerts, take_in
 from connector.store import Move, OrderRecord
 from mappings.rules import decide
 
 S = OrderState
 A = Actor
+# What a delivery pass works on: claims to recover, doubts to look up, orders to evaluate and send.
+IN_DELIVERY = (S.submitting, S.in_doubt, S.received, S.held, S.ready)
 ACK_BATCH = 100
 MAX_ROUNDS = 10_000  # a queue of a million orders; past that something is wrong with the loop
 QUEUE_IGNORES_ACKS = "ultracart_acks_ignored"
@@ -116,6 +118,9 @@ async def download_orders(ctx: ServiceContext) -> None:
 # ---------------------------------------------------------------------------- delivery
 async def deliver_orders(ctx: ServiceContext) -> None:
     """One delivery pass: recover stale claims, resolve doubts, apply rules, send what is ready."""
+    if not ctx.merchant.dry_run and not await ctx.store.orders.any_in_states(ctx.id, IN_DELIVERY) \
+            and not await ctx.store.alerts.any_open(ctx.id, ALERTED_HOLDS):
+        return  # nothing to recover, look up, evaluate or send, and no hold alert left to close: two reads, not six
     ctx.stats["recovered"] += await ctx.store.orders.expire_claims(ctx.id)
     await resolve_in_doubt(ctx)
     await evaluate_orders(ctx)
@@ -251,28 +256,36 @@ async def send_ready(ctx: ServiceContext) -> None:
     last_transient: VendorError | None = None
     drained = False  # the last claim found fewer ready orders than it asked for
 
-    while True:
-        halted = stop is not None or ctx.stop_requested()
-        if halted and waiting:
-            await _unclaim(ctx, waiting, stop)
-            attempted -= len(waiting)
-            waiting.clear()
-        while waiting and len(flying) < window:
-            row = waiting.popleft()
-            flying[asyncio.create_task(_create(ctx, row))] = row
-        room = 0 if halted else window + step - len(flying) - len(waiting)
-        if (not flying and not waiting) or len(finished) >= step or (room >= step and not drained):
-            claimed = await _record_and_claim(ctx, finished, room)
-            finished = []
-            drained = len(claimed) < room
-            attempted += len(claimed)
-            if claimed:
-                failpoint("after_claim_before_send")
-                waiting.extend(claimed)
-                continue
-            if not flying:
-                break
-        transient_run, last_transient, stop = _tally(ctx, await _wait_some(flying), finished, window, transient_run, last_transient, stop)
+    try:
+        while True:
+            halted = stop is not None or ctx.stop_requested()
+            if halted and waiting:
+                await _unclaim(ctx, waiting, stop)
+                attempted -= len(waiting)
+                waiting.clear()
+            while waiting and len(flying) < window:
+                row = waiting.popleft()
+                flying[asyncio.create_task(_create(ctx, row))] = row
+            room = 0 if halted else window + step - len(flying) - len(waiting)
+            if (not flying and not waiting) or len(finished) >= step or (room >= step and not drained):
+                claimed = await _record_and_claim(ctx, finished, room)
+                finished = []
+                drained = len(claimed) < room
+                attempted += len(claimed)
+                if claimed:
+                    failpoint("after_claim_before_send")
+                    waiting.extend(claimed)
+                    continue
+                if not flying:
+                    break
+            transient_run, last_transient, stop = _tally(ctx, await _wait_some(flying), finished, window, transient_run, last_transient, stop)
+    except Exception:
+        # The pass is failing (the database, say): no claim of ours may be left submitting,
+        # where this live process's heartbeat would renew it for ever. Let the calls in flight
+        # end, record them and give the waiting orders back. (A cancel at stop is not caught:
+        # the stop releases every claim of ours as in doubt.)
+        await _give_back(ctx, flying, finished, waiting)
+        raise
     if stop is None and attempted and transient_run == attempted and last_transient is not None:
         stop = _down(ctx, attempted, last_transient)  # raised so the circuit breaker counts the pass
     if ctx.stop_requested() and stop is None:
@@ -281,11 +294,29 @@ async def send_ready(ctx: ServiceContext) -> None:
         raise stop
 
 
+async def _give_back(ctx: ServiceContext, flying: dict[asyncio.Task, OrderRecord], finished: list[Created], waiting: deque[OrderRecord]) -> None:
+    try:
+        if flying:
+            finished = finished + list(await asyncio.gather(*flying))  # _create never raises
+        if finished:
+            await ctx.store.orders.move_many([c.move for c in finished], actor=A.order_delivery)
+        if waiting:
+            await _unclaim(ctx, waiting, None)
+    except Exception as exc:  # noqa: BLE001 - the original error is the one to report
+        ctx.log.error("could not record the creates of a failing pass; their orders stay submitting until the daemon stops or restarts, then they are looked up",
+                      error=f"{type(exc).__name__}: {exc}"[:300])
+
+
 async def _unclaim(ctx: ServiceContext, rows: deque[OrderRecord], stop: VendorError | None) -> None:
     """Claimed orders whose call never started: ready again, the attempt not counted."""
-    why = f"not sent: the pass stopped ({ctx.redactor.text(str(stop))})" if stop is not None else "not sent: the daemon is stopping"
-    await ctx.store.orders.move_many([Move(r.id, S.ready, (S.submitting,), why[:500], dict(lease_owner="", lease_until=None, attempts=max(0, r.attempts - 1)))
-                                      for r in rows], actor=A.order_delivery)
+    why = f"not sent: the pass stopped ({ctx.redactor.text(str(stop))})" if stop is not None else "not sent: the pass stopped"
+    moves = []
+    for r in rows:
+        fields: dict[str, Any] = dict(lease_owner="", lease_until=None, attempts=max(0, r.attempts - 1))
+        if r.attempts <= 1:
+            fields["first_attempt_at"] = None  # never attempted after all
+        moves.append(Move(r.id, S.ready, (S.submitting,), why[:500], fields))
+    await ctx.store.orders.move_many(moves, actor=A.order_delivery)
 
 
 async def _wait_some(flying: dict[asyncio.Task, OrderRecord]) -> list[Created]:

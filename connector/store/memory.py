@@ -254,6 +254,9 @@ class MemoryOrderStore:
         rows = await self._select(lambda r: r["merchant"] == merchant and r["reference"] in refs)
         return {r.reference: OrderRecord.from_row({**r.__dict__, "order_json": "", "raw_json": ""}) for r in rows}
 
+    async def any_in_states(self, merchant: str, states: Iterable[str]) -> bool:
+        return bool(await self.in_states(merchant, states, limit=1))
+
     async def in_states(self, merchant: str, states: Iterable[str], *, limit: int = 1000, after_pk: int = 0) -> list[OrderRecord]:
         wanted = {str(s) for s in states}
         return (await self._select(lambda r: r["merchant"] == merchant and r["state"] in wanted and r["id"] > after_pk))[:limit]
@@ -645,6 +648,10 @@ class MemoryAlertStore:
                     r.update(state=AlertState.resolved, resolved_at=now or self.b.now())
                     n += 1
         return n
+
+    async def any_open(self, merchant: str, categories: Iterable[str]) -> bool:
+        wanted = set(categories)
+        return bool(await self._select(lambda r: r["merchant"] == merchant and r["state"] == AlertState.open and r["category"] in wanted))
 
     async def listing(self, merchant: str | None = None, state: str | None = None, *, limit: int = 500) -> list[AlertRecord]:
         rows = await self._select(lambda r: (merchant is None or r["merchant"] == merchant) and (state is None or r["state"] == state),

@@ -89,13 +89,15 @@ class SqlRunStore:
         values: dict[str, Any] = dict(lease_owner=owner, lease_until=d.lease_until(self.db.clock, seconds))
         if start:
             values["last_started_at"] = self.db.now()
+        take = update(R).where(R.c.merchant == merchant, R.c.service == service,
+                               or_(R.c.lease_until.is_(None), R.c.lease_until < d.lease_now(self.db.clock), R.c.lease_owner == owner)).values(**values)
         async with self.db.write() as conn:
+            if (await conn.execute(take)).rowcount == 1:
+                return True
+            # No row yet (the service's first pass), or another holder's lease. (The insert's
+            # rowcount cannot tell which: PostgreSQL's driver reports -1 for ON CONFLICT DO NOTHING.)
             await conn.execute(d.insert_ignore(R, "merchant", "service").values(merchant=merchant, service=service, **_RUN_DEFAULTS))
-            res = await conn.execute(update(R).where(
-                R.c.merchant == merchant, R.c.service == service,
-                or_(R.c.lease_until.is_(None), R.c.lease_until < d.lease_now(self.db.clock), R.c.lease_owner == owner),
-            ).values(**values))
-            return res.rowcount == 1
+            return (await conn.execute(take)).rowcount == 1
 
     async def release(self, merchant: str, service: str, owner: str) -> None:
         async with self.db.write() as conn:

@@ -67,6 +67,16 @@ def test_latency_and_rate_limit_figures(tmp_path):
     assert any("round-trip lower bound" in t["target"] for t in data["targets"])
 
 
+def test_drain_time_is_compared_with_the_round_trip_bound(tmp_path):
+    text, data = bench(tmp_path, "--orders", "40", "--skus", "0", "--latency-ms", "5")
+    row = next(t for t in data["targets"] if t["target"].startswith("drain:"))
+    dl, de = data["phases"][0], data["phases"][1]
+    bound = dl["lower_bound_s"] + de["lower_bound_s"]
+    ratio = data["order_flow"]["wall_s"] / bound
+    assert bound > 0 and row["figure"].endswith(f"= {ratio:.2f}x") and row["ok"] == (ratio <= 1.5)
+    assert "drain: download + delivery" in text
+
+
 def test_soak_reports_rss_growth(tmp_path):
     text, data = bench(tmp_path, "--orders", "0", "--skus", "20", "--merchants", "2", "--soak-minutes", "0.2")
     assert "Soak:" in text and "after warm-up" in text
