@@ -18,6 +18,8 @@ import pytest
 from connector.sandbox.samples import make_order
 from tests.acceptance.test_cli import wait
 
+pytestmark = pytest.mark.xdist_group("processes")  # with the soak and the replicas, on one worker: stop timings hold under load
+
 CMD = [sys.executable, "-m", "connector"]
 
 

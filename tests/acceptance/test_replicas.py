@@ -19,7 +19,8 @@ from connector.store import Store
 from tests.support.flow import Flow, to_toml
 from tests.support.pg import fresh_schema
 
-pytestmark = pytest.mark.slow  # soak, replicas and bench: CI runs them; `pytest -m 'not slow'` skips them locally
+pytestmark = [pytest.mark.slow,  # soak, replicas and bench: CI runs them; `pytest -m 'not slow'` skips them locally
+              pytest.mark.xdist_group("processes")]  # one worker runs the daemon-process tests one after another: their timings hold under load
 
 ORDERS = int(os.environ.get("CONNECTOR_REPLICA_ORDERS", "1500"))  # 5,000 took over ten minutes of a two-core CI run
 MERCHANTS = 20

@@ -18,7 +18,8 @@ from collections import Counter
 from connector.sandbox.samples import make_order
 import pytest
 
-pytestmark = pytest.mark.slow  # soak, replicas and bench: CI runs them; `pytest -m 'not slow'` skips them locally
+pytestmark = [pytest.mark.slow,  # soak, replicas and bench: CI runs them; `pytest -m 'not slow'` skips them locally
+              pytest.mark.xdist_group("processes")]  # one worker runs the daemon-process tests one after another: their timings hold under load
 
 ORDERS = int(os.environ.get("CONNECTOR_SOAK_ORDERS", "300"))
 KILLS = int(os.environ.get("CONNECTOR_SOAK_KILLS", "20"))
