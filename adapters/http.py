@@ -31,7 +31,6 @@ from connector import jsontext
 from connector.errors import ErrorClass, PermanentError, RateLimitedError, VendorError, classify_status, error_for
 from connector.redact import DEFAULT as DEFAULT_REDACTOR
 from connector.redact import Redactor
-from adapters.transport import make_transport
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
 RECORD_CHARS = 20_000  # what the event log keeps of a body (connector.runtime._dump cuts there)
@@ -215,6 +214,8 @@ class HttpClient:
         self.redactor = redactor or DEFAULT_REDACTOR
         self.on_call = on_call
         self.max_attempts = max_attempts
+        from adapters.transport import make_transport  # aiohttp on first client, not at import (`--help`, `check`)
+
         limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
         self.client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
