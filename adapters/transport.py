@@ -76,7 +76,16 @@ class _Stream(httpx.AsyncByteStream):
 
 
 class Transport(AiohttpTransport):
-    """httpx-aiohttp's transport with the error mapping above."""
+    """httpx-aiohttp's transport with the error mapping above, and without aiohttp's own resend."""
+
+    def get_client(self) -> aiohttp.ClientSession:
+        session = super().get_client()
+        # aiohttp sends a GET, PUT or DELETE again by itself when a kept-alive connection fails
+        # under it. Whether a call may be repeated is the adapter's to say (`idempotent=` in
+        # adapters.http: Aligni's stock adjustment is a PUT that must not be applied twice), and
+        # a resend that then fails to connect would be reported as "never sent". No resends here.
+        session._retry_connection = False  # noqa: SLF001 - aiohttp has no public switch for it
+        return session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:

@@ -28,8 +28,10 @@ def loads(text: bytes | str) -> Any:
 
 
 def request_body(value: Any) -> bytes | None:
-    """A JSON request body as httpx would write it (compact, UTF-8, no NaN), or None for no body
-    or for what orjson cannot write (httpx then writes it, or raises, as it always did)."""
+    """A JSON request body as httpx would write it (compact, UTF-8), or None for no body or for
+    what orjson cannot write (httpx then writes it, or raises, as it always did). Unlike httpx,
+    orjson writes a NaN float as null and dates as ISO text instead of refusing them; no body
+    the adapters build holds either (intake refuses NaN)."""
     if value is None:
         return None
     try:

@@ -56,6 +56,7 @@ class Daemon:
         self.running: set[asyncio.Task] = set()
         self.locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.again: set[tuple[str, str]] = set()
+        self.busy: set[str] = set()  # jobs whose run has fired and not ended
         self.last_run: dict[str, float] = {}  # job id -> monotonic time it last ran (or was scheduled)
         self.intervals: dict[str, float] = {}
         self._watchdog: asyncio.Task | None = None
@@ -73,8 +74,14 @@ class Daemon:
 
     # ------------------------------------------------------------------ passes
     async def _job(self, merchant: str, service: str) -> None:
-        self.last_run[f"{merchant}:{service}"] = time.monotonic()
-        await self.pass_now(merchant, service)
+        job_id = f"{merchant}:{service}"
+        self.last_run[job_id] = time.monotonic()
+        self.busy.add(job_id)  # running or waiting for a slot: late, but not stalled
+        try:
+            await self.pass_now(merchant, service)
+        finally:
+            self.busy.discard(job_id)
+            self.last_run[job_id] = time.monotonic()
 
     async def pass_now(self, merchant: str, service: str) -> None:
         """Run one pass unless one is running, in which case that one runs once more after."""
@@ -164,7 +171,8 @@ class Daemon:
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
             mono = time.monotonic()
-            late = [j for j, every in self.intervals.items() if mono - self.last_run.get(j, mono) > 2 * every + STALL_GRACE_S]
+            late = [j for j, every in self.intervals.items()
+                    if j not in self.busy and mono - self.last_run.get(j, mono) > 2 * every + STALL_GRACE_S]
             health = self.runtime.health
             if not late:
                 if health.scheduler is not None:

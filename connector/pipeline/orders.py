@@ -313,8 +313,6 @@ async def _unclaim(ctx: ServiceContext, rows: deque[OrderRecord], stop: VendorEr
     moves = []
     for r in rows:
         fields: dict[str, Any] = dict(lease_owner="", lease_until=None, attempts=max(0, r.attempts - 1))
-        if r.attempts <= 1:
-            fields["first_attempt_at"] = None  # never attempted after all
         moves.append(Move(r.id, S.ready, (S.submitting,), why[:500], fields))
     await ctx.store.orders.move_many(moves, actor=A.order_delivery)
 
@@ -376,7 +374,11 @@ async def _record_and_claim(ctx: ServiceContext, finished: list[Created], claim:
         claimed = await tx.orders.claim_ready(ctx.id, owner=ctx.worker_id, lease_seconds=ctx.lease_seconds, limit=claim) if claim > 0 else []
     for c in finished:
         ctx.stats[c.outcome] += 1
-    await ctx.alert([(ctx.id, "order_failed", c.row.order_id, f"order {c.row.order_id}: {c.move.reason}") for c in finished if c.move.to == S.failed])
+    try:  # the claims are committed: nothing may keep them from their calls
+        await ctx.alert([(ctx.id, "order_failed", c.row.order_id, f"order {c.row.order_id}: {c.move.reason}") for c in finished if c.move.to == S.failed])
+    except Exception as exc:  # noqa: BLE001 - the orders' failures are recorded; only their alerts are lost, and said here
+        ctx.log.error("could not raise the alerts of failed orders", orders=[c.row.order_id for c in finished if c.move.to == S.failed],
+                      error=f"{type(exc).__name__}: {exc}"[:300])
     return claimed
 
 

@@ -114,6 +114,32 @@ async def test_a_server_that_closes_after_reading_a_create_leaves_it_in_doubt():
         assert error.error_class is ErrorClass.transient and not error.not_sent
 
 
+async def test_a_put_that_lost_its_connection_is_never_resent_by_the_transport():
+    # aiohttp by itself sends a PUT again when a kept-alive connection fails under it; a PUT the
+    # adapter calls not repeatable (Aligni's stock adjustment) must reach the vendor once.
+    server: Server
+
+    async def first_ok_then_hang_up(reader, writer):
+        while True:
+            server.requests.append(await _read_request(reader))
+            if len(server.requests) > 1:
+                return  # the second request arrived; no answer, the connection closes
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+
+    server = Server(first_ok_then_hang_up)
+    async with server as base:
+        c = client(base)
+        try:
+            await c.request("GET", "/ping")  # opens the kept-alive connection
+            with pytest.raises(VendorError) as info:
+                await c.request("PUT", "/adjust", json={"delta": -3}, idempotent=False)
+        finally:
+            await c.aclose()
+    assert len(server.requests) == 2, [r.split(b"\r\n", 1)[0] for r in server.requests]
+    assert info.value.error_class is ErrorClass.in_doubt and not info.value.not_sent
+
+
 async def test_no_answer_in_time_leaves_a_create_in_doubt():
     release = asyncio.Event()
 
