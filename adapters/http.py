@@ -256,12 +256,11 @@ class HttpClient:
         error: VendorError | None = None
         try:
             body = jsontext.request_body(json)
-            if body is None:
-                response = await self.client.request(method, path, json=json, params=params)
-            else:
-                # The client's own Content-Type (Extensiv's HAL+JSON) wins, as it does with json=.
-                own = "content-type" in self.client.headers
-                response = await self.client.request(method, path, content=body, params=params, headers=None if own else JSON_CONTENT)
+            # orjson's bytes when it can write them; the client's own Content-Type (Extensiv's
+            # HAL+JSON) wins, as it does with json=.
+            sent: dict[str, Any] = dict(json=json) if body is None else \
+                dict(content=body, headers=None if "content-type" in self.client.headers else JSON_CONTENT)
+            response = await self.client.request(method, path, params=params, **sent)
             url = str(response.request.url)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the vendor: always safe to retry.

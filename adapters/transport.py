@@ -48,10 +48,17 @@ def _mapped(exc: BaseException) -> httpx.TransportError:
     return httpx.RemoteProtocolError(message)  # any other aiohttp error: assume the request may have arrived
 
 
-def _cause(exc: BaseException) -> BaseException:
-    """The aiohttp error behind one httpx-aiohttp re-raised (it raises `from` the original)."""
+_CAUGHT = (httpx.TransportError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def _remapped(exc: BaseException) -> httpx.TransportError:
+    """Our mapping of the aiohttp error behind `exc` (httpx-aiohttp re-raises `from` the
+    original), chained to that original."""
     cause = exc.__cause__
-    return cause if isinstance(cause, aiohttp.ClientError | asyncio.TimeoutError | TimeoutError | OSError) else exc
+    original = cause if isinstance(cause, aiohttp.ClientError | asyncio.TimeoutError | TimeoutError | OSError) else exc
+    mapped = _mapped(original)
+    mapped.__cause__ = original
+    return mapped
 
 
 class _Stream(httpx.AsyncByteStream):
@@ -64,14 +71,13 @@ class _Stream(httpx.AsyncByteStream):
         try:
             async for chunk in self.inner:
                 yield chunk
-        except (httpx.TransportError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            original = _cause(exc)
-            raise _mapped(original) from original
+        except _CAUGHT as exc:
+            raise _remapped(exc)  # noqa: B904 - chained to the aiohttp error by _remapped
 
     async def aclose(self) -> None:
         try:
             await self.inner.aclose()
-        except (httpx.TransportError, aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except _CAUGHT:
             pass  # the body was read (or its error already raised): closing cannot change the outcome
 
 
@@ -90,9 +96,8 @@ class Transport(AiohttpTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             response = await super().handle_async_request(request)
-        except (httpx.TransportError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            original = _cause(exc)
-            raise _mapped(original) from original
+        except _CAUGHT as exc:
+            raise _remapped(exc)  # noqa: B904 - chained to the aiohttp error by _remapped
         response.stream = _Stream(response.stream)  # type: ignore[arg-type]
         return response
 

@@ -23,7 +23,7 @@ from connector import metrics
 from connector.domain import WarehouseOrder
 from connector.errors import ErrorClass, TransientError, VendorError
 from connector.failpoints import failpoint
-from connector.lifecycle import Actor, HoldKind, OrderState
+from connector.lifecycle import PRE_WAREHOUSE, Actor, HoldKind, OrderState
 from connector.pipeline.context import ServiceContext
 from connector.pipeline.intake import ALERTED_HOLDS, hold_alerts, prepare_orders, resolve_hold_alerts, take_in
 from connector.store import Move, OrderRecord
@@ -31,8 +31,6 @@ from mappings.rules import decide
 
 S = OrderState
 A = Actor
-# What a delivery pass works on: claims to recover, doubts to look up, orders to evaluate and send.
-IN_DELIVERY = (S.submitting, S.in_doubt, S.received, S.held, S.ready)
 ACK_BATCH = 100
 MAX_ROUNDS = 10_000  # a queue of a million orders; past that something is wrong with the loop
 QUEUE_IGNORES_ACKS = "ultracart_acks_ignored"
@@ -118,7 +116,7 @@ async def download_orders(ctx: ServiceContext) -> None:
 # ---------------------------------------------------------------------------- delivery
 async def deliver_orders(ctx: ServiceContext) -> None:
     """One delivery pass: recover stale claims, resolve doubts, apply rules, send what is ready."""
-    if not ctx.merchant.dry_run and not await ctx.store.orders.any_in_states(ctx.id, IN_DELIVERY) \
+    if not ctx.merchant.dry_run and not await ctx.store.orders.any_in_states(ctx.id, PRE_WAREHOUSE) \
             and not await ctx.store.alerts.any_open(ctx.id, ALERTED_HOLDS):
         return  # nothing to recover, look up, evaluate or send, and no hold alert left to close: two reads, not six
     ctx.stats["recovered"] += await ctx.store.orders.expire_claims(ctx.id)
