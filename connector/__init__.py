@@ -12,4 +12,10 @@ def _version() -> str:
         return "0+unknown"
 
 
-__version__ = _version()
+def __getattr__(name: str) -> str:
+    """`connector.__version__`, read on first use: importlib.metadata alone is a tenth of a
+    `connector check`."""
+    if name == "__version__":
+        globals()["__version__"] = v = _version()
+        return v
+    raise AttributeError(f"module 'connector' has no attribute {name!r}")

@@ -35,6 +35,7 @@ from connector.redact import DEFAULT as REDACT
 from connector.redact import Redactor
 from connector.retry import RetryPolicy
 from connector.store import Store
+from connector.store.alerts import KEY_MAX
 from connector.store.tasks import ALERT_EMAIL, failing_since
 
 EMAIL_MERCHANT, EMAIL_TASK = ALERT_EMAIL  # alert e-mails are the connector's own tasks, not one merchant's
@@ -382,13 +383,17 @@ async def check_stuck(store: Store, config: Config, *, now: datetime, not_at_war
                       f"({t.state}, {_plural(t.attempts, 'attempt')}{': ' + t.last_error if t.last_error else ''})."))
     new = await store.alerts.raise_many([(m, c, k, REDACT.text(d)[:DETAIL_MAX]) for m, c, k, d in items], now=now)
     resolved = 0
+    enabled = set(merchants)
     for category, complete in (("order_stuck", len(late) < STUCK_QUERY_LIMIT and len(idle) < STUCK_QUERY_LIMIT),
                                ("tracking_not_posted", len(overdue) < STUCK_QUERY_LIMIT)):
         if not complete:
             continue  # a truncated read cannot tell "moved on" from "not read"
-        for m in merchants:
-            keep = [k for mm, c, k, _ in items if mm == m and c == category]
-            resolved += await store.alerts.resolve(m, category, except_keys=keep, now=now)
+        # One read of what is open for every merchant (a thousand merchants asked one by one
+        # cost more than all their idle passes), then a write only for the ones that moved on.
+        keep = {(m, k[:KEY_MAX]) for m, c, k, _ in items if c == category}  # keys as stored
+        for alert in await store.alerts.open(category=category):
+            if alert.merchant in enabled and (alert.merchant, alert.key) not in keep:
+                resolved += await store.alerts.resolve(alert.merchant, category, alert.key, now=now)
     return {"not_at_warehouse": len(late), "unshipped": len(idle), "tracking_overdue": len(overdue), "new_alerts": new, "resolved": resolved}
 
 

@@ -98,10 +98,14 @@ class PassRunner:
         if skipped:
             return PassReport(merchant, name, Outcome.skipped, stopped_because=skipped)
         try:
-            if not await self.store.runs.lease(merchant, name, self.worker_id, self.lease_seconds, start=True):
-                return PassReport(merchant, name, Outcome.skipped, stopped_because="running on another replica")
+            # The pause is read, the lease taken and the start recorded in one write.
+            blocked = await self.store.runs.begin_pass(merchant, name, self.worker_id, self.lease_seconds, honour_pause=honour_pause)
         except Exception as exc:  # noqa: BLE001 - a database fault is reported, not raised
             return self._database_down(merchant, name, exc)
+        if blocked is not None:
+            why = (f"paused until {blocked.paused_until:%H:%M:%S}Z: {blocked.pause_reason}" if honour_pause and blocked.paused(now)
+                   else "running on another replica")
+            return PassReport(merchant, name, Outcome.skipped, stopped_because=why)
         pctx = ctx.for_pass()
         started = time.perf_counter()
         report = PassReport(merchant, name, Outcome.done)
@@ -149,16 +153,6 @@ class PassRunner:
         breaker = self._breaker(ctx.id, name)
         if not breaker.allows(now):
             return f"circuit open until {breaker.open_until:%H:%M:%S}Z after {breaker.failures} failed passes"
-        try:
-            run = next((r for r in await self.store.runs.listing(ctx.id) if r.service == name), None)
-        except Exception as exc:  # noqa: BLE001
-            fault = database_fault(exc)
-            if not fault:
-                raise
-            self.health.database_failed(fault, now)
-            return f"database unavailable: {fault}"
-        if run is not None and run.paused(now):
-            return f"paused until {run.paused_until:%H:%M:%S}Z: {run.pause_reason}"
         return ""
 
     async def _probe(self) -> str:
@@ -201,24 +195,28 @@ class PassRunner:
     async def _record(self, ctx: ServiceContext, service: Service, report: PassReport, sink: EventSink) -> None:
         merchant, name, store = ctx.id, service.name, self.store
         await self._quietly(sink.flush())
-        # One write: how it ended, the lease let go, and (on success) any pause ended.
-        await self._quietly(store.runs.finished(merchant, name, outcome=report.outcome, summary=report.did, error=report.error,
-                                                stopped_because=report.stopped_because, resumes_at=report.resumes_at, release=self.worker_id))
-        now = self.clock.now()
+        await self._quietly(self._finish(merchant, service, report))
         if report.outcome is Outcome.paused:
             await self._quietly(store.runs.pause(merchant, name, report.resumes_at, report.error))
             await self._quietly(ctx.alert([(merchant, "configuration", name, f"{name} paused until {report.resumes_at:%Y-%m-%d %H:%M}Z: {report.error}")]))
         elif report.outcome is Outcome.done:
             self._breaker(merchant, name).success()
-            await self._quietly(store.alerts.resolve(merchant, "configuration", name, now=now))
-            if service.failure_alert:
-                await self._quietly(store.alerts.resolve(merchant, service.failure_alert, name, now=now))
         if report.outcome is Outcome.failed and service.failure_alert:
             await self._quietly(ctx.alert([(merchant, service.failure_alert, name, f"{name} failed: {report.error}")]))
         level = log.info if report.outcome in (Outcome.done, Outcome.interrupted) else log.warning
         level("service pass " + str(report.outcome), merchant=merchant, service=name, seconds=report.seconds,
               stopped_because=report.stopped_because or None, resumes_at=report.resumes_at.isoformat() if report.resumes_at else None,
               error=report.error or None, **{k: v for k, v in report.did.items() if v})
+
+    async def _finish(self, merchant: str, service: Service, report: PassReport) -> None:
+        """One transaction: how the pass ended, the lease let go, and on success any pause ended
+        and the alerts a working pass disproves closed (its configuration and failure alerts)."""
+        async with self.store.atomic() as tx:
+            await tx.runs.finished(merchant, service.name, outcome=report.outcome, summary=report.did, error=report.error,
+                                   stopped_because=report.stopped_because, resumes_at=report.resumes_at, release=self.worker_id)
+            if report.outcome is Outcome.done:
+                categories = ["configuration", *([service.failure_alert] if service.failure_alert else [])]
+                await tx.alerts.resolve(merchant, categories, service.name, now=self.clock.now())
 
     def _database_down(self, merchant: str, name: str, exc: BaseException) -> PassReport:
         fault = database_fault(exc)

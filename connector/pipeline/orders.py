@@ -116,9 +116,11 @@ async def download_orders(ctx: ServiceContext) -> None:
 # ---------------------------------------------------------------------------- delivery
 async def deliver_orders(ctx: ServiceContext) -> None:
     """One delivery pass: recover stale claims, resolve doubts, apply rules, send what is ready."""
-    if not ctx.merchant.dry_run and not await ctx.store.orders.any_in_states(ctx.id, PRE_WAREHOUSE) \
-            and not await ctx.store.alerts.any_open(ctx.id, ALERTED_HOLDS):
-        return  # nothing to recover, look up, evaluate or send, and no hold alert left to close: two reads, not six
+    if not ctx.merchant.dry_run:
+        async with ctx.store.reading() as r:
+            idle = not await r.orders.any_in_states(ctx.id, PRE_WAREHOUSE) and not await r.alerts.any_open(ctx.id, ALERTED_HOLDS)
+        if idle:
+            return  # nothing to recover, look up, evaluate or send, and no hold alert left to close: two reads, not six
     ctx.stats["recovered"] += await ctx.store.orders.expire_claims(ctx.id)
     await resolve_in_doubt(ctx)
     await evaluate_orders(ctx)

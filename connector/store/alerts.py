@@ -27,7 +27,7 @@ Item = tuple[str, str, str, str]  # merchant, category, key, message
 class AlertStore(Protocol):
     async def raise_many(self, items: Sequence[Item], *, now: datetime) -> int: ...
     async def open(self, merchant: str | None = None, category: str | None = None, *, unsent_only: bool = False) -> list[AlertRecord]: ...
-    async def resolve(self, merchant: str, category: str, key: str | None = None, *, except_keys: Iterable[str] = (),
+    async def resolve(self, merchant: str, category: str | Sequence[str], key: str | None = None, *, except_keys: Iterable[str] = (),
                       now: datetime | None = None) -> int: ...
     async def listing(self, merchant: str | None = None, state: str | None = None, *, limit: int = 500) -> list[AlertRecord]: ...
     async def any_open(self, merchant: str, categories: Iterable[str]) -> bool: ...
@@ -84,11 +84,12 @@ class SqlAlertStore:
             q = q.where(AL.c.sent_at.is_(None))
         return await self._records(q.order_by(AL.c.id))
 
-    async def resolve(self, merchant: str, category: str, key: str | None = None, *, except_keys: Iterable[str] = (),
+    async def resolve(self, merchant: str, category: str | Sequence[str], key: str | None = None, *, except_keys: Iterable[str] = (),
                       now: datetime | None = None) -> int:
-        """Close open alerts (one key, or every key of the category but `except_keys`) because the
-        cause is gone. Returns how many."""
-        which = [AL.c.merchant == merchant, AL.c.category == category, AL.c.state == AlertState.open]
+        """Close open alerts (one key, or every key of the category, or categories, but
+        `except_keys`) because the cause is gone. Returns how many."""
+        which = [AL.c.merchant == merchant, AL.c.state == AlertState.open,
+                 AL.c.category == category if isinstance(category, str) else AL.c.category.in_(list(category))]
         if key is not None:
             which.append(AL.c.key == key[:KEY_MAX])
         keep = [k[:KEY_MAX] for k in except_keys]

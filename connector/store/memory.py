@@ -98,6 +98,10 @@ class MemoryBackend:
             finally:
                 self._owner = None
 
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Any]:
+        yield self.store()  # each read takes the gate itself
+
     def with_deadline(self, ms: int):
         return self.store()
 
@@ -518,16 +522,15 @@ class MemoryRunStore:
     async def note(self, merchant: str, service: str, note: str) -> None:
         await self._set(merchant, service, note=note)
 
-    async def lease(self, merchant: str, service: str, owner: str, seconds: float, *, start: bool = False) -> bool:
+    async def begin_pass(self, merchant: str, service: str, owner: str, seconds: float, *, honour_pause: bool = True) -> ServiceRun | None:
         async with self.b.gate():
             row = self._row(merchant, service)
             now = self.b.now()
-            if row["lease_until"] is None or row["lease_until"] < now or row["lease_owner"] == owner:
-                row.update(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
-                if start:
-                    row["last_started_at"] = now
-                return True
-            return False
+            paused = honour_pause and row["paused_until"] is not None and row["paused_until"] > now
+            if not paused and (row["lease_until"] is None or row["lease_until"] < now or row["lease_owner"] == owner):
+                row.update(lease_owner=owner, lease_until=now + timedelta(seconds=seconds), last_started_at=now)
+                return None
+            return ServiceRun.from_row(copy.copy(row))
 
     async def release(self, merchant: str, service: str, owner: str) -> None:
         async with self.b.gate():
@@ -637,13 +640,14 @@ class MemoryAlertStore:
         return await self._select(lambda r: r["state"] == AlertState.open and (merchant is None or r["merchant"] == merchant)
                                   and (category is None or r["category"] == category) and (not unsent_only or r["sent_at"] is None))
 
-    async def resolve(self, merchant: str, category: str, key: str | None = None, *, except_keys: Iterable[str] = (),
+    async def resolve(self, merchant: str, category: str | Sequence[str], key: str | None = None, *, except_keys: Iterable[str] = (),
                       now: datetime | None = None) -> int:
         keep = {k[:KEY_MAX] for k in except_keys}
+        categories = {category} if isinstance(category, str) else set(category)
         n = 0
         async with self.b.gate():
             for r in self.b.t.alerts.values():
-                if r["merchant"] == merchant and r["category"] == category and r["state"] == AlertState.open \
+                if r["merchant"] == merchant and r["category"] in categories and r["state"] == AlertState.open \
                         and (key is None or r["key"] == key[:KEY_MAX]) and r["key"] not in keep:
                     r.update(state=AlertState.resolved, resolved_at=now or self.b.now())
                     n += 1

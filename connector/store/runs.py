@@ -27,7 +27,7 @@ class RunStore(Protocol):
                        stopped_because: str = "", resumes_at: datetime | None = None, release: str = "") -> None: ...
     async def pause(self, merchant: str, service: str, until: datetime | None, reason: str) -> None: ...
     async def note(self, merchant: str, service: str, note: str) -> None: ...
-    async def lease(self, merchant: str, service: str, owner: str, seconds: float, *, start: bool = False) -> bool: ...
+    async def begin_pass(self, merchant: str, service: str, owner: str, seconds: float, *, honour_pause: bool = True) -> ServiceRun | None: ...
     async def release(self, merchant: str, service: str, owner: str) -> None: ...
     async def renew(self, owner: str, seconds: float) -> None: ...
     async def clear_leases(self) -> None: ...
@@ -81,23 +81,31 @@ class SqlRunStore:
     async def note(self, merchant: str, service: str, note: str) -> None:
         await self._upsert(merchant, service, note=note)
 
-    async def lease(self, merchant: str, service: str, owner: str, seconds: float, *, start: bool = False) -> bool:
+    async def begin_pass(self, merchant: str, service: str, owner: str, seconds: float, *, honour_pause: bool = True) -> ServiceRun | None:
         """Take the right to run one merchant's service for a while (replicas share the work this
-        way), and with `start` record that a pass starts now. Correctness never depends on it:
-        claims and unique keys make overlapping passes safe."""
-        d = self.db.dialect
-        values: dict[str, Any] = dict(lease_owner=owner, lease_until=d.lease_until(self.db.clock, seconds))
-        if start:
-            values["last_started_at"] = self.db.now()
-        take = update(R).where(R.c.merchant == merchant, R.c.service == service,
-                               or_(R.c.lease_until.is_(None), R.c.lease_until < d.lease_now(self.db.clock), R.c.lease_owner == owner)).values(**values)
+        way) and record that a pass starts now, in one write. None when the pass may start; else
+        the run as it stands, which says why not: paused (with `honour_pause`), or leased by
+        another replica. Correctness never depends on the lease: claims and unique keys make
+        overlapping passes safe."""
+        d, now = self.db.dialect, self.db.now()
+        which = [R.c.merchant == merchant, R.c.service == service,
+                 or_(R.c.lease_until.is_(None), R.c.lease_until < d.lease_now(self.db.clock), R.c.lease_owner == owner)]
+        if honour_pause:
+            which.append(or_(R.c.paused_until.is_(None), R.c.paused_until <= now))
+        take = update(R).where(*which).values(lease_owner=owner, lease_until=d.lease_until(self.db.clock, seconds), last_started_at=now)
+        row = select(R).where(R.c.merchant == merchant, R.c.service == service)
         async with self.db.write() as conn:
             if (await conn.execute(take)).rowcount == 1:
-                return True
-            # No row yet (the service's first pass), or another holder's lease. (The insert's
-            # rowcount cannot tell which: PostgreSQL's driver reports -1 for ON CONFLICT DO NOTHING.)
-            await conn.execute(d.insert_ignore(R, "merchant", "service").values(merchant=merchant, service=service, **_RUN_DEFAULTS))
-            return (await conn.execute(take)).rowcount == 1
+                return None
+            found = (await conn.execute(row)).first()
+            if found is None:  # the service's first pass
+                # (The insert's rowcount cannot tell whether another replica inserted first:
+                # PostgreSQL's driver reports -1 for ON CONFLICT DO NOTHING.)
+                await conn.execute(d.insert_ignore(R, "merchant", "service").values(merchant=merchant, service=service, **_RUN_DEFAULTS))
+                if (await conn.execute(take)).rowcount == 1:
+                    return None
+                found = (await conn.execute(row)).first()
+            return ServiceRun.from_row(found)
 
     async def release(self, merchant: str, service: str, owner: str) -> None:
         async with self.db.write() as conn:

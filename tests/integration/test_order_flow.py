@@ -182,6 +182,25 @@ async def test_bad_warehouse_credentials_pause_only_that_merchant(tmp_path):
         f.close()
 
 
+async def test_a_pass_another_replica_holds_is_skipped_and_a_working_pass_closes_its_alerts(flow, runtime):
+    from connector.clock import utcnow
+
+    # Another replica holds the delivery lease: this process skips the pass and says why.
+    assert await runtime.store.runs.begin_pass("acme", "order_delivery", "replica-2", 300) is None
+    skipped = await runtime.run_service("acme", "order_delivery")
+    assert skipped.outcome == "skipped" and skipped.stopped_because == "running on another replica"
+    [run] = [x for x in await runtime.store.runs.listing("acme") if x.service == "order_delivery"]
+    assert run.lease_owner == "replica-2" and run.last_outcome == ""  # nothing recorded as done
+    await runtime.store.runs.release("acme", "order_delivery", "replica-2")
+    # Its pass works again: the configuration and failure alerts of that service close, others stay.
+    await runtime.store.alerts.raise_many([("acme", "configuration", "order_delivery", "paused: 401"),
+                                           ("acme", "configuration", "order_download", "paused: 401")], now=utcnow())
+    assert (await runtime.run_service("acme", "order_delivery")).outcome == "done"
+    assert [(a.category, a.key) for a in await runtime.store.alerts.open("acme")] == [("configuration", "order_download")]
+    [run] = [x for x in await runtime.store.runs.listing("acme") if x.service == "order_delivery"]
+    assert (run.last_outcome, run.lease_owner) == ("done", "")  # the lease let go in the same write
+
+
 async def test_rate_limited_warehouse_reschedules_without_spending_attempts(flow, runtime):
     flow.uc.queue("DFLT", orders(2))
     await runtime.run_once(service="order_download")

@@ -249,12 +249,20 @@ async def test_service_runs_record_outcomes_pauses_and_leases(store):
     assert (await store.runs.listing("acme"))[0].last_success_at == store.test_clock.now()
     await store.runs.pause("acme", "order_delivery", store.test_clock.now() + timedelta(minutes=5), "bad key")
     assert (await store.runs.listing())[0].paused(store.test_clock.now())
-    assert await store.runs.lease("acme", "order_delivery", "w1", 300)
-    assert not await store.runs.lease("acme", "order_delivery", "w2", 300)
-    assert await store.runs.lease("acme", "order_delivery", "w1", 300)  # its own lease: renewed
+    # A paused service does not start (the run says why), unless told to ignore the pause.
+    paused = await store.runs.begin_pass("acme", "order_delivery", "w1", 300)
+    assert paused is not None and paused.pause_reason == "bad key" and paused.lease_owner == ""
+    assert await store.runs.begin_pass("acme", "order_delivery", "w1", 300, honour_pause=False) is None
+    [run] = await store.runs.listing()
+    assert (run.lease_owner, run.last_started_at) == ("w1", store.test_clock.now())
+    other = await store.runs.begin_pass("acme", "order_delivery", "w2", 300, honour_pause=False)
+    assert other is not None and other.lease_owner == "w1"
+    assert await store.runs.begin_pass("acme", "order_delivery", "w1", 300, honour_pause=False) is None  # its own lease: renewed
     await store.runs.release("acme", "order_delivery", "w1")
-    assert await store.runs.lease("acme", "order_delivery", "w2", -1)
-    assert await store.runs.lease("acme", "order_delivery", "w3", 300)  # w2's lease has run out
+    store.test_clock.advance(301)  # the pause is over
+    assert await store.runs.begin_pass("acme", "order_delivery", "w2", -1) is None
+    assert await store.runs.begin_pass("acme", "order_delivery", "w3", 300) is None  # w2's lease has run out
+    assert await store.runs.begin_pass("globex", "order_delivery", "w3", 300) is None  # a first pass: its row is made
     await store.runs.note("acme", "inventory_upload", "disabled")
     assert {r.service: r.note for r in await store.runs.listing("acme")}["inventory_upload"] == "disabled"
 
@@ -301,6 +309,11 @@ async def test_alerts_are_deduplicated_resolved_and_come_back(store):
     assert await store.alerts.raise_many([("acme", "unknown_sku", "X", "back")], now=now) == 1
     back = [a for a in await store.alerts.listing("acme", "open") if a.key == "X"][0]
     assert (back.count, back.sent_at, back.delivered_at) == (1, None, None)
+    # One key closed across categories (a pass that worked clears its configuration and failure alerts).
+    await store.alerts.raise_many([("acme", "configuration", "order_delivery", "bad key"), ("acme", "delivery_failed", "order_delivery", "500"),
+                                   ("acme", "configuration", "order_download", "bad key")], now=now)
+    assert await store.alerts.resolve("acme", ["configuration", "delivery_failed"], "order_delivery") == 2
+    assert sorted((a.category, a.key) for a in await store.alerts.open()) == [("configuration", "order_download"), ("unknown_sku", "X"), ("unknown_sku", "Y")]
 
 
 async def test_inventory_pushed(store):
