@@ -97,18 +97,28 @@ class PassRunner:
         skipped = await self._skip_reason(ctx, name, honour_pause, now)
         if skipped:
             return PassReport(merchant, name, Outcome.skipped, stopped_because=skipped)
+        started = time.perf_counter()
+        report = PassReport(merchant, name, Outcome.done)
         try:
-            # The pause is read, the lease taken and the start recorded in one write.
-            blocked = await self.store.runs.begin_pass(merchant, name, self.worker_id, self.lease_seconds, honour_pause=honour_pause)
+            # One write: the pause read, the lease taken and the start recorded; and when the
+            # service can tell it has nothing to do, the pass recorded as done (an idle pass is
+            # one transaction, not three).
+            async with self.store.atomic() as tx:
+                blocked = await tx.runs.begin_pass(merchant, name, self.worker_id, self.lease_seconds, honour_pause=honour_pause)
+                idle = blocked is None and service.idle is not None and await service.idle(ctx, tx)
+                if idle:
+                    await self._finish(tx, merchant, service, report)
         except Exception as exc:  # noqa: BLE001 - a database fault is reported, not raised
             return self._database_down(merchant, name, exc)
         if blocked is not None:
             why = (f"paused until {blocked.paused_until:%H:%M:%S}Z: {blocked.pause_reason}" if honour_pause and blocked.paused(now)
                    else "running on another replica")
             return PassReport(merchant, name, Outcome.skipped, stopped_because=why)
+        if idle:
+            report.seconds = round(time.perf_counter() - started, 3)
+            await self._record(ctx, service, report, sink, finished=True)
+            return report
         pctx = ctx.for_pass()
-        started = time.perf_counter()
-        report = PassReport(merchant, name, Outcome.done)
         try:
             await service.run(pctx)
             if pctx.stop_requested() and pctx.notes:
@@ -192,10 +202,12 @@ class PassRunner:
                 report.resumes_at = until
                 report.stopped_because = f"circuit open after {self._breaker(report.merchant, report.service).failures} failed passes"
 
-    async def _record(self, ctx: ServiceContext, service: Service, report: PassReport, sink: EventSink) -> None:
+    async def _record(self, ctx: ServiceContext, service: Service, report: PassReport, sink: EventSink, *, finished: bool = False) -> None:
+        """The pass's consequences; `finished` when its end is already written (an idle pass)."""
         merchant, name, store = ctx.id, service.name, self.store
         await self._quietly(sink.flush())
-        await self._quietly(self._finish(merchant, service, report))
+        if not finished:
+            await self._quietly(self._finish_alone(merchant, service, report))
         if report.outcome is Outcome.paused:
             await self._quietly(store.runs.pause(merchant, name, report.resumes_at, report.error))
             await self._quietly(ctx.alert([(merchant, "configuration", name, f"{name} paused until {report.resumes_at:%Y-%m-%d %H:%M}Z: {report.error}")]))
@@ -208,15 +220,18 @@ class PassRunner:
               stopped_because=report.stopped_because or None, resumes_at=report.resumes_at.isoformat() if report.resumes_at else None,
               error=report.error or None, **{k: v for k, v in report.did.items() if v})
 
-    async def _finish(self, merchant: str, service: Service, report: PassReport) -> None:
-        """One transaction: how the pass ended, the lease let go, and on success any pause ended
-        and the alerts a working pass disproves closed (its configuration and failure alerts)."""
+    async def _finish(self, tx: Store, merchant: str, service: Service, report: PassReport) -> None:
+        """In `tx`: how the pass ended, the lease let go, and on success any pause ended and the
+        alerts a working pass disproves closed (its configuration and failure alerts)."""
+        await tx.runs.finished(merchant, service.name, outcome=report.outcome, summary=report.did, error=report.error,
+                               stopped_because=report.stopped_because, resumes_at=report.resumes_at, release=self.worker_id)
+        if report.outcome is Outcome.done:
+            categories = ["configuration", *([service.failure_alert] if service.failure_alert else [])]
+            await tx.alerts.resolve(merchant, categories, service.name, now=self.clock.now())
+
+    async def _finish_alone(self, merchant: str, service: Service, report: PassReport) -> None:
         async with self.store.atomic() as tx:
-            await tx.runs.finished(merchant, service.name, outcome=report.outcome, summary=report.did, error=report.error,
-                                   stopped_because=report.stopped_because, resumes_at=report.resumes_at, release=self.worker_id)
-            if report.outcome is Outcome.done:
-                categories = ["configuration", *([service.failure_alert] if service.failure_alert else [])]
-                await tx.alerts.resolve(merchant, categories, service.name, now=self.clock.now())
+            await self._finish(tx, merchant, service, report)
 
     def _database_down(self, merchant: str, name: str, exc: BaseException) -> PassReport:
         fault = database_fault(exc)

@@ -26,7 +26,7 @@ from connector.failpoints import failpoint
 from connector.lifecycle import PRE_WAREHOUSE, Actor, HoldKind, OrderState
 from connector.pipeline.context import ServiceContext
 from connector.pipeline.intake import ALERTED_HOLDS, hold_alerts, prepare_orders, resolve_hold_alerts, take_in
-from connector.store import Move, OrderRecord
+from connector.store import Move, OrderRecord, Store
 from mappings.rules import decide
 
 S = OrderState
@@ -114,13 +114,17 @@ async def download_orders(ctx: ServiceContext) -> None:
 
 
 # ---------------------------------------------------------------------------- delivery
+async def delivery_idle(ctx: ServiceContext, store: Store) -> bool:
+    """Whether a delivery pass would find nothing to recover, look up, evaluate or send, and no
+    hold alert to close: two indexed reads (the runner asks them in the pass's opening write, so
+    an idle pass is one transaction). A dry run is never idle: it reports what it would send."""
+    if ctx.merchant.dry_run:
+        return False
+    return not await store.orders.any_in_states(ctx.id, PRE_WAREHOUSE) and not await store.alerts.any_open(ctx.id, ALERTED_HOLDS)
+
+
 async def deliver_orders(ctx: ServiceContext) -> None:
     """One delivery pass: recover stale claims, resolve doubts, apply rules, send what is ready."""
-    if not ctx.merchant.dry_run:
-        async with ctx.store.reading() as r:
-            idle = not await r.orders.any_in_states(ctx.id, PRE_WAREHOUSE) and not await r.alerts.any_open(ctx.id, ALERTED_HOLDS)
-        if idle:
-            return  # nothing to recover, look up, evaluate or send, and no hold alert left to close: two reads, not six
     ctx.stats["recovered"] += await ctx.store.orders.expire_claims(ctx.id)
     await resolve_in_doubt(ctx)
     await evaluate_orders(ctx)

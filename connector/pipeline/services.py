@@ -10,7 +10,8 @@ from connector.pipeline.changes import follow_changes
 from connector.pipeline.context import ServiceContext
 from connector.pipeline.inventory import inventory_disabled, upload_inventory
 from connector.pipeline.ledger import consume_ledger, ledger_disabled
-from connector.pipeline.orders import deliver_orders, download_orders
+from connector.pipeline.orders import deliver_orders, delivery_idle, download_orders
+from connector.store import Store
 from connector.pipeline.shipments import upload_shipments
 
 
@@ -37,11 +38,14 @@ class Service:
     run: Callable[[ServiceContext], Awaitable[None]]
     failure_alert: str = ""  # alert category raised when a pass fails ("" = none of its own)
     disabled: Callable[[ServiceContext], str] = _always  # why it does not run for this merchant ("" = it runs)
+    # True when a pass would have nothing to do, read from the store it is given (the pass's
+    # opening transaction): the runner then records the pass as done without running it.
+    idle: Callable[[ServiceContext, Store], Awaitable[bool]] | None = None
 
 
 SERVICES: dict[str, Service] = {s.name: s for s in (
     Service("order_download", download_orders, disabled=_needs_warehouse),
-    Service("order_delivery", deliver_orders, disabled=_needs_warehouse),
+    Service("order_delivery", deliver_orders, disabled=_needs_warehouse, idle=delivery_idle),
     Service("order_changes", follow_changes, disabled=_needs_warehouse),
     Service("shipment_upload", upload_shipments, disabled=_writes(_needs_warehouse)),
     Service("ledger_consume", consume_ledger, disabled=_writes(ledger_disabled)),
