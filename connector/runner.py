@@ -100,14 +100,15 @@ class PassRunner:
         started = time.perf_counter()
         report = PassReport(merchant, name, Outcome.done)
         try:
-            # One write: the pause read, the lease taken and the start recorded; and when the
-            # service can tell it has nothing to do, the pass recorded as done (an idle pass is
-            # one transaction, not three).
             async with self.store.atomic() as tx:
-                blocked = await tx.runs.begin_pass(merchant, name, self.worker_id, self.lease_seconds, honour_pause=honour_pause)
-                idle = blocked is None and service.idle is not None and await service.idle(ctx, tx)
-                if idle:
-                    await self._finish(tx, merchant, service, report)
+                # A service that can tell it has nothing to do (and no alert of its own to close)
+                # is recorded as started and done in one UPDATE, when it may run (not paused, not
+                # leased elsewhere): an idle pass is one transaction of three statements.
+                idle = service.idle is not None and await service.idle(ctx, tx, service.closes) \
+                    and await tx.runs.idle_pass(merchant, name, self.worker_id, honour_pause=honour_pause)
+                # Otherwise one write: the pause read, the lease taken and the start recorded.
+                blocked = None if idle else await tx.runs.begin_pass(merchant, name, self.worker_id, self.lease_seconds,
+                                                                      honour_pause=honour_pause)
         except Exception as exc:  # noqa: BLE001 - a database fault is reported, not raised
             return self._database_down(merchant, name, exc)
         if blocked is not None:
@@ -226,8 +227,7 @@ class PassRunner:
         await tx.runs.finished(merchant, service.name, outcome=report.outcome, summary=report.did, error=report.error,
                                stopped_because=report.stopped_because, resumes_at=report.resumes_at, release=self.worker_id)
         if report.outcome is Outcome.done:
-            categories = ["configuration", *([service.failure_alert] if service.failure_alert else [])]
-            await tx.alerts.resolve(merchant, categories, service.name, now=self.clock.now())
+            await tx.alerts.resolve(merchant, service.closes, service.name, now=self.clock.now())
 
     async def _finish_alone(self, merchant: str, service: Service, report: PassReport) -> None:
         async with self.store.atomic() as tx:

@@ -8,8 +8,9 @@ wants: the same file everywhere, the database or log format chosen by the enviro
     CONNECTOR_LOG_FORMAT    overrides [daemon] log_format ("console" or "json")
     CONNECTOR_LOG_LEVEL     overrides [daemon] log_level
 
-Other CONNECTOR_* variables (the tests' CONNECTOR_TEST_POSTGRES_URL, CONNECTOR_FAILPOINT) are
-not settings and are ignored here.
+Other CONNECTOR_* variables (the tests' CONNECTOR_TEST_POSTGRES_URL, CONNECTOR_FAILPOINT, and
+CONNECTOR_EVENT_LOOP=asyncio, which keeps uvloop out: `connector.cli.common.run_async`) are not
+settings and are ignored here.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -21,7 +22,11 @@ def environment() -> dict[str, Any]:
                                 cwd=Path(__file__).resolve().parent).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    return {"commit": commit, "python": platform.python_version(), "cpus": os.cpu_count(),
+    try:
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
+    except RuntimeError:
+        loop = ""
+    return {"commit": commit, "python": platform.python_version(), "cpus": os.cpu_count(), "event_loop": loop,
             "load_average": [round(x, 2) for x in os.getloadavg()], "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
@@ -39,7 +44,7 @@ def print_bench(result: dict[str, Any], console: Console) -> None:
     console.print(f"phases {o['phases']}; {o['orders']:,} orders, {o['skus']:,} SKUs, {o['merchants']} merchant(s), latency {o['latency_ms']:g} ms, "
                   f"warehouse rate limit {o['rate_limit'] or 'none'}/min, concurrency {o['concurrency']}; "
                   f"sandboxes in their own processes; commit {result['environment']['commit'] or '?'}, "
-                  f"load average {result['environment']['load_average'][0]}")
+                  f"load average {result['environment']['load_average'][0]}, event loop {result['environment'].get('event_loop') or '?'}")
     if result["phases"]:
         t = Table("phase", "items", "wall s", "per s", "CPU ms/item", "peak RSS MB", "requests (min)", "round-trip bound s", "wall/bound", "sandbox CPU s",
                   box=None, title="Per phase (CPU and RSS: the connector process only)", title_justify="left")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,13 +115,13 @@ async def download_orders(ctx: ServiceContext) -> None:
 
 
 # ---------------------------------------------------------------------------- delivery
-async def delivery_idle(ctx: ServiceContext, store: Store) -> bool:
+async def delivery_idle(ctx: ServiceContext, store: Store, closes: Sequence[str] = ()) -> bool:
     """Whether a delivery pass would find nothing to recover, look up, evaluate or send, and no
-    hold alert to close: two indexed reads (the runner asks them in the pass's opening write, so
-    an idle pass is one transaction). A dry run is never idle: it reports what it would send."""
+    hold alert (nor one of `closes`) to close: two indexed reads, which the runner asks in the
+    pass's opening write. A dry run is never idle: it reports what it would send."""
     if ctx.merchant.dry_run:
         return False
-    return not await store.orders.any_in_states(ctx.id, PRE_WAREHOUSE) and not await store.alerts.any_open(ctx.id, ALERTED_HOLDS)
+    return not await store.orders.any_in_states(ctx.id, PRE_WAREHOUSE) and not await store.alerts.any_open(ctx.id, (*ALERTED_HOLDS, *closes))
 
 
 async def deliver_orders(ctx: ServiceContext) -> None:

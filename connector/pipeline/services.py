@@ -3,7 +3,7 @@ alert a failing pass raises (resolved by the next successful one)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from connector.pipeline.changes import follow_changes
@@ -38,9 +38,15 @@ class Service:
     run: Callable[[ServiceContext], Awaitable[None]]
     failure_alert: str = ""  # alert category raised when a pass fails ("" = none of its own)
     disabled: Callable[[ServiceContext], str] = _always  # why it does not run for this merchant ("" = it runs)
-    # True when a pass would have nothing to do, read from the store it is given (the pass's
-    # opening transaction): the runner then records the pass as done without running it.
-    idle: Callable[[ServiceContext, Store], Awaitable[bool]] | None = None
+    # True when a pass would have nothing to do and no alert of the given categories is open for
+    # the merchant, read from the store it is given (the pass's opening transaction): the runner
+    # then records the pass as done without running it.
+    idle: Callable[[ServiceContext, Store, Sequence[str]], Awaitable[bool]] | None = None
+
+    @property
+    def closes(self) -> tuple[str, ...]:
+        """The alert categories a pass that works closes (for this service's key)."""
+        return ("configuration", self.failure_alert) if self.failure_alert else ("configuration",)
 
 
 SERVICES: dict[str, Service] = {s.name: s for s in (

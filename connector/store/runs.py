@@ -28,6 +28,7 @@ class RunStore(Protocol):
     async def pause(self, merchant: str, service: str, until: datetime | None, reason: str) -> None: ...
     async def note(self, merchant: str, service: str, note: str) -> None: ...
     async def begin_pass(self, merchant: str, service: str, owner: str, seconds: float, *, honour_pause: bool = True) -> ServiceRun | None: ...
+    async def idle_pass(self, merchant: str, service: str, owner: str, *, honour_pause: bool = True) -> bool: ...
     async def release(self, merchant: str, service: str, owner: str) -> None: ...
     async def renew(self, owner: str, seconds: float) -> None: ...
     async def clear_leases(self) -> None: ...
@@ -106,6 +107,21 @@ class SqlRunStore:
                     return None
                 found = (await conn.execute(row)).first()
             return ServiceRun.from_row(found)
+
+    async def idle_pass(self, merchant: str, service: str, owner: str, *, honour_pause: bool = True) -> bool:
+        """Record a pass that had nothing to do as started and done now, in one UPDATE, when it
+        may run: not paused (with `honour_pause`), no live lease of another owner (`owner`'s own is
+        let go). False, and nothing written, otherwise or when the service has no row yet."""
+        d, now = self.db.dialect, self.db.now()
+        which = [R.c.merchant == merchant, R.c.service == service,
+                 or_(R.c.lease_until.is_(None), R.c.lease_until < d.lease_now(self.db.clock), R.c.lease_owner == owner)]
+        if honour_pause:
+            which.append(or_(R.c.paused_until.is_(None), R.c.paused_until <= now))
+        done = update(R).where(*which).values(
+            last_started_at=now, last_finished_at=now, last_success_at=now, last_outcome="done", last_error="", last_summary="{}",
+            stopped_because="", resumes_at=None, paused_until=None, pause_reason="", lease_owner="", lease_until=None)
+        async with self.db.write() as conn:
+            return (await conn.execute(done)).rowcount == 1
 
     async def release(self, merchant: str, service: str, owner: str) -> None:
         async with self.db.write() as conn:

@@ -263,6 +263,16 @@ async def test_service_runs_record_outcomes_pauses_and_leases(store):
     assert await store.runs.begin_pass("acme", "order_delivery", "w2", -1) is None
     assert await store.runs.begin_pass("acme", "order_delivery", "w3", 300) is None  # w2's lease has run out
     assert await store.runs.begin_pass("globex", "order_delivery", "w3", 300) is None  # a first pass: its row is made
+    # An idle pass is written as started and done in one step, only when the service may run.
+    assert not await store.runs.idle_pass("initech", "order_delivery", "w3")  # no row yet: the runner takes the long way
+    assert not await store.runs.idle_pass("acme", "order_delivery", "w1")  # w3 holds the lease
+    assert await store.runs.idle_pass("acme", "order_delivery", "w3")  # its own lease: done, and let go
+    [run] = [r for r in await store.runs.listing("acme") if r.service == "order_delivery"]
+    assert (run.last_outcome, run.lease_owner, run.summary, run.last_success_at) == ("done", "", {}, store.test_clock.now())
+    await store.runs.pause("acme", "order_delivery", store.test_clock.now() + timedelta(minutes=5), "bad key")
+    assert not await store.runs.idle_pass("acme", "order_delivery", "w1")
+    assert await store.runs.idle_pass("acme", "order_delivery", "w1", honour_pause=False)  # a forced pass that worked ends the pause
+    assert not (await store.runs.listing("acme"))[0].paused(store.test_clock.now())
     await store.runs.note("acme", "inventory_upload", "disabled")
     assert {r.service: r.note for r in await store.runs.listing("acme")}["inventory_upload"] == "disabled"
 
