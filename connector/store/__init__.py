@@ -159,7 +159,8 @@ class SqlBackend:
         self.dialect = Dialect("sqlite" if self.sqlite else "postgresql")
         self.db = Db(engine, self.dialect, clock, conn=conn, deadline_ms=deadline_ms)
         self._fast: SqlBackend | None = None
-        self._inode = _inode(url)
+        self._file = _path(url)  # None for PostgreSQL; parsed once (it is stat-ed before every pass)
+        self._inode = _inode(self._file)
 
     def store(self, db: Db | None = None) -> Store:
         db = db or self.db
@@ -185,8 +186,8 @@ class SqlBackend:
         return self._fast.store()
 
     def check_file(self) -> None:
-        if self._inode is not None and _inode(self.url) != self._inode:
-            raise DatabaseReplaced(f"the database file {_path(self.url)} was deleted or replaced while the connector had it open")
+        if self._inode is not None and _inode(self._file) != self._inode:
+            raise DatabaseReplaced(f"the database file {self._file} was deleted or replaced while the connector had it open")
 
     async def ping(self) -> None:
         self.check_file()
@@ -201,13 +202,13 @@ class SqlBackend:
             await conn.execute(cursors.update().where(cursors.c.merchant == "\x01probe").values(value=""))
 
     async def reset(self) -> None:
-        path = _path(self.url)
+        path = self._file
         if path is not None and not path.exists():
             return  # never let a new, empty database be created under a running daemon
         await self.engine.dispose()
         if self._fast is not None and self._fast.engine is not self.engine:
             await self._fast.engine.dispose()
-        self._inode = _inode(self.url)
+        self._inode = _inode(self._file)
 
     async def close(self) -> None:
         if self._fast is not None and self._fast.engine is not self.engine:
@@ -225,8 +226,7 @@ def _path(url: str):
     return sqlite_path(url)
 
 
-def _inode(url: str) -> tuple[int, int] | None:
-    path = _path(url)
+def _inode(path: Any) -> tuple[int, int] | None:
     if path is None:
         return None
     try:
