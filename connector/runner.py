@@ -99,13 +99,15 @@ class PassRunner:
             return PassReport(merchant, name, Outcome.skipped, stopped_because=skipped)
         started = time.perf_counter()
         report = PassReport(merchant, name, Outcome.done)
+        when = service.idle(ctx) if service.idle is not None else None
         try:
             async with self.store.atomic() as tx:
                 # A service that can tell it has nothing to do (and no alert of its own to close)
                 # is recorded as started and done in one UPDATE, when it may run (not paused, not
-                # leased elsewhere): an idle pass is one transaction of three statements.
-                idle = service.idle is not None and await service.idle(ctx, tx, service.closes) \
-                    and await tx.runs.idle_pass(merchant, name, self.worker_id, honour_pause=honour_pause)
+                # leased elsewhere): an idle pass is one statement.
+                idle = when is not None and await tx.runs.idle_pass(merchant, name, self.worker_id, honour_pause=honour_pause,
+                                                                    no_orders_in=when.no_orders_in,
+                                                                    no_alerts_in=(*when.no_alerts_in, *service.closes))
                 # Otherwise one write: the pause read, the lease taken and the start recorded.
                 blocked = None if idle else await tx.runs.begin_pass(merchant, name, self.worker_id, self.lease_seconds,
                                                                       honour_pause=honour_pause)

@@ -29,6 +29,16 @@ from connector.store import Store
 Alert = tuple[str, str, str, str]  # merchant, category, key, detail
 
 
+@dataclass(frozen=True)
+class IdleWhen:
+    """A service's idle probe, as data the store answers inside the pass's opening write: the
+    pass has nothing to do when the merchant has no order in these states and no open alert in
+    these categories."""
+
+    no_orders_in: tuple[str, ...] = ()
+    no_alerts_in: tuple[str, ...] = ()
+
+
 @dataclass
 class ServiceContext:
     """Everything one pass of one service for one merchant needs."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +24,9 @@ from connector.domain import WarehouseOrder
 from connector.errors import ErrorClass, TransientError, VendorError
 from connector.failpoints import failpoint
 from connector.lifecycle import PRE_WAREHOUSE, Actor, HoldKind, OrderState
-from connector.pipeline.context import ServiceContext
+from connector.pipeline.context import IdleWhen, ServiceContext
 from connector.pipeline.intake import ALERTED_HOLDS, hold_alerts, prepare_orders, resolve_hold_alerts, take_in
-from connector.store import Move, OrderRecord, Store
+from connector.store import Move, OrderRecord
 from mappings.rules import decide
 
 S = OrderState
@@ -115,13 +114,11 @@ async def download_orders(ctx: ServiceContext) -> None:
 
 
 # ---------------------------------------------------------------------------- delivery
-async def delivery_idle(ctx: ServiceContext, store: Store, closes: Sequence[str] = ()) -> bool:
-    """Whether a delivery pass would find nothing to recover, look up, evaluate or send, and no
-    hold alert (nor one of `closes`) to close: two indexed reads, which the runner asks in the
-    pass's opening write. A dry run is never idle: it reports what it would send."""
-    if ctx.merchant.dry_run:
-        return False
-    return not await store.orders.any_in_states(ctx.id, PRE_WAREHOUSE) and not await store.alerts.any_open(ctx.id, (*ALERTED_HOLDS, *closes))
+def delivery_idle(ctx: ServiceContext) -> IdleWhen | None:
+    """A delivery pass has nothing to do when no order is before the warehouse (nothing to
+    recover, look up, evaluate or send) and no hold alert is open (none to close). A dry run is
+    never idle: it reports what it would send."""
+    return None if ctx.merchant.dry_run else IdleWhen(no_orders_in=tuple(PRE_WAREHOUSE), no_alerts_in=tuple(ALERTED_HOLDS))
 
 
 async def deliver_orders(ctx: ServiceContext) -> None:

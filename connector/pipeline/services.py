@@ -3,15 +3,14 @@ alert a failing pass raises (resolved by the next successful one)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from connector.pipeline.changes import follow_changes
-from connector.pipeline.context import ServiceContext
+from connector.pipeline.context import IdleWhen, ServiceContext
 from connector.pipeline.inventory import inventory_disabled, upload_inventory
 from connector.pipeline.ledger import consume_ledger, ledger_disabled
 from connector.pipeline.orders import deliver_orders, delivery_idle, download_orders
-from connector.store import Store
 from connector.pipeline.shipments import upload_shipments
 
 
@@ -38,10 +37,9 @@ class Service:
     run: Callable[[ServiceContext], Awaitable[None]]
     failure_alert: str = ""  # alert category raised when a pass fails ("" = none of its own)
     disabled: Callable[[ServiceContext], str] = _always  # why it does not run for this merchant ("" = it runs)
-    # True when a pass would have nothing to do and no alert of the given categories is open for
-    # the merchant, read from the store it is given (the pass's opening transaction): the runner
-    # then records the pass as done without running it.
-    idle: Callable[[ServiceContext, Store, Sequence[str]], Awaitable[bool]] | None = None
+    # When a pass has nothing to do (None: it cannot tell, or not for this merchant): the runner
+    # then records the pass as done in one statement, without running it.
+    idle: Callable[[ServiceContext], IdleWhen | None] | None = None
 
     @property
     def closes(self) -> tuple[str, ...]:

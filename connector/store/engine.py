@@ -81,7 +81,9 @@ READ_ONLY = "connector_read_only"  # execution option: a read needs no write loc
 def make_engine(url: str, *, busy_ms: int = BUSY_MS) -> AsyncEngine:
     url = async_url(url)
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": busy_ms / 1000})
+        # The pool's rollback of every connection it takes back is left to `_sqlite_durability`:
+        # only one still inside a transaction needs it (each is a round trip to aiosqlite's thread).
+        engine = create_async_engine(url, connect_args={"timeout": busy_ms / 1000}, pool_reset_on_return=None)
         _sqlite_durability(engine, busy_ms)
     else:
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
@@ -104,6 +106,13 @@ def _sqlite_durability(engine: AsyncEngine, busy_ms: int) -> None:
         for pragma in ("journal_mode=WAL", "synchronous=FULL", f"busy_timeout={int(busy_ms)}", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _reset(dbapi_connection, _record, state) -> None:
+        # Back in the pool: roll back what is still open (a pass that failed mid-transaction); a
+        # committed or rolled back connection is clean already. (The pool's own reset is off.)
+        if state.asyncio_safe and not state.terminate_only and dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn) -> None:

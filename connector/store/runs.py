@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from collections.abc import Iterable
 from typing import Any, Protocol
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import case, exists, or_, select, update
 
+from connector.lifecycle import AlertState
 from connector.store import tables as t
 from connector.store.dialect import Db
 from connector.store.records import ServiceRun, WorkerRecord
 
 R = t.service_runs
+O = t.orders
+AL = t.alerts
 C = t.cursors
 W = t.workers
 _RUN_DEFAULTS = dict(last_error="", last_summary="", pause_reason="", note="", lease_owner="", last_outcome="", stopped_because="")
@@ -28,7 +32,8 @@ class RunStore(Protocol):
     async def pause(self, merchant: str, service: str, until: datetime | None, reason: str) -> None: ...
     async def note(self, merchant: str, service: str, note: str) -> None: ...
     async def begin_pass(self, merchant: str, service: str, owner: str, seconds: float, *, honour_pause: bool = True) -> ServiceRun | None: ...
-    async def idle_pass(self, merchant: str, service: str, owner: str, *, honour_pause: bool = True) -> bool: ...
+    async def idle_pass(self, merchant: str, service: str, owner: str, *, honour_pause: bool = True, no_orders_in: Iterable[str] = (),
+                        no_alerts_in: Iterable[str] = ()) -> bool: ...
     async def release(self, merchant: str, service: str, owner: str) -> None: ...
     async def renew(self, owner: str, seconds: float) -> None: ...
     async def clear_leases(self) -> None: ...
@@ -108,15 +113,23 @@ class SqlRunStore:
                 found = (await conn.execute(row)).first()
             return ServiceRun.from_row(found)
 
-    async def idle_pass(self, merchant: str, service: str, owner: str, *, honour_pause: bool = True) -> bool:
-        """Record a pass that had nothing to do as started and done now, in one UPDATE, when it
-        may run: not paused (with `honour_pause`), no live lease of another owner (`owner`'s own is
-        let go). False, and nothing written, otherwise or when the service has no row yet."""
+    async def idle_pass(self, merchant: str, service: str, owner: str, *, honour_pause: bool = True, no_orders_in: Iterable[str] = (),
+                        no_alerts_in: Iterable[str] = ()) -> bool:
+        """Record a pass that has nothing to do as started and done now, in one UPDATE, when the
+        merchant has no order in a state of `no_orders_in` and no open alert in a category of
+        `no_alerts_in` (the service's idle probe), and the service may run: not paused (with
+        `honour_pause`), no live lease of another owner (`owner`'s own is let go). False, and
+        nothing written, otherwise or when the service has no row yet: run the pass."""
         d, now = self.db.dialect, self.db.now()
         which = [R.c.merchant == merchant, R.c.service == service,
                  or_(R.c.lease_until.is_(None), R.c.lease_until < d.lease_now(self.db.clock), R.c.lease_owner == owner)]
         if honour_pause:
             which.append(or_(R.c.paused_until.is_(None), R.c.paused_until <= now))
+        states, categories = [str(s) for s in no_orders_in], list(no_alerts_in)
+        if states:
+            which.append(~exists().where(O.c.merchant == merchant, O.c.state.in_(states)))
+        if categories:
+            which.append(~exists().where(AL.c.merchant == merchant, AL.c.state == AlertState.open, AL.c.category.in_(categories)))
         done = update(R).where(*which).values(
             last_started_at=now, last_finished_at=now, last_success_at=now, last_outcome="done", last_error="", last_summary="{}",
             stopped_because="", resumes_at=None, paused_until=None, pause_reason="", lease_owner="", lease_until=None)

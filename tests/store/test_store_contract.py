@@ -273,6 +273,24 @@ async def test_service_runs_record_outcomes_pauses_and_leases(store):
     assert not await store.runs.idle_pass("acme", "order_delivery", "w1")
     assert await store.runs.idle_pass("acme", "order_delivery", "w1", honour_pause=False)  # a forced pass that worked ends the pause
     assert not (await store.runs.listing("acme"))[0].paused(store.test_clock.now())
+
+async def test_an_idle_pass_is_recorded_only_while_its_probe_finds_nothing(store):
+    assert await store.runs.begin_pass("acme", "order_delivery", "w1", 300) is None
+    await store.runs.release("acme", "order_delivery", "w1")
+    probe = dict(no_orders_in=("received", "ready"), no_alerts_in=("unknown_sku", "configuration"))
+    assert await store.runs.idle_pass("acme", "order_delivery", "w1", **probe)
+    await stored(store, "A")  # an order arrives: the pass has work
+    assert not await store.runs.idle_pass("acme", "order_delivery", "w1", **probe)
+    assert await store.runs.idle_pass("globex", "order_delivery", "w1") is False  # no row for globex yet
+    [pk] = [r.id for r in await store.orders.listing()]
+    await store.orders.move(Move(pk, "cancelled", ("received",), "test"), actor=Actor.operator)
+    assert await store.runs.idle_pass("acme", "order_delivery", "w1", **probe)
+    # An open alert in a listed category (of this merchant) makes it a real pass; a resolved one does not.
+    await store.alerts.raise_many([("acme", "unknown_sku", "X", "order B"), ("globex", "configuration", "order_delivery", "401")],
+                                  now=store.test_clock.now())
+    assert not await store.runs.idle_pass("acme", "order_delivery", "w1", **probe)
+    await store.alerts.resolve("acme", "unknown_sku")
+    assert await store.runs.idle_pass("acme", "order_delivery", "w1", **probe)
     await store.runs.note("acme", "inventory_upload", "disabled")
     assert {r.service: r.note for r in await store.runs.listing("acme")}["inventory_upload"] == "disabled"
 
