@@ -5,12 +5,13 @@ run, with which config and database).
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from sqlalchemy import case, exists, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, or_, select, update
 
 from connector.lifecycle import AlertState
 from connector.store import tables as t
@@ -120,21 +121,12 @@ class SqlRunStore:
         `no_alerts_in` (the service's idle probe), and the service may run: not paused (with
         `honour_pause`), no live lease of another owner (`owner`'s own is let go). False, and
         nothing written, otherwise or when the service has no row yet: run the pass."""
-        d, now = self.db.dialect, self.db.now()
-        which = [R.c.merchant == merchant, R.c.service == service,
-                 or_(R.c.lease_until.is_(None), R.c.lease_until < d.lease_now(self.db.clock), R.c.lease_owner == owner)]
-        if honour_pause:
-            which.append(or_(R.c.paused_until.is_(None), R.c.paused_until <= now))
         states, categories = [str(s) for s in no_orders_in], list(no_alerts_in)
-        if states:
-            which.append(~exists().where(O.c.merchant == merchant, O.c.state.in_(states)))
-        if categories:
-            which.append(~exists().where(AL.c.merchant == merchant, AL.c.state == AlertState.open, AL.c.category.in_(categories)))
-        done = update(R).where(*which).values(
-            last_started_at=now, last_finished_at=now, last_success_at=now, last_outcome="done", last_error="", last_summary="{}",
-            stopped_because="", resumes_at=None, paused_until=None, pause_reason="", lease_owner="", lease_until=None)
+        # Asked every minute for every merchant: one prepared statement per shape, not built anew.
+        done = _idle_statement(self.db.sqlite, honour_pause, bool(states), bool(categories))
+        params = dict(p_merchant=merchant, p_service=service, p_owner=owner, p_now=self.db.now(), p_states=states, p_categories=categories)
         async with self.db.write() as conn:
-            return (await conn.execute(done)).rowcount == 1
+            return (await conn.execute(done, params)).rowcount == 1
 
     async def release(self, merchant: str, service: str, owner: str) -> None:
         async with self.db.write() as conn:
@@ -192,3 +184,22 @@ class SqlWorkerStore:
         async with self.db.read() as conn:
             return [WorkerRecord.from_row(r) for r in (await conn.execute(select(W).order_by(W.c.seen_at.desc()))).all()]
 
+
+@functools.cache
+def _idle_statement(sqlite: bool, honour_pause: bool, states: bool, categories: bool) -> Any:
+    """`SqlRunStore.idle_pass`'s UPDATE for one shape, with bound parameters p_merchant, p_service,
+    p_owner, p_now, p_states, p_categories (a column's own name is reserved in an UPDATE). Leases
+    compare with the database's clock on PostgreSQL."""
+    now = bindparam("p_now", type_=R.c.last_started_at.type)
+    which = [R.c.merchant == bindparam("p_merchant"), R.c.service == bindparam("p_service"),
+             or_(R.c.lease_until.is_(None), R.c.lease_until < (now if sqlite else func.now()), R.c.lease_owner == bindparam("p_owner"))]
+    if honour_pause:
+        which.append(or_(R.c.paused_until.is_(None), R.c.paused_until <= now))
+    if states:
+        which.append(~exists().where(O.c.merchant == bindparam("p_merchant"), O.c.state.in_(bindparam("p_states", expanding=True))))
+    if categories:
+        which.append(~exists().where(AL.c.merchant == bindparam("p_merchant"), AL.c.state == AlertState.open,
+                                     AL.c.category.in_(bindparam("p_categories", expanding=True))))
+    return update(R).where(*which).values(
+        last_started_at=now, last_finished_at=now, last_success_at=now, last_outcome="done", last_error="", last_summary="{}",
+        stopped_because="", resumes_at=None, paused_until=None, pause_reason="", lease_owner="", lease_until=None)
