@@ -391,9 +391,10 @@ async def check_stuck(store: Store, config: Config, *, now: datetime, not_at_war
         # One read of what is open for every merchant (a thousand merchants asked one by one
         # cost more than all their idle passes), then a write only for the ones that moved on.
         keep = {(m, k[:KEY_MAX]) for m, c, k, _ in items if c == category}  # keys as stored
-        for alert in await store.alerts.open(category=category):
-            if alert.merchant in enabled and (alert.merchant, alert.key) not in keep:
-                resolved += await store.alerts.resolve(alert.merchant, category, alert.key, now=now)
+        moved_on = {a.merchant for a in await store.alerts.open(category=category)
+                    if a.merchant in enabled and (a.merchant, a.key) not in keep}
+        for m in sorted(moved_on):  # one write per merchant with something to close
+            resolved += await store.alerts.resolve(m, category, except_keys=[k for mm, k in keep if mm == m], now=now)
     return {"not_at_warehouse": len(late), "unshipped": len(idle), "tracking_overdue": len(overdue), "new_alerts": new, "resolved": resolved}
 
 

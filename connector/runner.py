@@ -107,14 +107,14 @@ class PassRunner:
                 # leased elsewhere): an idle pass is one statement.
                 idle = when is not None and await tx.runs.idle_pass(merchant, name, self.worker_id, honour_pause=honour_pause,
                                                                     no_orders_in=when.no_orders_in,
-                                                                    no_alerts_in=(*when.no_alerts_in, *service.closes))
+                                                                    no_alerts_in=when.no_alerts_in, no_own_alerts_in=service.closes)
                 # Otherwise one write: the pause read, the lease taken and the start recorded.
                 blocked = None if idle else await tx.runs.begin_pass(merchant, name, self.worker_id, self.lease_seconds,
                                                                       honour_pause=honour_pause)
         except Exception as exc:  # noqa: BLE001 - a database fault is reported, not raised
             return self._database_down(merchant, name, exc)
         if blocked is not None:
-            why = (f"paused until {blocked.paused_until:%H:%M:%S}Z: {blocked.pause_reason}" if honour_pause and blocked.paused(now)
+            why = (f"paused until {blocked.paused_until:%H:%M:%S}Z: {blocked.pause_reason}" if honour_pause and blocked.paused(self.clock.now())
                    else "running on another replica")
             return PassReport(merchant, name, Outcome.skipped, stopped_because=why)
         if idle:
@@ -225,7 +225,9 @@ class PassRunner:
 
     async def _finish(self, tx: Store, merchant: str, service: Service, report: PassReport) -> None:
         """In `tx`: how the pass ended, the lease let go, and on success any pause ended and the
-        alerts a working pass disproves closed (its configuration and failure alerts)."""
+        alerts a working pass disproves closed (its configuration and failure alerts). All or
+        nothing: when the database fails here, the run still reads as started and its lease
+        runs out by itself (other replicas wait up to `lease_seconds`)."""
         await tx.runs.finished(merchant, service.name, outcome=report.outcome, summary=report.did, error=report.error,
                                stopped_because=report.stopped_because, resumes_at=report.resumes_at, release=self.worker_id)
         if report.outcome is Outcome.done:

@@ -101,11 +101,6 @@ class Store:
         """`async with store.atomic() as tx:` the same interfaces in one transaction."""
         return self.backend.atomic()
 
-    def reading(self):
-        """`async with store.reading() as r:` the same interfaces on one connection, for several
-        reads in a row (one checkout and one transaction instead of one each). Reads only."""
-        return self.backend.reading()
-
     def with_deadline(self, ms: int = FAST_MS) -> Store:
         """The same store, but a statement waiting longer than `ms` for a lock fails instead
         (for request paths whose caller would rather retry)."""
@@ -172,11 +167,6 @@ class SqlBackend:
     @asynccontextmanager
     async def atomic(self) -> AsyncIterator[Store]:
         async with self.db.write() as conn:
-            yield self.store(self.db.bound(conn))
-
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Store]:
-        async with self.db.read() as conn:
             yield self.store(self.db.bound(conn))
 
     def with_deadline(self, ms: int) -> Store:

@@ -98,10 +98,6 @@ class MemoryBackend:
             finally:
                 self._owner = None
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Any]:
-        yield self.store()  # each read takes the gate itself
-
     def with_deadline(self, ms: int):
         return self.store()
 
@@ -533,8 +529,8 @@ class MemoryRunStore:
             return ServiceRun.from_row(copy.copy(row))
 
     async def idle_pass(self, merchant: str, service: str, owner: str, *, honour_pause: bool = True, no_orders_in: Iterable[str] = (),
-                        no_alerts_in: Iterable[str] = ()) -> bool:
-        states, categories = {str(s) for s in no_orders_in}, set(no_alerts_in)
+                        no_alerts_in: Iterable[str] = (), no_own_alerts_in: Iterable[str] = ()) -> bool:
+        states, categories, own = {str(s) for s in no_orders_in}, set(no_alerts_in), set(no_own_alerts_in)
         async with self.b.gate():
             row = self.b.t.runs.get((merchant, service))
             now = self.b.now()
@@ -542,7 +538,8 @@ class MemoryRunStore:
                     or not (row["lease_until"] is None or row["lease_until"] < now or row["lease_owner"] == owner):
                 return False
             if any(o["merchant"] == merchant and o["state"] in states for o in self.b.t.orders.values()) \
-                    or any(a["merchant"] == merchant and a["state"] == AlertState.open and a["category"] in categories for a in self.b.t.alerts.values()):
+                    or any(a["merchant"] == merchant and a["state"] == AlertState.open
+                           and (a["category"] in categories or a["category"] in own and a["key"] == service) for a in self.b.t.alerts.values()):
                 return False
             row.update(last_started_at=now, last_finished_at=now, last_success_at=now, last_outcome="done", last_error="", last_summary="{}",
                        stopped_because="", resumes_at=None, paused_until=None, pause_reason="", lease_owner="", lease_until=None)

@@ -34,7 +34,7 @@ class RunStore(Protocol):
     async def note(self, merchant: str, service: str, note: str) -> None: ...
     async def begin_pass(self, merchant: str, service: str, owner: str, seconds: float, *, honour_pause: bool = True) -> ServiceRun | None: ...
     async def idle_pass(self, merchant: str, service: str, owner: str, *, honour_pause: bool = True, no_orders_in: Iterable[str] = (),
-                        no_alerts_in: Iterable[str] = ()) -> bool: ...
+                        no_alerts_in: Iterable[str] = (), no_own_alerts_in: Iterable[str] = ()) -> bool: ...
     async def release(self, merchant: str, service: str, owner: str) -> None: ...
     async def renew(self, owner: str, seconds: float) -> None: ...
     async def clear_leases(self) -> None: ...
@@ -115,16 +115,18 @@ class SqlRunStore:
             return ServiceRun.from_row(found)
 
     async def idle_pass(self, merchant: str, service: str, owner: str, *, honour_pause: bool = True, no_orders_in: Iterable[str] = (),
-                        no_alerts_in: Iterable[str] = ()) -> bool:
+                        no_alerts_in: Iterable[str] = (), no_own_alerts_in: Iterable[str] = ()) -> bool:
         """Record a pass that has nothing to do as started and done now, in one UPDATE, when the
-        merchant has no order in a state of `no_orders_in` and no open alert in a category of
-        `no_alerts_in` (the service's idle probe), and the service may run: not paused (with
-        `honour_pause`), no live lease of another owner (`owner`'s own is let go). False, and
-        nothing written, otherwise or when the service has no row yet: run the pass."""
-        states, categories = [str(s) for s in no_orders_in], list(no_alerts_in)
+        merchant has no order in a state of `no_orders_in`, no open alert in a category of
+        `no_alerts_in` and none in a category of `no_own_alerts_in` keyed by this service (the
+        service's idle probe, and the alerts a working pass would close), and the service may run:
+        not paused (with `honour_pause`), no live lease of another owner (`owner`'s own is let
+        go). False, and nothing written, otherwise or when the service has no row yet: run the pass."""
+        states, categories, own = [str(s) for s in no_orders_in], list(no_alerts_in), list(no_own_alerts_in)
         # Asked every minute for every merchant: one prepared statement per shape, not built anew.
-        done = _idle_statement(self.db.sqlite, honour_pause, bool(states), bool(categories))
-        params = dict(p_merchant=merchant, p_service=service, p_owner=owner, p_now=self.db.now(), p_states=states, p_categories=categories)
+        done = _idle_statement(self.db.sqlite, honour_pause, bool(states), bool(categories), bool(own))
+        params = dict(p_merchant=merchant, p_service=service, p_owner=owner, p_now=self.db.now(), p_states=states, p_categories=categories,
+                      p_own=own)
         async with self.db.write() as conn:
             return (await conn.execute(done, params)).rowcount == 1
 
@@ -186,10 +188,10 @@ class SqlWorkerStore:
 
 
 @functools.cache
-def _idle_statement(sqlite: bool, honour_pause: bool, states: bool, categories: bool) -> Any:
+def _idle_statement(sqlite: bool, honour_pause: bool, states: bool, categories: bool, own: bool) -> Any:
     """`SqlRunStore.idle_pass`'s UPDATE for one shape, with bound parameters p_merchant, p_service,
-    p_owner, p_now, p_states, p_categories (a column's own name is reserved in an UPDATE). Leases
-    compare with the database's clock on PostgreSQL."""
+    p_owner, p_now, p_states, p_categories, p_own (a column's own name is reserved in an UPDATE).
+    Leases compare with the database's clock on PostgreSQL."""
     now = bindparam("p_now", type_=R.c.last_started_at.type)
     which = [R.c.merchant == bindparam("p_merchant"), R.c.service == bindparam("p_service"),
              or_(R.c.lease_until.is_(None), R.c.lease_until < (now if sqlite else func.now()), R.c.lease_owner == bindparam("p_owner"))]
@@ -200,6 +202,9 @@ def _idle_statement(sqlite: bool, honour_pause: bool, states: bool, categories: 
     if categories:
         which.append(~exists().where(AL.c.merchant == bindparam("p_merchant"), AL.c.state == AlertState.open,
                                      AL.c.category.in_(bindparam("p_categories", expanding=True))))
+    if own:
+        which.append(~exists().where(AL.c.merchant == bindparam("p_merchant"), AL.c.state == AlertState.open,
+                                     AL.c.category.in_(bindparam("p_own", expanding=True)), AL.c.key == bindparam("p_service")))
     return update(R).where(*which).values(
         last_started_at=now, last_finished_at=now, last_success_at=now, last_outcome="done", last_error="", last_summary="{}",
         stopped_because="", resumes_at=None, paused_until=None, pause_reason="", lease_owner="", lease_until=None)

@@ -286,3 +286,25 @@ async def test_digest_payload_is_what_was_rendered(store, smtp):
     payload = json.loads(task.payload)
     assert payload["to"] == ["ops@3pl.test"] and "Order DEMO-0004 has no ship-to address" in payload["body"]
     assert len(payload["alert_ids"]) == 1 and payload["subject"].startswith("[connector] 1 alert")
+
+
+async def test_stuck_order_alerts_close_per_merchant_and_a_disabled_merchants_stay(store, smtp):
+    cfg = config(smtp, merchants=[merchant("acme"), merchant("globex"), merchant("initech", enabled=False)])
+    long_id = "L" * 250  # an order id longer than an alert key: its key is stored cut
+    for mid in ("acme", "globex", "initech"):
+        await store.orders.ingest(mid, mid.upper(), [NewOrder("DEMO-0001", f"{mid}-DEMO-0001", "{}", "{}"),
+                                                      NewOrder(long_id, f"{mid}-{long_id}", "{}", "{}")],
+                                  source="poll", actor=Actor.order_download)
+    later = utcnow() + timedelta(hours=5)
+    await alerts.check_stuck(store, cfg, now=later)
+    opened = sorted((a.merchant, a.key[:12]) for a in await store.alerts.open(category="order_stuck"))
+    assert opened == [("acme", "DEMO-0001:no"), ("acme", "LLLLLLLLLLLL"), ("globex", "DEMO-0001:no"), ("globex", "LLLLLLLLLLLL")]
+    # initech is disabled: not checked. Give it an open stuck alert of its own, which must stay.
+    await store.alerts.raise_many([("initech", "order_stuck", "DEMO-0001:not_at_warehouse", "stuck")], now=later)
+    # acme's DEMO-0001 reaches the warehouse: only that alert closes; the long-keyed one is still stuck and stays open.
+    [pk] = [r.id for r in await store.orders.listing(merchant="acme") if r.order_id == "DEMO-0001"]
+    await advance(store, pk, "at_warehouse", "created")
+    stats = await alerts.check_stuck(store, cfg, now=later + timedelta(minutes=1))
+    assert stats["resolved"] == 1
+    still = sorted((a.merchant, a.key[:12]) for a in await store.alerts.open(category="order_stuck"))
+    assert still == [("acme", "LLLLLLLLLLLL"), ("globex", "DEMO-0001:no"), ("globex", "LLLLLLLLLLLL"), ("initech", "DEMO-0001:no")]

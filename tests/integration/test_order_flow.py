@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from connector import operator as op
@@ -199,6 +201,35 @@ async def test_a_pass_another_replica_holds_is_skipped_and_a_working_pass_closes
     assert [(a.category, a.key) for a in await runtime.store.alerts.open("acme")] == [("configuration", "order_download")]
     [run] = [x for x in await runtime.store.runs.listing("acme") if x.service == "order_delivery"]
     assert (run.last_outcome, run.lease_owner) == ("done", "")  # the lease let go in the same write
+
+
+async def test_an_idle_delivery_pass_is_one_statement_and_honours_its_pause(flow, runtime):
+    from sqlalchemy import event
+
+    from connector.clock import utcnow
+
+    assert (await runtime.run_service("acme", "order_delivery")).outcome == "done"  # the first pass makes its row
+    # Another service's pause is not delivery's work: still the idle path (one UPDATE).
+    await runtime.store.alerts.raise_many([("acme", "configuration", "order_download", "download paused: 401")], now=utcnow())
+    statements: list[str] = []
+    event.listen(runtime.store.backend.engine.sync_engine, "before_cursor_execute", lambda c, cur, stmt, *a: statements.append(stmt))
+    report = await runtime.run_service("acme", "order_delivery")
+    assert (report.outcome, report.counts) == ("done", "nothing to do")
+    statements = [x for x in statements if not x.startswith("BEGIN")]  # SQLite's BEGIN IMMEDIATE is a statement
+    assert len(statements) == 1 and statements[0].startswith("UPDATE service_runs"), statements
+    # Paused, with nothing to do: skipped with the pause's reason, nothing written.
+    until = runtime.clock.now() + timedelta(minutes=5)
+    await runtime.store.runs.pause("acme", "order_delivery", until, "bad key")
+    [before] = [r for r in await runtime.store.runs.listing("acme") if r.service == "order_delivery"]
+    skipped = await runtime.run_service("acme", "order_delivery")
+    assert skipped.outcome == "skipped" and skipped.stopped_because == f"paused until {until:%H:%M:%S}Z: bad key"
+    [after] = [r for r in await runtime.store.runs.listing("acme") if r.service == "order_delivery"]
+    assert (after.last_started_at, after.paused_until) == (before.last_started_at, before.paused_until)
+    # A forced pass (run --once) that works ends the pause.
+    assert (await runtime.run_service("acme", "order_delivery", honour_pause=False)).outcome == "done"
+    [forced] = [r for r in await runtime.store.runs.listing("acme") if r.service == "order_delivery"]
+    assert forced.paused_until is None and forced.last_outcome == "done"
+    assert [(a.category, a.key) for a in await runtime.store.alerts.open("acme")] == [("configuration", "order_download")]
 
 
 async def test_rate_limited_warehouse_reschedules_without_spending_attempts(flow, runtime):

@@ -273,11 +273,14 @@ async def test_service_runs_record_outcomes_pauses_and_leases(store):
     assert not await store.runs.idle_pass("acme", "order_delivery", "w1")
     assert await store.runs.idle_pass("acme", "order_delivery", "w1", honour_pause=False)  # a forced pass that worked ends the pause
     assert not (await store.runs.listing("acme"))[0].paused(store.test_clock.now())
+    await store.runs.note("acme", "inventory_upload", "disabled")
+    assert {r.service: r.note for r in await store.runs.listing("acme")}["inventory_upload"] == "disabled"
+
 
 async def test_an_idle_pass_is_recorded_only_while_its_probe_finds_nothing(store):
-    assert await store.runs.begin_pass("acme", "order_delivery", "w1", 300) is None
-    await store.runs.release("acme", "order_delivery", "w1")
-    probe = dict(no_orders_in=("received", "ready"), no_alerts_in=("unknown_sku", "configuration"))
+    assert await store.runs.begin_pass("acme", "order_delivery", "w1", -1) is None  # a lease that has run out already
+    assert await store.runs.idle_pass("acme", "order_delivery", "w2")  # another owner's expired lease does not stop it
+    probe = dict(no_orders_in=("received", "ready"), no_alerts_in=("unknown_sku",), no_own_alerts_in=("configuration",))
     assert await store.runs.idle_pass("acme", "order_delivery", "w1", **probe)
     await stored(store, "A")  # an order arrives: the pass has work
     assert not await store.runs.idle_pass("acme", "order_delivery", "w1", **probe)
@@ -291,8 +294,11 @@ async def test_an_idle_pass_is_recorded_only_while_its_probe_finds_nothing(store
     assert not await store.runs.idle_pass("acme", "order_delivery", "w1", **probe)
     await store.alerts.resolve("acme", "unknown_sku")
     assert await store.runs.idle_pass("acme", "order_delivery", "w1", **probe)
-    await store.runs.note("acme", "inventory_upload", "disabled")
-    assert {r.service: r.note for r in await store.runs.listing("acme")}["inventory_upload"] == "disabled"
+    # A closing-category alert counts only under this service's key: another service's pause is not this one's work.
+    await store.alerts.raise_many([("acme", "configuration", "order_download", "401")], now=store.test_clock.now())
+    assert await store.runs.idle_pass("acme", "order_delivery", "w1", **probe)
+    await store.alerts.raise_many([("acme", "configuration", "order_delivery", "401")], now=store.test_clock.now())
+    assert not await store.runs.idle_pass("acme", "order_delivery", "w1", **probe)
 
 
 async def test_cursors_and_workers(store):
