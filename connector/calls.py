@@ -30,10 +30,11 @@ class EventSink:
             request_body=dump(rec.request_body), response_body=dump(rec.response_body), error=rec.error,
         ))
 
-    async def flush(self) -> None:
+    async def flush(self, store: Any = None) -> None:
+        """Write the buffered records (through `store`, e.g. a pass's closing transaction, when given)."""
         rows, self.buffer = self.buffer, []
         if rows:
-            await self.store.events.log(rows)
+            await (store or self.store).events.log(rows)
 
 
 def dump(body: Any) -> str:

@@ -208,9 +208,10 @@ class PassRunner:
     async def _record(self, ctx: ServiceContext, service: Service, report: PassReport, sink: EventSink, *, finished: bool = False) -> None:
         """The pass's consequences; `finished` when its end is already written (an idle pass)."""
         merchant, name, store = ctx.id, service.name, self.store
-        await self._quietly(sink.flush())
-        if not finished:
-            await self._quietly(self._finish_alone(merchant, service, report))
+        if finished:
+            await self._quietly(sink.flush())
+        else:
+            await self._quietly(self._finish_alone(merchant, service, report, sink))
         if report.outcome is Outcome.paused:
             await self._quietly(store.runs.pause(merchant, name, report.resumes_at, report.error))
             await self._quietly(ctx.alert([(merchant, "configuration", name, f"{name} paused until {report.resumes_at:%Y-%m-%d %H:%M}Z: {report.error}")]))
@@ -233,8 +234,9 @@ class PassRunner:
         if report.outcome is Outcome.done:
             await tx.alerts.resolve(merchant, service.closes, service.name, now=self.clock.now())
 
-    async def _finish_alone(self, merchant: str, service: Service, report: PassReport) -> None:
+    async def _finish_alone(self, merchant: str, service: Service, report: PassReport, sink: EventSink) -> None:
         async with self.store.atomic() as tx:
+            await sink.flush(tx)  # the pass's vendor-call records go in the same write
             await self._finish(tx, merchant, service, report)
 
     def _database_down(self, merchant: str, name: str, exc: BaseException) -> PassReport:
