@@ -239,6 +239,8 @@ class Runtime:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         await self.close_adapters()
+        for sink in self.sinks.values():
+            await sink.settle()
         try:
             await self.store.orders.release_claims(self.worker_id)
             await self.store.workers.seen(self.worker_id, stopped=True)
