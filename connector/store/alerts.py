@@ -30,7 +30,6 @@ class AlertStore(Protocol):
     async def resolve(self, merchant: str, category: str | Sequence[str], key: str | None = None, *, except_keys: Iterable[str] = (),
                       now: datetime | None = None) -> int: ...
     async def listing(self, merchant: str | None = None, state: str | None = None, *, limit: int = 500) -> list[AlertRecord]: ...
-    async def any_open(self, merchant: str, categories: Iterable[str]) -> bool: ...
     async def claim_unsent(self) -> list[AlertRecord]: ...
     async def mark_sent(self, alert_ids: Sequence[int], *, now: datetime) -> None: ...
     async def mark_delivered(self, alert_ids: Sequence[int], *, now: datetime) -> None: ...
@@ -102,12 +101,6 @@ class SqlAlertStore:
                 return 0
         async with self.db.write() as conn:
             return (await conn.execute(update(AL).where(*which).values(state=AlertState.resolved, resolved_at=now or self.db.now()))).rowcount
-
-    async def any_open(self, merchant: str, categories: Iterable[str]) -> bool:
-        """Whether the merchant has an open alert in one of `categories` (one indexed probe)."""
-        q = select(AL.c.id).where(AL.c.merchant == merchant, AL.c.state == AlertState.open, AL.c.category.in_(list(categories))).limit(1)
-        async with self.db.read() as conn:
-            return (await conn.execute(q)).first() is not None
 
     async def listing(self, merchant: str | None = None, state: str | None = None, *, limit: int = 500) -> list[AlertRecord]:
         """Alerts for the operator, most recently raised first."""

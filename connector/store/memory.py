@@ -22,6 +22,7 @@ from connector.lifecycle import PRE_WAREHOUSE, Actor, AlertState, OrderState, Sh
 from connector.store.alerts import KEY_MAX, Item
 from connector.store.events import BLANK
 from connector.store.orders import NOT_AT_WAREHOUSE_YET, TROUBLE, UNSHIPPED, Move, Search, TroubleGroup, check_moves, move_values, timeline_text
+from connector.store.runs import ended_values
 from connector.store.records import (AlertRecord, EventRecord, IngestResult, NewOrder, OrderRecord, ServiceRun, ShipmentRecord,
                                      TaskRecord, TimelineEntry, WorkerRecord)
 from connector.store.tasks import dumps, mark_tried, tried_payload
@@ -254,9 +255,6 @@ class MemoryOrderStore:
         rows = await self._select(lambda r: r["merchant"] == merchant and r["reference"] in refs)
         return {r.reference: OrderRecord.from_row({**r.__dict__, "order_json": "", "raw_json": ""}) for r in rows}
 
-    async def any_in_states(self, merchant: str, states: Iterable[str]) -> bool:
-        return bool(await self.in_states(merchant, states, limit=1))
-
     async def in_states(self, merchant: str, states: Iterable[str], *, limit: int = 1000, after_pk: int = 0) -> list[OrderRecord]:
         wanted = {str(s) for s in states}
         return (await self._select(lambda r: r["merchant"] == merchant and r["state"] in wanted and r["id"] > after_pk))[:limit]
@@ -485,6 +483,13 @@ _RUN = dict(last_started_at=None, last_finished_at=None, last_success_at=None, l
             stopped_because="", resumes_at=None, paused_until=None, pause_reason="", note="", lease_owner="", lease_until=None)
 
 
+def _may_run(row: dict[str, Any], owner: str, now: datetime, honour_pause: bool) -> bool:
+    """As `runs._may_run`: no live lease of another owner, and (with `honour_pause`) not paused."""
+    if honour_pause and row["paused_until"] is not None and row["paused_until"] > now:
+        return False
+    return row["lease_until"] is None or row["lease_until"] < now or row["lease_owner"] == owner
+
+
 class MemoryRunStore:
     def __init__(self, b: MemoryBackend):
         self.b = b
@@ -501,11 +506,7 @@ class MemoryRunStore:
 
     async def finished(self, merchant: str, service: str, *, outcome: str, summary: dict[str, Any], error: str = "",
                        stopped_because: str = "", resumes_at: datetime | None = None, release: str = "") -> None:
-        now = self.b.now()
-        values: dict[str, Any] = dict(last_finished_at=now, last_outcome=outcome, last_error=error[:2000],
-                                      last_summary=json.dumps(summary, default=str), stopped_because=stopped_because[:2000], resumes_at=resumes_at)
-        if outcome == "done":
-            values.update(last_success_at=now, paused_until=None, pause_reason="")
+        values = ended_values(self.b.now(), outcome, summary, error, stopped_because, resumes_at)
         async with self.b.gate():  # the lease is checked and let go in one step, as the SQL store does
             row = self._row(merchant, service)
             if release and row["lease_owner"] == release:
@@ -522,8 +523,7 @@ class MemoryRunStore:
         async with self.b.gate():
             row = self._row(merchant, service)
             now = self.b.now()
-            paused = honour_pause and row["paused_until"] is not None and row["paused_until"] > now
-            if not paused and (row["lease_until"] is None or row["lease_until"] < now or row["lease_owner"] == owner):
+            if _may_run(row, owner, now, honour_pause):
                 row.update(lease_owner=owner, lease_until=now + timedelta(seconds=seconds), last_started_at=now)
                 return None
             return ServiceRun.from_row(copy.copy(row))
@@ -534,15 +534,13 @@ class MemoryRunStore:
         async with self.b.gate():
             row = self.b.t.runs.get((merchant, service))
             now = self.b.now()
-            if row is None or (honour_pause and row["paused_until"] is not None and row["paused_until"] > now) \
-                    or not (row["lease_until"] is None or row["lease_until"] < now or row["lease_owner"] == owner):
+            if row is None or not _may_run(row, owner, now, honour_pause):
                 return False
             if any(o["merchant"] == merchant and o["state"] in states for o in self.b.t.orders.values()) \
                     or any(a["merchant"] == merchant and a["state"] == AlertState.open
                            and (a["category"] in categories or a["category"] in own and a["key"] == service) for a in self.b.t.alerts.values()):
                 return False
-            row.update(last_started_at=now, last_finished_at=now, last_success_at=now, last_outcome="done", last_error="", last_summary="{}",
-                       stopped_because="", resumes_at=None, paused_until=None, pause_reason="", lease_owner="", lease_until=None)
+            row.update(last_started_at=now, lease_owner="", lease_until=None, **ended_values(now, "done"))
             return True
 
     async def release(self, merchant: str, service: str, owner: str) -> None:
@@ -665,10 +663,6 @@ class MemoryAlertStore:
                     r.update(state=AlertState.resolved, resolved_at=now or self.b.now())
                     n += 1
         return n
-
-    async def any_open(self, merchant: str, categories: Iterable[str]) -> bool:
-        wanted = set(categories)
-        return bool(await self._select(lambda r: r["merchant"] == merchant and r["state"] == AlertState.open and r["category"] in wanted))
 
     async def listing(self, merchant: str | None = None, state: str | None = None, *, limit: int = 500) -> list[AlertRecord]:
         rows = await self._select(lambda r: (merchant is None or r["merchant"] == merchant) and (state is None or r["state"] == state),

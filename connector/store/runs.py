@@ -26,6 +26,18 @@ W = t.workers
 _RUN_DEFAULTS = dict(last_error="", last_summary="", pause_reason="", note="", lease_owner="", last_outcome="", stopped_because="")
 
 
+def ended_values(now: Any, outcome: str, summary: dict[str, Any] | None = None, error: str = "", stopped_because: str = "",
+                 resumes_at: datetime | None = None) -> dict[str, Any]:
+    """The columns a pass's end writes (both stores, both ways of ending): only `done` counts as a
+    success, and ends a pause."""
+    values: dict[str, Any] = dict(last_finished_at=now, last_outcome=outcome, last_error=error[:2000],
+                                  last_summary=json.dumps(summary or {}, default=str), stopped_because=stopped_because[:2000],
+                                  resumes_at=resumes_at)
+    if outcome == "done":
+        values.update(last_success_at=now, paused_until=None, pause_reason="")
+    return values
+
+
 class RunStore(Protocol):
     async def started(self, merchant: str, service: str) -> None: ...
     async def finished(self, merchant: str, service: str, *, outcome: str, summary: dict[str, Any], error: str = "",
@@ -72,11 +84,7 @@ class SqlRunStore:
         """Record how a pass ended: `outcome` done, throttled, paused, failed or interrupted; only
         `done` counts as a success, and ends a pause. With `release`, that owner's lease is let go
         in the same write (an idle pass is then three statements, not six transactions)."""
-        now = self.db.now()
-        values: dict[str, Any] = dict(last_finished_at=now, last_outcome=outcome, last_error=error[:2000],
-                                      last_summary=json.dumps(summary, default=str), stopped_because=stopped_because[:2000], resumes_at=resumes_at)
-        if outcome == "done":
-            values.update(last_success_at=now, paused_until=None, pause_reason="")
+        values = ended_values(self.db.now(), outcome, summary, error, stopped_because, resumes_at)
         if release:
             mine = R.c.lease_owner == release
             values.update(lease_owner=case((mine, ""), else_=R.c.lease_owner), lease_until=case((mine, None), else_=R.c.lease_until))
@@ -95,10 +103,7 @@ class SqlRunStore:
         another replica. Correctness never depends on the lease: claims and unique keys make
         overlapping passes safe."""
         d, now = self.db.dialect, self.db.now()
-        which = [R.c.merchant == merchant, R.c.service == service,
-                 or_(R.c.lease_until.is_(None), R.c.lease_until < d.lease_now(self.db.clock), R.c.lease_owner == owner)]
-        if honour_pause:
-            which.append(or_(R.c.paused_until.is_(None), R.c.paused_until <= now))
+        which = [R.c.merchant == merchant, R.c.service == service, *_may_run(owner, now, d.lease_now(self.db.clock), honour_pause)]
         take = update(R).where(*which).values(lease_owner=owner, lease_until=d.lease_until(self.db.clock, seconds), last_started_at=now)
         row = select(R).where(R.c.merchant == merchant, R.c.service == service)
         async with self.db.write() as conn:
@@ -194,9 +199,7 @@ def _idle_statement(sqlite: bool, honour_pause: bool, states: bool, categories: 
     Leases compare with the database's clock on PostgreSQL."""
     now = bindparam("p_now", type_=R.c.last_started_at.type)
     which = [R.c.merchant == bindparam("p_merchant"), R.c.service == bindparam("p_service"),
-             or_(R.c.lease_until.is_(None), R.c.lease_until < (now if sqlite else func.now()), R.c.lease_owner == bindparam("p_owner"))]
-    if honour_pause:
-        which.append(or_(R.c.paused_until.is_(None), R.c.paused_until <= now))
+             *_may_run(bindparam("p_owner"), now, now if sqlite else func.now(), honour_pause)]
     if states:
         which.append(~exists().where(O.c.merchant == bindparam("p_merchant"), O.c.state.in_(bindparam("p_states", expanding=True))))
     if categories:
@@ -205,6 +208,13 @@ def _idle_statement(sqlite: bool, honour_pause: bool, states: bool, categories: 
     if own:
         which.append(~exists().where(AL.c.merchant == bindparam("p_merchant"), AL.c.state == AlertState.open,
                                      AL.c.category.in_(bindparam("p_own", expanding=True)), AL.c.key == bindparam("p_service")))
-    return update(R).where(*which).values(
-        last_started_at=now, last_finished_at=now, last_success_at=now, last_outcome="done", last_error="", last_summary="{}",
-        stopped_because="", resumes_at=None, paused_until=None, pause_reason="", lease_owner="", lease_until=None)
+    return update(R).where(*which).values(last_started_at=now, lease_owner="", lease_until=None, **ended_values(now, "done"))
+
+
+def _may_run(owner: Any, now: Any, lease_now: Any, honour_pause: bool) -> list[Any]:
+    """A pass of the service may start: no live lease of another owner, and (with `honour_pause`)
+    not paused."""
+    which = [or_(R.c.lease_until.is_(None), R.c.lease_until < lease_now, R.c.lease_owner == owner)]
+    if honour_pause:
+        which.append(or_(R.c.paused_until.is_(None), R.c.paused_until <= now))
+    return which
