@@ -392,7 +392,7 @@ async def test_stock_is_summed_per_sku_and_rounded_down(adapter, router) -> None
 # -- the token never leaks --------------------------------------------------------------------
 
 
-async def test_the_token_is_masked_in_records_errors_and_httpx_logs(router, api, token, caplog) -> None:
+async def test_the_token_is_masked_in_records_errors_and_log_lines(router, api, token, caplog) -> None:
     records: list[CallRecord] = []
     a = AligniLedger({"adapter": "aligni", "site": "acme", "api_token": token},
                      AdapterContext(merchant="acme", on_call=records.append, redactor=Redactor()))
@@ -401,7 +401,7 @@ async def test_the_token_is_masked_in_records_errors_and_httpx_logs(router, api,
     router.get("/inventory_units/search").mock(side_effect=httpx.ConnectError(f"cannot reach {api}/inventory_units/search"))
     router.put("/parts/801/inventory_units/214/adjust_quantity").mock(side_effect=httpx.DecodingError(f"bad gzip from {api}"))
     router.get("/parts/801/inventory_units/214").mock(return_value=xml(unit_xml()))
-    caplog.set_level(logging.INFO, logger="httpx")
+    caplog.set_level(logging.DEBUG)  # every logger: the HTTP stack's (httpx, aiohttp) included
     errors: list[Exception] = []
     try:
         for call in (a.check(), a.units(ITEM, "Main Warehouse"), a.consume(ITEM, UNIT, Decimal(1))):
@@ -416,5 +416,4 @@ async def test_the_token_is_masked_in_records_errors_and_httpx_logs(router, api,
         assert token not in str(err) and token not in repr(err)
     assert records and all(token not in repr(r) for r in records)
     assert any("/api/v2/***/" in r.url for r in records)
-    assert any(rec.name == "httpx" for rec in caplog.records)
     assert all(token not in rec.getMessage() for rec in caplog.records)
