@@ -184,6 +184,20 @@ def shared_tls() -> ssl.SSLContext:
     Built on first use, with the same trust (SSL_CERT_FILE / SSL_CERT_DIR) httpx would apply."""
     return httpx.create_ssl_context()
 
+class VendorResponse(httpx.Response):
+    """httpx's Response whose `json()` reads with orjson, several times faster on an order page;
+    the standard library's parser (httpx's own) still reads what orjson refuses (NaN, integers
+    over 64 bits, a body that is not UTF-8), so no body reads differently than before."""
+
+    def json(self, **kwargs: Any) -> Any:
+        if not kwargs:
+            try:
+                return jsontext.loads(self.content)
+            except ValueError:
+                pass
+        return super().json(**kwargs)
+
+
 class HttpClient:
     """A vendor's HTTP client. Adapters subclass nothing: they pass small hooks.
 
@@ -323,6 +337,7 @@ class HttpClient:
         # The client's transport, asked as the client asks it (and as respx patches it in tests).
         response = await client._transport_for_url(request.url).handle_async_request(request)  # noqa: SLF001
         response.request = request
+        response.__class__ = VendorResponse  # the same object, with the faster json()
         try:
             await response.aread()
         except BaseException:

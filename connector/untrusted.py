@@ -21,6 +21,7 @@ import json
 import re
 from typing import Any
 
+from connector import jsontext
 from connector.redact import DEFAULT as REDACT
 from connector.redact import free_key as _free_key
 
@@ -128,6 +129,15 @@ def check_shape(obj: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NO
                 break  # descend now: "first" is first in document order
         else:
             stack.pop()
+
+
+def plainly_safe(obj: Any, *, max_depth: int = MAX_DEPTH, max_string: int = MAX_STRING) -> bool:
+    """True when `obj` surely passes `check_shape` (with these bounds) and `strip_controls` has
+    nothing to remove, told from its JSON text: no escape in it (so no control character and no
+    lone surrogate anywhere), no longer than `max_string` (so no string, and no count of
+    values, is over a bound) and nesting at most `max_depth` deep. False says only "walk it"."""
+    text = jsontext.plain(obj)
+    return text is not None and len(text) <= min(max_string, MAX_NODES) and jsontext.depth_within(text, max_depth)
 
 
 def strip_controls(obj: Any) -> tuple[Any, list[str]]:

@@ -5,7 +5,10 @@ import json
 
 import pytest
 
-from connector.untrusted import MAX_DEPTH, UntrustedInput, check_shape, loads_bounded, strip_controls
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.untrusted import MAX_DEPTH, UntrustedInput, check_shape, loads_bounded, plainly_safe, strip_controls
 
 
 def nested_lists(depth: int) -> list:
@@ -182,3 +185,26 @@ def test_strip_controls_reports_a_nul_at_every_level_of_a_deep_body_in_linear_ti
     clean, changed = strip_controls(root)
     assert len(changed) == 20_000
     assert changed[0] == "k" and changed[-1] == "k.k.k.k.k.k.k.k.k.k.k.k.k.k.k.k... (19984 more levels)"
+
+
+_text = st.text(max_size=12) | st.sampled_from(["a\x00b", "tab\there", "\ud800", "x" * 40])
+_doc = st.recursive(st.none() | st.integers() | st.floats(allow_nan=False) | _text,
+                    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(_text, kids, max_size=3), max_leaves=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_doc, st.integers(1, 6), st.integers(1, 200))
+def test_what_plainly_safe_passes_the_walks_would_pass_unchanged(doc, depth, longest):
+    if not plainly_safe(doc, max_depth=depth, max_string=longest):
+        return
+    check_shape(doc, max_depth=depth, max_string=longest)  # raises if the text lied
+    assert strip_controls(doc) == (doc, [])
+
+
+def test_plainly_safe_says_walk_it_for_controls_depth_and_length():
+    order = {"order_id": "A-1", "items": [{"sku": "TEE", "qty": 1}]}
+    assert plainly_safe(order, max_depth=3, max_string=1000)
+    assert not plainly_safe(order, max_depth=2, max_string=1000)  # items[0] is level 3
+    assert not plainly_safe(order, max_depth=3, max_string=20)
+    assert not plainly_safe({**order, "note": "a\x00b"}, max_depth=3, max_string=1000)
+    assert not plainly_safe({**order, "note": "\ud800"}, max_depth=3, max_string=1000)
