@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import random
 import json as jsonlib
+import random
 import ssl
 import time
 from collections import deque
@@ -155,8 +155,6 @@ def _retryable(exc: BaseException, repeatable: bool) -> bool:
     return isinstance(exc, VendorError) and exc.error_class is ErrorClass.transient and (repeatable or exc.not_sent)
 
 
-
-
 @dataclass
 class CallRecord:
     """One vendor call, redacted: what the event log stores and metrics count."""
@@ -183,6 +181,7 @@ def shared_tls() -> ssl.SSLContext:
     again (about 0.8 MB and 16 ms of CPU a client; a thousand merchants have two clients each).
     Built on first use, with the same trust (SSL_CERT_FILE / SSL_CERT_DIR) httpx would apply."""
     return httpx.create_ssl_context()
+
 
 class VendorResponse(httpx.Response):
     """httpx's Response whose `json()` reads with orjson, several times faster on an order page;
