@@ -268,12 +268,11 @@ class HttpClient:
             # Almost every call succeeds at once: tenacity's machinery is built only for a retry.
             if self.max_attempts <= 1 or not _retryable(exc, idempotent):
                 raise
-            first = exc
         await asyncio.sleep(random.uniform(0, RETRY_WAIT_S))  # full jitter, as short_retries waits
         async for attempt in short_retries(repeatable=idempotent, attempts=self.max_attempts - 1, wait=2 * RETRY_WAIT_S):
             with attempt:
                 return await self._once(method, path, json=json, params=params, idempotent=idempotent, ok=ok)
-        raise first  # pragma: no cover - the loop returns or raises
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def _once(self, method, path, *, json, params, idempotent, ok) -> httpx.Response:
         await self.limiter.acquire()

@@ -53,7 +53,7 @@ def plain(value: Any) -> bytes | None:
     or a text with a backslash.
 
     What holds for the text then holds for each string in it, so a whole document can be checked
-    (for card data, secrets, a length) with a few passes of C code instead of a walk in Python."""
+    (its lengths, control characters, depth) with a few passes of C code instead of a walk in Python."""
     try:
         text = orjson.dumps(value)
     except TypeError:
